@@ -1,0 +1,27 @@
+//! The storage contract of agentledger.
+//!
+//! Everything that knows how the lake is laid out lives here: how a lake URL
+//! becomes an object store ([`store`]), the one Arrow schema of each table
+//! ([`schema`]), the commit log that makes an ingest or a reference load
+//! atomic ([`log`]), the writer lock ([`lock`]) and the partitioned Parquet
+//! writer ([`writer`]).
+//!
+//! The main design choice: data files are plain Hive-partitioned Parquet that
+//! any engine can read, and *visibility* is decided by a commit log. A data
+//! file counts only once a commit record under `_log/` names it, and that
+//! record is created with a conditional put (`PutMode::Create`), which is
+//! atomic on every store. A process killed at any instant therefore leaves the
+//! lake as it was before the commit or with all of it; files it wrote without
+//! committing are orphans, ignored by readers and deleted by the next writer.
+
+pub mod error;
+pub mod lock;
+pub mod log;
+pub mod parquet_io;
+pub mod schema;
+pub mod store;
+pub mod writer;
+
+pub use error::{Error, Result};
+pub use log::{Commit, CommitKind, FileEntry, Snapshot};
+pub use store::Lake;

@@ -1,0 +1,225 @@
+//! The commit log: which data files the lake holds.
+//!
+//! Each commit is one JSON object at `_log/<version, 20 digits>.json`, created
+//! with `PutMode::Create`, so two writers can never both create the same
+//! version and a reader sees a commit whole or not at all. A table is either
+//! appended to (events, quarantine: every committed file counts) or replaced
+//! whole (reference tables: the files of the newest commit that replaces it
+//! count; older versions stay in the lake so past reports can be replayed).
+
+use std::collections::BTreeSet;
+
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::Lake;
+
+/// Folder of the commit records, relative to the lake root.
+pub const LOG_DIR: &str = "_log";
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitKind {
+    /// Events and quarantined lines appended by `agentledger ingest`.
+    Ingest,
+    /// A new version of `model_prices`.
+    LoadPrices,
+    /// A new version of `customer_plans`.
+    LoadPlans,
+}
+
+/// One data file named by a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// The table the file belongs to.
+    pub table: String,
+    /// Path relative to the lake root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Number of rows.
+    pub rows: u64,
+    /// The Hive partition value (`YYYY-MM-DD`) for partitioned tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
+/// One commit record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Commit {
+    /// Version number: 1 for the first commit, then one more each time.
+    pub version: u64,
+    /// What the commit did.
+    pub kind: CommitKind,
+    /// Unique id of the operation (also the data files' name prefix).
+    pub id: String,
+    /// When it was committed, RFC 3339 UTC.
+    pub committed_at: String,
+    /// Tables this commit replaces whole (reference loads).
+    #[serde(default)]
+    pub replaces: Vec<String>,
+    /// Data files added.
+    pub files: Vec<FileEntry>,
+    /// Free-form facts about the operation (ingest counts, source file...).
+    #[serde(default)]
+    pub summary: serde_json::Value,
+}
+
+/// The lake as of one version: every commit up to it.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    commits: Vec<Commit>,
+}
+
+impl Snapshot {
+    /// Reads every commit record of the lake, in version order.
+    pub async fn load(lake: &Lake) -> Result<Self> {
+        let prefix = lake.path(LOG_DIR);
+        let mut metas: Vec<_> = lake.store().list(Some(&prefix)).try_collect().await?;
+        metas.retain(|m| m.location.filename().is_some_and(|f| f.ends_with(".json")));
+        metas.sort_by(|a, b| a.location.cmp(&b.location));
+        let mut commits = Vec::with_capacity(metas.len());
+        for meta in metas {
+            let bytes = lake.store().get(&meta.location).await?.bytes().await?;
+            let commit: Commit =
+                serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLog {
+                    path: meta.location.to_string(),
+                    reason: e.to_string(),
+                })?;
+            commits.push(commit);
+        }
+        for (i, c) in commits.iter().enumerate() {
+            if c.version != i as u64 + 1 {
+                return Err(Error::CorruptLog {
+                    path: format!("{}/{}", lake.display(), LOG_DIR),
+                    reason: format!("expected version {} but found {}", i + 1, c.version),
+                });
+            }
+        }
+        Ok(Self { commits })
+    }
+
+    /// The newest version (0 for an empty lake).
+    pub fn version(&self) -> u64 {
+        self.commits.len() as u64
+    }
+
+    /// Every commit, oldest first.
+    pub fn commits(&self) -> &[Commit] {
+        &self.commits
+    }
+
+    /// The files a reader of `table` sees at this version.
+    pub fn files(&self, table: &str) -> Vec<&FileEntry> {
+        let replacing = self
+            .commits
+            .iter()
+            .rev()
+            .find(|c| c.replaces.iter().any(|t| t == table));
+        match replacing {
+            Some(commit) => commit.files.iter().filter(|f| f.table == table).collect(),
+            None => self
+                .commits
+                .iter()
+                .flat_map(|c| c.files.iter().filter(|f| f.table == table))
+                .collect(),
+        }
+    }
+
+    /// Every file path named by any commit (current or superseded).
+    pub fn all_paths(&self) -> BTreeSet<&str> {
+        self.commits
+            .iter()
+            .flat_map(|c| c.files.iter().map(|f| f.path.as_str()))
+            .collect()
+    }
+
+    /// Appends `commit` as the next version. Fails with
+    /// [`Error::CommitConflict`] if another writer took that version first.
+    pub async fn commit(&mut self, lake: &Lake, mut commit: Commit) -> Result<u64> {
+        let version = self.version() + 1;
+        commit.version = version;
+        let path = lake.path(&format!("{LOG_DIR}/{version:020}.json"));
+        let body = serde_json::to_vec_pretty(&commit).expect("commit serializes");
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match lake
+            .store()
+            .put_opts(&path, PutPayload::from(body), opts)
+            .await
+        {
+            Ok(_) => {
+                self.commits.push(commit);
+                Ok(version)
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(Error::CommitConflict { version })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The current time as RFC 3339 UTC with microseconds.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(kind: CommitKind, table: &str, path: &str, replaces: bool) -> Commit {
+        Commit {
+            version: 0,
+            kind,
+            id: path.to_string(),
+            committed_at: now_rfc3339(),
+            replaces: if replaces { vec![table.to_string()] } else { vec![] },
+            files: vec![FileEntry {
+                table: table.into(),
+                path: path.into(),
+                size: 1,
+                rows: 1,
+                date: None,
+            }],
+            summary: serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_accumulate_and_replacements_supersede() {
+        let lake = Lake::open("memory://log-test").unwrap();
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e1", false)).await.unwrap();
+        snap.commit(&lake, commit(CommitKind::LoadPrices, "model_prices", "p1", true)).await.unwrap();
+        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e2", false)).await.unwrap();
+        snap.commit(&lake, commit(CommitKind::LoadPrices, "model_prices", "p2", true)).await.unwrap();
+
+        let reread = Snapshot::load(&lake).await.unwrap();
+        assert_eq!(reread.version(), 4);
+        let events: Vec<_> = reread.files("events").iter().map(|f| f.path.clone()).collect();
+        assert_eq!(events, ["e1", "e2"]);
+        let prices: Vec<_> = reread.files("model_prices").iter().map(|f| f.path.clone()).collect();
+        assert_eq!(prices, ["p2"]);
+        assert!(reread.all_paths().contains("p1"), "old versions stay");
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_of_the_same_version_conflicts() {
+        let lake = Lake::open("memory://log-conflict").unwrap();
+        let mut a = Snapshot::load(&lake).await.unwrap();
+        let mut b = Snapshot::load(&lake).await.unwrap();
+        a.commit(&lake, commit(CommitKind::Ingest, "events", "a", false)).await.unwrap();
+        let err = b
+            .commit(&lake, commit(CommitKind::Ingest, "events", "b", false))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CommitConflict { version: 1 }), "{err}");
+    }
+}

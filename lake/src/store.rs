@@ -1,0 +1,175 @@
+//! Lake URLs to object stores, in one place.
+//!
+//! A lake is one root URL. Local paths (the default) and `file://` URLs map
+//! to the local file system, `memory://` to a process-local in-memory store
+//! (for tests). Every path inside the lake is relative to its root, so a
+//! partition value can never point outside it: [`object_store::path::Path`]
+//! refuses `..` segments and we only build paths from validated values.
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// An opened lake: a store, the root inside it, and the URL DataFusion uses
+/// to find the store.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    store_url: Url,
+    display: String,
+}
+
+impl Lake {
+    /// Opens the lake at `url`: a local path, `file://...` or `memory://NAME`.
+    ///
+    /// A local lake's directory is created if missing.
+    pub fn open(url: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        if url.is_empty() {
+            return Err(invalid("empty"));
+        }
+        match Url::parse(url) {
+            Ok(parsed) if parsed.scheme().len() > 1 => match parsed.scheme() {
+                "file" => {
+                    let path = parsed
+                        .to_file_path()
+                        .map_err(|()| invalid("not a local file path"))?;
+                    Self::open_local(&path, url)
+                }
+                "memory" => {
+                    let store = memory_store(parsed.host_str().unwrap_or("default"));
+                    Ok(Self {
+                        store,
+                        root: Path::from(parsed.path().trim_matches('/')),
+                        store_url: Url::parse(&format!(
+                            "memory://{}",
+                            parsed.host_str().unwrap_or("default")
+                        ))
+                        .map_err(|e| invalid(&e.to_string()))?,
+                        display: url.to_string(),
+                    })
+                }
+                "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => Err(invalid(
+                    "cloud object stores are not compiled into this build yet; use a local path, file:// or memory://",
+                )),
+                other => Err(invalid(&format!(
+                    "unsupported scheme '{other}' (use a local path, file://, or memory://)"
+                ))),
+            },
+            // Not a URL (or a Windows drive letter): a local path.
+            _ => Self::open_local(std::path::Path::new(url), url),
+        }
+    }
+
+    fn open_local(path: &std::path::Path, display: &str) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(|source| Error::Io {
+            context: format!("cannot create lake directory {}", path.display()),
+            source,
+        })?;
+        let abs = std::fs::canonicalize(path).map_err(|source| Error::Io {
+            context: format!("cannot resolve lake directory {}", path.display()),
+            source,
+        })?;
+        let root = Path::from_absolute_path(&abs).map_err(|e| Error::InvalidUrl {
+            url: display.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            store: Arc::new(LocalFileSystem::new()),
+            root,
+            store_url: Url::parse("file:///").expect("static URL"),
+            display: display.to_string(),
+        })
+    }
+
+    /// The object store holding the lake.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The URL (scheme and authority only) under which the store is
+    /// registered with DataFusion.
+    pub fn store_url(&self) -> &Url {
+        &self.store_url
+    }
+
+    /// The lake URL as the user gave it.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// The absolute store path of `relative` (a path inside the lake).
+    pub fn path(&self, relative: &str) -> Path {
+        let mut parts: Vec<String> = self.root.parts().map(|p| p.as_ref().to_string()).collect();
+        parts.extend(
+            relative
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
+        Path::from_iter(parts)
+    }
+
+    /// The path of `absolute` relative to the lake root, if it is inside it.
+    pub fn relative(&self, absolute: &Path) -> Option<String> {
+        absolute
+            .prefix_match(&self.root)
+            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+    }
+}
+
+/// Process-wide registry of named in-memory stores, so that two opens of
+/// `memory://x` in one process see the same data (as two opens of a
+/// directory do).
+fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+    let mut stores = STORES
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Arc::clone(
+        stores
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(InMemory::new())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_and_file_urls_open_the_same_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let b = Lake::open(&url).unwrap();
+        assert_eq!(a.path("events"), b.path("events"));
+        assert_eq!(a.relative(&a.path("events/x.parquet")).unwrap(), "events/x.parquet");
+    }
+
+    #[test]
+    fn unsupported_schemes_are_refused_with_the_reason() {
+        let err = Lake::open("ftp://host/x").unwrap_err().to_string();
+        assert!(err.contains("unsupported scheme 'ftp'"), "{err}");
+    }
+
+    #[test]
+    fn memory_lakes_with_one_name_share_data() {
+        let a = Lake::open("memory://shared-test").unwrap();
+        let b = Lake::open("memory://shared-test").unwrap();
+        assert!(Arc::ptr_eq(a.store(), b.store()));
+    }
+}

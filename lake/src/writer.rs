@@ -1,0 +1,212 @@
+//! Writing Hive-partitioned Parquet files.
+//!
+//! [`PartitionedWriter`] routes each row of a batch to the file of its
+//! `date` partition. Memory stays bounded however many partitions an input
+//! touches: when the writers' buffered data passes a budget, the largest
+//! open file is finished and a later row of that date starts a new file.
+//! Files are written straight to their final place; they become visible only
+//! when a commit names them (see [`crate::log`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Date32Array, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::AsyncArrowWriter;
+use object_store::buffered::BufWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::error::Result;
+use crate::log::FileEntry;
+use crate::store::Lake;
+
+/// Rows per Parquet row group.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Writer settings shared by every table: zstd, page statistics, a bloom
+/// filter on `event_id` where the table has one.
+pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("agentledger {}", env!("CARGO_PKG_VERSION")));
+    if schema.field_with_name("event_id").is_ok() {
+        props = props.set_column_bloom_filter_enabled(ColumnPath::from("event_id"), true);
+    }
+    props.build()
+}
+
+/// Writes one whole batch to `relative` as a single Parquet file.
+pub async fn write_file(lake: &Lake, table: &str, relative: &str, batch: &RecordBatch) -> Result<FileEntry> {
+    let path = lake.path(relative);
+    let sink = BufWriter::new(Arc::clone(lake.store()), path);
+    let mut writer =
+        AsyncArrowWriter::try_new(sink, batch.schema(), Some(writer_properties(&batch.schema())))?;
+    writer.write(batch).await?;
+    writer.finish().await?;
+    let size = writer.bytes_written() as u64;
+    writer.close().await?;
+    Ok(FileEntry {
+        table: table.to_string(),
+        path: relative.to_string(),
+        size,
+        rows: batch.num_rows() as u64,
+        date: None,
+    })
+}
+
+struct OpenFile {
+    writer: AsyncArrowWriter<BufWriter>,
+    relative: String,
+    rows: u64,
+}
+
+/// Writes rows of one table into `date=YYYY-MM-DD/` partitions.
+pub struct PartitionedWriter {
+    lake: Lake,
+    table: String,
+    schema: SchemaRef,
+    file_prefix: String,
+    memory_budget: usize,
+    open: BTreeMap<i32, OpenFile>,
+    parts: BTreeMap<i32, u32>,
+    done: Vec<FileEntry>,
+}
+
+impl std::fmt::Debug for PartitionedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionedWriter")
+            .field("table", &self.table)
+            .field("open", &self.open.len())
+            .field("done", &self.done.len())
+            .finish()
+    }
+}
+
+impl PartitionedWriter {
+    /// A writer for `table` whose files are named `part-<file_prefix>-<n>.parquet`.
+    pub fn new(lake: &Lake, table: &str, schema: SchemaRef, file_prefix: &str, memory_budget: usize) -> Self {
+        Self {
+            lake: lake.clone(),
+            table: table.to_string(),
+            schema,
+            file_prefix: file_prefix.to_string(),
+            memory_budget,
+            open: BTreeMap::new(),
+            parts: BTreeMap::new(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Writes `batch`, whose row `i` belongs to partition `dates.value(i)`
+    /// (days since the Unix epoch).
+    pub async fn write(&mut self, batch: &RecordBatch, dates: &Date32Array) -> Result<()> {
+        let mut rows_by_date: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+        for (i, d) in dates.values().iter().enumerate() {
+            rows_by_date.entry(*d).or_default().push(i as u32);
+        }
+        let single = rows_by_date.len() == 1;
+        for (date, rows) in rows_by_date {
+            let part = if single {
+                batch.clone()
+            } else {
+                take_record_batch(batch, &UInt32Array::from(rows))?
+            };
+            let file = self.file_for(date)?;
+            file.writer.write(&part).await?;
+            file.rows += part.num_rows() as u64;
+        }
+        self.enforce_budget().await
+    }
+
+    fn file_for(&mut self, date: i32) -> Result<&mut OpenFile> {
+        if !self.open.contains_key(&date) {
+            let n = self.parts.entry(date).or_insert(0);
+            *n += 1;
+            let day = format_date(date);
+            let relative = format!(
+                "{}/date={day}/part-{}-{:04}.parquet",
+                self.table, self.file_prefix, n
+            );
+            let sink = BufWriter::new(Arc::clone(self.lake.store()), self.lake.path(&relative));
+            let writer = AsyncArrowWriter::try_new(
+                sink,
+                Arc::clone(&self.schema),
+                Some(writer_properties(&self.schema)),
+            )?;
+            self.open.insert(
+                date,
+                OpenFile {
+                    writer,
+                    relative,
+                    rows: 0,
+                },
+            );
+        }
+        Ok(self.open.get_mut(&date).expect("inserted above"))
+    }
+
+    async fn enforce_budget(&mut self) -> Result<()> {
+        loop {
+            let total: usize = self.open.values().map(|f| f.writer.memory_size()).sum();
+            if total <= self.memory_budget || self.open.is_empty() {
+                return Ok(());
+            }
+            let largest = *self
+                .open
+                .iter()
+                .max_by_key(|(_, f)| f.writer.memory_size())
+                .map(|(d, _)| d)
+                .expect("not empty");
+            self.close(largest).await?;
+        }
+    }
+
+    async fn close(&mut self, date: i32) -> Result<()> {
+        if let Some(mut file) = self.open.remove(&date) {
+            file.writer.finish().await?;
+            let size = file.writer.bytes_written() as u64;
+            file.writer.close().await?;
+            self.done.push(FileEntry {
+                table: self.table.clone(),
+                path: file.relative,
+                size,
+                rows: file.rows,
+                date: Some(format_date(date)),
+            });
+        }
+        Ok(())
+    }
+
+    /// Finishes every open file and returns all files written.
+    pub async fn finish(mut self) -> Result<Vec<FileEntry>> {
+        let dates: Vec<i32> = self.open.keys().copied().collect();
+        for d in dates {
+            self.close(d).await?;
+        }
+        self.done.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(self.done)
+    }
+}
+
+/// `YYYY-MM-DD` of a Date32 value.
+pub fn format_date(days: i32) -> String {
+    chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| format!("invalid-{days}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_format_as_iso() {
+        assert_eq!(format_date(0), "1970-01-01");
+        assert_eq!(format_date(20_000), "2024-10-04");
+    }
+}
