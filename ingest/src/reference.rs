@@ -1,0 +1,302 @@
+//! SPEC section 2: loading `model_prices` and `customer_plans`.
+//!
+//! A reference file is validated whole before anything is written: one bad
+//! row refuses the file, naming the line and the reason, and the table in
+//! force stays as it was. A good file becomes a new version of the table in
+//! one commit that replaces it; earlier versions stay in the lake under
+//! `<table>/version=N/` so that any past report can be replayed.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use agentledger_lake::Lake;
+use agentledger_lake::lock::WriterLock;
+use agentledger_lake::log::{Commit, CommitKind, Snapshot, now_rfc3339};
+use agentledger_lake::schema::{CUSTOMER_PLANS, CUSTOMER_PLANS_SCHEMA, MODEL_PRICES, MODEL_PRICES_SCHEMA};
+use agentledger_lake::writer::write_file;
+use serde::Serialize;
+
+use crate::batch::RowBuilder;
+use crate::decimal::{Decimal, FitError};
+use crate::error::{Error, Result};
+use crate::validate::{Val, valid_tenant_id};
+
+/// Which reference table a file is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceKind {
+    /// `model_prices.csv`.
+    Prices,
+    /// `customer_plans.csv`.
+    Plans,
+}
+
+impl ReferenceKind {
+    /// The table name.
+    pub fn table(self) -> &'static str {
+        match self {
+            ReferenceKind::Prices => MODEL_PRICES,
+            ReferenceKind::Plans => CUSTOMER_PLANS,
+        }
+    }
+
+    /// The header the file must have.
+    pub fn header(self) -> &'static [&'static str] {
+        match self {
+            ReferenceKind::Prices => &[
+                "model",
+                "provider",
+                "effective_from",
+                "input_usd_per_mtok",
+                "cached_input_usd_per_mtok",
+                "output_usd_per_mtok",
+            ],
+            ReferenceKind::Plans => &["tenant_id", "effective_from", "price_per_success_usd", "monthly_fee_usd"],
+        }
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSummary {
+    /// The table replaced.
+    pub table: String,
+    /// Rows in the new version.
+    pub rows: u64,
+    /// The lake version committed.
+    pub version: u64,
+    /// The file loaded.
+    pub file: String,
+}
+
+/// Validates `file` and, if every row is good, makes it the table in force.
+pub async fn load_reference(lake: &Lake, kind: ReferenceKind, file: &Path) -> Result<LoadSummary> {
+    let name = file.display().to_string();
+    let bytes = std::fs::read(file).map_err(|e| Error::Source {
+        source_name: name.clone(),
+        reason: e.to_string(),
+    })?;
+    let rows = parse(kind, &name, &bytes)?;
+    let mut builder = RowBuilder::new(match kind {
+        ReferenceKind::Prices => Arc::clone(&MODEL_PRICES_SCHEMA),
+        ReferenceKind::Plans => Arc::clone(&CUSTOMER_PLANS_SCHEMA),
+    });
+    let count = rows.len() as u64;
+    for row in rows {
+        builder.push(row);
+    }
+    let batch = builder.finish()?;
+
+    let lock = WriterLock::acquire(lake, kind.table()).await?;
+    let result = async {
+        let mut snapshot = Snapshot::load(lake).await?;
+        let version = snapshot.version() + 1;
+        let id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%6fZ"), std::process::id());
+        let relative = format!("{}/version={version}/part-{id}.parquet", kind.table());
+        let entry = write_file(lake, kind.table(), &relative, &batch).await?;
+        let commit = Commit {
+            version,
+            kind: match kind {
+                ReferenceKind::Prices => CommitKind::LoadPrices,
+                ReferenceKind::Plans => CommitKind::LoadPlans,
+            },
+            id,
+            committed_at: now_rfc3339(),
+            replaces: vec![kind.table().to_string()],
+            files: vec![entry],
+            summary: serde_json::json!({ "file": name, "rows": count }),
+        };
+        let version = snapshot.commit(lake, commit).await?;
+        Ok::<_, Error>(version)
+    }
+    .await;
+    lock.release().await?;
+    Ok(LoadSummary {
+        table: kind.table().to_string(),
+        rows: count,
+        version: result?,
+        file: name,
+    })
+}
+
+/// Parses and validates a whole reference file into rows of the table.
+pub fn parse(kind: ReferenceKind, name: &str, bytes: &[u8]) -> Result<Vec<Vec<Option<Val>>>> {
+    let fail = |line: u64, reason: String| Error::Reference {
+        file: name.to_string(),
+        line,
+        reason,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut records = reader.records();
+    let header = match records.next() {
+        Some(Ok(h)) => h,
+        Some(Err(e)) => return Err(fail(1, format!("unreadable header: {e}"))),
+        None => return Err(fail(1, format!("empty file; expected the header {}", kind.header().join(",")))),
+    };
+    let got: Vec<&str> = header.iter().map(|h| h.trim().trim_start_matches('\u{feff}')).collect();
+    if got != kind.header() {
+        return Err(fail(
+            1,
+            format!("header must be exactly {} (got {})", kind.header().join(","), got.join(",")),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut rows = Vec::new();
+    for record in records {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            fail(line, format!("malformed CSV: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        if record.len() != kind.header().len() {
+            return Err(fail(
+                line,
+                format!("expected {} fields, got {}", kind.header().len(), record.len()),
+            ));
+        }
+        let cell = |i: usize| record.get(i).unwrap_or("").trim();
+        let row_fail = |reason: String| fail(line, reason);
+        let row = match kind {
+            ReferenceKind::Prices => {
+                let model = cell(0);
+                if model.is_empty() {
+                    return Err(row_fail("model is empty".into()));
+                }
+                let date = date(cell(2)).map_err(&row_fail)?;
+                if !seen.insert((model.to_string(), date)) {
+                    return Err(row_fail(format!(
+                        "a second row for model '{model}' effective from {}",
+                        cell(2)
+                    )));
+                }
+                let cached = if cell(4).is_empty() {
+                    None
+                } else {
+                    Some(Val::Dec(money(cell(4), "cached_input_usd_per_mtok", 6).map_err(&row_fail)?))
+                };
+                vec![
+                    Some(Val::Str(model.to_string())),
+                    (!cell(1).is_empty()).then(|| Val::Str(cell(1).to_string())),
+                    Some(Val::Int(i64::from(date))),
+                    Some(Val::Dec(money(cell(3), "input_usd_per_mtok", 6).map_err(&row_fail)?)),
+                    cached,
+                    Some(Val::Dec(money(cell(5), "output_usd_per_mtok", 6).map_err(&row_fail)?)),
+                ]
+            }
+            ReferenceKind::Plans => {
+                let tenant = cell(0);
+                if !valid_tenant_id(tenant) {
+                    return Err(row_fail(format!(
+                        "tenant_id '{tenant}' must be 1-64 characters of A-Z a-z 0-9 . _ - and not '.' or '..'"
+                    )));
+                }
+                let date = date(cell(1)).map_err(&row_fail)?;
+                if !seen.insert((tenant.to_string(), date)) {
+                    return Err(row_fail(format!(
+                        "a second row for tenant '{tenant}' effective from {}",
+                        cell(1)
+                    )));
+                }
+                vec![
+                    Some(Val::Str(tenant.to_string())),
+                    Some(Val::Int(i64::from(date))),
+                    Some(Val::Dec(money(cell(2), "price_per_success_usd", 12).map_err(&row_fail)?)),
+                    Some(Val::Dec(money(cell(3), "monthly_fee_usd", 12).map_err(&row_fail)?)),
+                ]
+            }
+        };
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// A `YYYY-MM-DD` date as days since the Unix epoch.
+fn date(text: &str) -> std::result::Result<i32, String> {
+    let parsed = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|_| text.len() == 10)
+        .ok_or_else(|| format!("effective_from '{text}' is not a date like 2026-01-31"))?;
+    Ok((parsed - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32)
+}
+
+/// A non-negative money value with at most `max_fraction` fractional digits,
+/// scaled to the money column's 12 digits.
+fn money(text: &str, column: &str, max_fraction: u32) -> std::result::Result<i128, String> {
+    let d = Decimal::from_plain(text).ok_or_else(|| format!("{column} '{text}' is not a decimal number like 2.50"))?;
+    if d.is_negative() {
+        return Err(format!("{column} '{text}' is negative"));
+    }
+    match d.to_scaled(max_fraction, 38) {
+        Err(FitError::TooManyFractionalDigits { needed }) => {
+            return Err(format!(
+                "{column} '{text}' has {needed} fractional digits; at most {max_fraction} are allowed"
+            ));
+        }
+        Err(FitError::TooLarge) => return Err(format!("{column} '{text}' is too large")),
+        Ok(_) => {}
+    }
+    d.to_scaled(12, 38).map_err(|_| format!("{column} '{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRICES: &str = "model,provider,effective_from,input_usd_per_mtok,cached_input_usd_per_mtok,output_usd_per_mtok\n";
+    const PLANS: &str = "tenant_id,effective_from,price_per_success_usd,monthly_fee_usd\n";
+
+    fn prices(body: &str) -> Result<Vec<Vec<Option<Val>>>> {
+        parse(ReferenceKind::Prices, "p.csv", format!("{PRICES}{body}").as_bytes())
+    }
+
+    fn err_of(r: Result<Vec<Vec<Option<Val>>>>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_prices_parse_with_empty_cached_as_null() {
+        let rows = prices("m,openai,2026-10-01,2.50,,10\nm,openai,2026-10-07,2.000001,0.5,8\n").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0][4], None);
+        assert_eq!(rows[0][3], Some(Val::Dec(2_500_000_000_000)));
+        assert_eq!(rows[1][3], Some(Val::Dec(2_000_001_000_000)));
+    }
+
+    #[test]
+    fn bad_price_files_name_the_line_and_reason() {
+        let e = err_of(prices("m,openai,2026-10-01,2.50,,10\nm,openai,2026-10-01,3,,10\n"));
+        assert!(e.contains("p.csv line 3") && e.contains("second row for model 'm'"), "{e}");
+        let e = err_of(prices("m,openai,2026-10-01,-2.50,,10\n"));
+        assert!(e.contains("line 2") && e.contains("negative"), "{e}");
+        let e = err_of(prices("m,openai,2026-10-01,2.1234567,,10\n"));
+        assert!(e.contains("7 fractional digits"), "{e}");
+        let e = err_of(prices("m,openai,2026-13-01,2,,10\n"));
+        assert!(e.contains("not a date"), "{e}");
+        let e = err_of(prices("m,openai,2026-10-01,2,10\n"));
+        assert!(e.contains("expected 6 fields, got 5"), "{e}");
+        let e = err_of(prices("m,openai,2026-10-01,abc,,10\n"));
+        assert!(e.contains("not a decimal"), "{e}");
+        let e = err_of(parse(ReferenceKind::Prices, "p.csv", b"model,effective_from\n"));
+        assert!(e.contains("line 1") && e.contains("header"), "{e}");
+    }
+
+    #[test]
+    fn plans_allow_twelve_digits_and_check_tenants() {
+        let ok = parse(ReferenceKind::Plans, "c.csv", format!("{PLANS}acme,2026-10-01,0.123456789012,199\n").as_bytes()).unwrap();
+        assert_eq!(ok[0][2], Some(Val::Dec(123_456_789_012)));
+        let e = parse(ReferenceKind::Plans, "c.csv", format!("{PLANS}../x,2026-10-01,1,1\n").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tenant_id '../x'"), "{e}");
+        let e = parse(ReferenceKind::Plans, "c.csv", format!("{PLANS}a,2026-10-01,1,1\na,2026-10-01,2,2\n").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+    }
+}

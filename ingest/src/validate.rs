@@ -1,0 +1,645 @@
+//! SPEC section 1: one line in, one valid event or one rejection out.
+//!
+//! Every rule of the event contract is here and nowhere else. Field rules
+//! are data ([`Spec`] tables per event type), so adding an optional field is
+//! one line. A rejection carries a stable `code` for scripts and a message
+//! that names the field and what was wrong with it, for people.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use agentledger_lake::schema::{EVENTS_SCHEMA, MONEY_PRECISION, MONEY_SCALE};
+use serde_json::value::RawValue;
+
+use crate::decimal::{Decimal, FitError};
+use crate::json::{Form, RawObject, describe, write_members};
+
+/// A typed value of one column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Val {
+    /// Text.
+    Str(String),
+    /// An integer.
+    Int(i64),
+    /// Money scaled by 10^12.
+    Dec(i128),
+    /// A boolean.
+    Bool(bool),
+    /// Microseconds since the Unix epoch, UTC.
+    Ts(i64),
+}
+
+/// Why a line was not stored as an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Stable reason code (`invalid_json`, `missing_field`, ...).
+    pub code: &'static str,
+    /// What a person should fix, naming the field.
+    pub message: String,
+    /// The line's `event_id`, when it had a usable one.
+    pub event_id: Option<String>,
+}
+
+/// Every reason code a rejection can carry, for documentation and tests.
+pub const REASON_CODES: &[&str] = &[
+    "invalid_json",
+    "not_an_object",
+    "missing_field",
+    "wrong_type",
+    "out_of_range",
+    "invalid_value",
+    "invalid_timestamp",
+    "invalid_tenant_id",
+    "unknown_event_type",
+    "attribute_conflict",
+    "conflicting_duplicate",
+];
+
+/// A valid event, ready for the events table.
+#[derive(Debug, Clone)]
+pub struct ValidEvent {
+    /// The idempotency key.
+    pub event_id: String,
+    /// `ts` in UTC microseconds.
+    pub ts_micros: i64,
+    /// Hash of the canonical JSON of the whole line.
+    pub content_hash: u64,
+    /// Values of the schema's event columns (all columns before `source`).
+    pub values: Vec<Option<Val>>,
+}
+
+/// Number of event columns (the schema's columns before the provenance ones).
+pub static EVENT_COLUMNS: LazyLock<usize> =
+    LazyLock::new(|| EVENTS_SCHEMA.index_of("source").expect("schema has source"));
+
+static COLUMN_INDEX: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
+    EVENTS_SCHEMA
+        .fields()
+        .iter()
+        .enumerate()
+        .take(*EVENT_COLUMNS)
+        .map(|(i, f)| {
+            let name: &'static str = Box::leak(f.name().clone().into_boxed_str());
+            (name, i)
+        })
+        .collect()
+});
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Any string.
+    Text,
+    /// A string of 1 to 128 code points.
+    Text128,
+    /// A JSON integer ≥ 0.
+    Count,
+    /// A decimal ≥ 0 with at most 12 fractional digits.
+    Money,
+    /// A boolean.
+    Flag,
+    /// One of a fixed set of strings.
+    OneOf(&'static [&'static str]),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    name: &'static str,
+    kind: Kind,
+    required: bool,
+}
+
+const fn req(name: &'static str, kind: Kind) -> Spec {
+    Spec { name, kind, required: true }
+}
+
+const fn opt(name: &'static str, kind: Kind) -> Spec {
+    Spec { name, kind, required: false }
+}
+
+const ACCESS: Kind = Kind::OneOf(&["read", "write"]);
+
+const RUN_STARTED: &[Spec] = &[
+    req("workflow", Kind::Text128),
+    opt("agent_version", Kind::Text),
+    opt("prompt_version", Kind::Text),
+];
+const MODEL_CALL: &[Spec] = &[
+    req("model", Kind::Text),
+    opt("provider", Kind::Text),
+    req("input_tokens", Kind::Count),
+    req("output_tokens", Kind::Count),
+    opt("cached_input_tokens", Kind::Count),
+    opt("reasoning_tokens", Kind::Count),
+    opt("cost_usd", Kind::Money),
+    opt("latency_ms", Kind::Count),
+    opt("status", Kind::OneOf(&["ok", "error"])),
+    opt("cache_hit", Kind::Flag),
+];
+const TOOL_CALL: &[Spec] = &[
+    req("tool", Kind::Text),
+    req("access", ACCESS),
+    req("status", Kind::OneOf(&["ok", "error", "timeout"])),
+    opt("latency_ms", Kind::Count),
+    opt("cost_usd", Kind::Money),
+    opt("idempotency_key", Kind::Text),
+];
+const POLICY_BLOCK: &[Spec] = &[req("tool", Kind::Text), req("rule", Kind::Text), opt("access", ACCESS)];
+const APPROVAL: &[Spec] = &[
+    req("decision", Kind::OneOf(&["requested", "approved", "rejected"])),
+    opt("tool", Kind::Text),
+    opt("approver", Kind::Text),
+];
+const HUMAN_OVERRIDE: &[Spec] = &[
+    req("kind", Kind::OneOf(&["override", "rollback"])),
+    opt("actor", Kind::Text),
+    opt("reason", Kind::Text),
+];
+const RUN_FINISHED: &[Spec] = &[
+    req("outcome", Kind::OneOf(&["success", "failure", "escalated", "abandoned"])),
+    opt("cap_hit", Kind::OneOf(&["tokens", "cost", "tool_calls"])),
+];
+const FEEDBACK: &[Spec] = &[
+    req("kind", Kind::OneOf(&["bad_run_report", "thumbs_up", "thumbs_down"])),
+    opt("actor", Kind::Text),
+    opt("note", Kind::Text),
+];
+
+/// The event types of SPEC section 1.
+pub const EVENT_TYPES: &[&str] = &[
+    "run_started",
+    "model_call",
+    "tool_call",
+    "policy_block",
+    "approval",
+    "human_override",
+    "run_finished",
+    "feedback",
+];
+
+fn specs(event_type: &str) -> Option<&'static [Spec]> {
+    Some(match event_type {
+        "run_started" => RUN_STARTED,
+        "model_call" => MODEL_CALL,
+        "tool_call" => TOOL_CALL,
+        "policy_block" => POLICY_BLOCK,
+        "approval" => APPROVAL,
+        "human_override" => HUMAN_OVERRIDE,
+        "run_finished" => RUN_FINISHED,
+        "feedback" => FEEDBACK,
+        _ => return None,
+    })
+}
+
+/// Defaults SPEC section 1 gives to absent optional fields.
+fn default_for(event_type: &str, field: &str) -> Option<Val> {
+    match (event_type, field) {
+        ("model_call", "cached_input_tokens" | "reasoning_tokens") => Some(Val::Int(0)),
+        ("model_call", "status") => Some(Val::Str("ok".into())),
+        ("model_call", "cache_hit") => Some(Val::Bool(false)),
+        ("tool_call", "cost_usd") => Some(Val::Dec(0)),
+        _ => None,
+    }
+}
+
+const COMMON: &[&str] = &["event_id", "event_type", "ts", "tenant_id", "run_id", "attributes"];
+
+struct Checker<'a> {
+    members: Vec<(String, &'a RawValue)>,
+    used: Vec<bool>,
+    event_id: Option<String>,
+}
+
+impl<'a> Checker<'a> {
+    fn reject(&self, code: &'static str, message: String) -> Rejection {
+        Rejection {
+            code,
+            message,
+            event_id: self.event_id.clone(),
+        }
+    }
+
+    /// The non-null raw value of `name`, marking the member as used.
+    fn take(&mut self, name: &str) -> Option<&'a RawValue> {
+        let i = self.members.iter().position(|(k, _)| k == name)?;
+        self.used[i] = true;
+        let raw = self.members[i].1;
+        (raw.get() != "null").then_some(raw)
+    }
+
+    fn required(&mut self, name: &str) -> Result<&'a RawValue, Rejection> {
+        self.take(name).ok_or_else(|| {
+            self.reject(
+                "missing_field",
+                format!("required field '{name}' is missing or null"),
+            )
+        })
+    }
+
+    fn wrong_type(&self, name: &str, expected: &str, raw: &RawValue) -> Rejection {
+        self.reject(
+            "wrong_type",
+            format!("field '{name}' must be {expected}, got {} ({})", describe(raw), excerpt(raw.get())),
+        )
+    }
+
+    fn string(&self, name: &str, raw: &RawValue) -> Result<String, Rejection> {
+        if !raw.get().starts_with('"') {
+            return Err(self.wrong_type(name, "a string", raw));
+        }
+        serde_json::from_str(raw.get()).map_err(|e| self.reject("invalid_json", format!("field '{name}': {e}")))
+    }
+
+    fn bounded(&self, name: &str, raw: &RawValue, max: usize) -> Result<String, Rejection> {
+        let s = self.string(name, raw)?;
+        let n = s.chars().count();
+        if n == 0 || n > max {
+            return Err(self.reject(
+                "out_of_range",
+                format!("field '{name}' must be 1 to {max} characters long, got {n}"),
+            ));
+        }
+        Ok(s)
+    }
+
+    fn value(&self, spec: &Spec, raw: &RawValue) -> Result<Val, Rejection> {
+        let name = spec.name;
+        let text = raw.get();
+        match spec.kind {
+            Kind::Text => self.string(name, raw).map(Val::Str),
+            Kind::Text128 => self.bounded(name, raw, 128).map(Val::Str),
+            Kind::Flag => match text {
+                "true" => Ok(Val::Bool(true)),
+                "false" => Ok(Val::Bool(false)),
+                _ => Err(self.wrong_type(name, "true or false", raw)),
+            },
+            Kind::OneOf(allowed) => {
+                let s = self.string(name, raw)?;
+                if allowed.contains(&s.as_str()) {
+                    Ok(Val::Str(s))
+                } else {
+                    Err(self.reject(
+                        "invalid_value",
+                        format!("field '{name}' must be one of {}, got {}", allowed.join(", "), excerpt(text)),
+                    ))
+                }
+            }
+            Kind::Count => {
+                let is_int = {
+                    let digits = text.strip_prefix('-').unwrap_or(text);
+                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                };
+                if !is_int {
+                    return Err(self.wrong_type(name, "a JSON integer (no fraction, no exponent)", raw));
+                }
+                match text.parse::<i64>() {
+                    Ok(v) if v >= 0 => Ok(Val::Int(v)),
+                    _ => Err(self.reject(
+                        "out_of_range",
+                        format!("field '{name}' must be an integer from 0 to {}, got {}", i64::MAX, excerpt(text)),
+                    )),
+                }
+            }
+            Kind::Money => {
+                let decimal = if text.starts_with('"') {
+                    let s = self.string(name, raw)?;
+                    Decimal::from_plain(&s).ok_or_else(|| {
+                        self.wrong_type(name, "a JSON number or a decimal string like \"0.0125\"", raw)
+                    })?
+                } else if text.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) {
+                    Decimal::from_json_number(text).ok_or_else(|| self.wrong_type(name, "a number", raw))?
+                } else {
+                    return Err(self.wrong_type(name, "a JSON number or a decimal string", raw));
+                };
+                if decimal.is_negative() {
+                    return Err(self.reject("out_of_range", format!("field '{name}' must be ≥ 0, got {}", excerpt(text))));
+                }
+                match decimal.to_scaled(MONEY_SCALE as u32, u32::from(MONEY_PRECISION)) {
+                    Ok(v) => Ok(Val::Dec(v)),
+                    Err(FitError::TooManyFractionalDigits { needed }) => Err(self.reject(
+                        "out_of_range",
+                        format!(
+                            "field '{name}' needs {needed} fractional digits; at most {MONEY_SCALE} are allowed ({})",
+                            excerpt(text)
+                        ),
+                    )),
+                    Err(FitError::TooLarge) => Err(self.reject(
+                        "out_of_range",
+                        format!("field '{name}' is too large for Decimal({MONEY_PRECISION},{MONEY_SCALE}) ({})", excerpt(text)),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 60;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+/// Whether `s` is a valid `tenant_id`: 1–64 of `[A-Za-z0-9._-]`, not `.` or `..`.
+/// Tenant ids name lake paths, so this is also what keeps writes inside it.
+pub fn valid_tenant_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Parses an RFC 3339 timestamp to UTC microseconds (digits past the
+/// microsecond truncated).
+pub fn parse_ts(s: &str) -> Option<i64> {
+    let dt = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    let micros = dt.timestamp().checked_mul(1_000_000)?;
+    micros.checked_add(i64::from(dt.timestamp_subsec_micros()))
+}
+
+/// Validates one line (without its line terminator).
+pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
+    let bare = |code, message| Rejection { code, message, event_id: None };
+    let text = std::str::from_utf8(line).map_err(|e| {
+        bare(
+            "invalid_json",
+            format!("line is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+        )
+    })?;
+    let obj: RawObject<'_> = match serde_json::from_str(text) {
+        Ok(obj) => obj,
+        Err(e) => {
+            let is_other_json = !text.trim_start().starts_with('{')
+                && serde_json::from_str::<&RawValue>(text).is_ok();
+            return Err(if is_other_json {
+                let raw: &RawValue = serde_json::from_str(text).expect("checked");
+                bare("not_an_object", format!("line is {}, not a JSON object", describe(raw)))
+            } else {
+                bare("invalid_json", format!("line is not valid JSON: {e}"))
+            });
+        }
+    };
+
+    let mut canonical = Vec::with_capacity(text.len());
+    write_members(obj.0.iter().map(|(k, v)| (k.clone(), *v)).collect(), Form::Canonical, &mut canonical)
+        .map_err(|e| bare("invalid_json", format!("line is not valid JSON: {e}")))?;
+    let content_hash = xxhash_rust::xxh3::xxh3_64(&canonical);
+
+    let n = obj.0.len();
+    let mut c = Checker {
+        members: obj.0,
+        used: vec![false; n],
+        event_id: None,
+    };
+
+    // event_id first, so every later rejection can name the event.
+    let raw = c.required("event_id")?;
+    let event_id = c.bounded("event_id", raw, 128)?;
+    c.event_id = Some(event_id.clone());
+
+    let raw = c.required("event_type")?;
+    let event_type = c.string("event_type", raw)?;
+    let Some(type_specs) = specs(&event_type) else {
+        return Err(c.reject(
+            "unknown_event_type",
+            format!("unknown event_type {}; expected one of {}", excerpt(raw.get()), EVENT_TYPES.join(", ")),
+        ));
+    };
+
+    let raw = c.required("ts")?;
+    let ts_text = c.string("ts", raw)?;
+    let ts_micros = parse_ts(&ts_text).ok_or_else(|| {
+        c.reject(
+            "invalid_timestamp",
+            format!("field 'ts' must be an RFC 3339 timestamp with Z or an offset, got {}", excerpt(raw.get())),
+        )
+    })?;
+
+    let raw = c.required("tenant_id")?;
+    let tenant_id = c.string("tenant_id", raw)?;
+    if !valid_tenant_id(&tenant_id) {
+        return Err(c.reject(
+            "invalid_tenant_id",
+            format!(
+                "field 'tenant_id' must be 1-64 characters of A-Z a-z 0-9 . _ - and not '.' or '..', got {}",
+                excerpt(raw.get())
+            ),
+        ));
+    }
+
+    let raw = c.required("run_id")?;
+    let run_id = c.bounded("run_id", raw, 128)?;
+
+    let attributes = match c.take("attributes") {
+        None => None,
+        Some(raw) if raw.get().starts_with('{') => Some(
+            serde_json::from_str::<RawObject<'_>>(raw.get())
+                .map_err(|e| c.reject("invalid_json", format!("field 'attributes': {e}")))?,
+        ),
+        Some(raw) => return Err(c.wrong_type("attributes", "an object", raw)),
+    };
+
+    let mut values: Vec<Option<Val>> = vec![None; *EVENT_COLUMNS];
+    let col = |name: &str| COLUMN_INDEX[name];
+    values[col("event_id")] = Some(Val::Str(event_id.clone()));
+    values[col("event_type")] = Some(Val::Str(event_type.clone()));
+    values[col("ts")] = Some(Val::Ts(ts_micros));
+    values[col("tenant_id")] = Some(Val::Str(tenant_id));
+    values[col("run_id")] = Some(Val::Str(run_id));
+
+    for spec in type_specs {
+        let value = match c.take(spec.name) {
+            Some(raw) => Some(c.value(spec, raw)?),
+            None if spec.required => {
+                return Err(c.reject(
+                    "missing_field",
+                    format!("{event_type} requires field '{}', which is missing or null", spec.name),
+                ));
+            }
+            None => default_for(&event_type, spec.name),
+        };
+        values[col(spec.name)] = value;
+    }
+
+    if event_type == "model_call" {
+        let int = |name: &str| match &values[col(name)] {
+            Some(Val::Int(v)) => *v,
+            _ => 0,
+        };
+        for (part, whole) in [("cached_input_tokens", "input_tokens"), ("reasoning_tokens", "output_tokens")] {
+            if int(part) > int(whole) {
+                return Err(c.reject(
+                    "out_of_range",
+                    format!("field '{part}' ({}) must not exceed '{whole}' ({})", int(part), int(whole)),
+                ));
+            }
+        }
+    }
+
+    // Unknown top-level fields are kept inside attributes.
+    let unknown: Vec<(String, &RawValue)> = c
+        .members
+        .iter()
+        .zip(&c.used)
+        .filter(|((k, _), used)| !**used && !COMMON.contains(&k.as_str()))
+        .map(|((k, v), _)| (k.clone(), *v))
+        .collect();
+    let mut merged: Option<Vec<(String, &RawValue)>> = attributes.map(|a| a.0);
+    if !unknown.is_empty() {
+        let list = merged.get_or_insert_with(Vec::new);
+        for (k, v) in unknown {
+            if list.iter().any(|(existing, _)| *existing == k) {
+                return Err(c.reject(
+                    "attribute_conflict",
+                    format!("top-level field '{k}' is not part of {event_type} and 'attributes' already has a key '{k}'"),
+                ));
+            }
+            list.push((k, v));
+        }
+    }
+    if let Some(members) = merged {
+        let mut out = Vec::new();
+        write_members(members, Form::Compact, &mut out)
+            .map_err(|e| c.reject("invalid_json", format!("field 'attributes': {e}")))?;
+        values[col("attributes")] = Some(Val::Str(String::from_utf8(out).expect("JSON is UTF-8")));
+    }
+
+    Ok(ValidEvent {
+        event_id,
+        ts_micros,
+        content_hash,
+        values,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#""event_id":"e1","ts":"2026-10-05T10:00:00Z","tenant_id":"acme","run_id":"r1""#;
+
+    fn line(rest: &str) -> String {
+        format!("{{{BASE},{rest}}}")
+    }
+
+    fn code(l: &str) -> &'static str {
+        validate(l.as_bytes()).unwrap_err().code
+    }
+
+    fn col(ev: &ValidEvent, name: &str) -> Option<Val> {
+        ev.values[COLUMN_INDEX[name]].clone()
+    }
+
+    #[test]
+    fn a_model_call_gets_its_defaults() {
+        let ev = validate(line(r#""event_type":"model_call","model":"m","input_tokens":10,"output_tokens":5"#).as_bytes()).unwrap();
+        assert_eq!(col(&ev, "cached_input_tokens"), Some(Val::Int(0)));
+        assert_eq!(col(&ev, "status"), Some(Val::Str("ok".into())));
+        assert_eq!(col(&ev, "cache_hit"), Some(Val::Bool(false)));
+        assert_eq!(col(&ev, "cost_usd"), None, "absent cost stays null so it can be priced");
+        assert_eq!(ev.ts_micros, 1_791_194_400_000_000);
+    }
+
+    #[test]
+    fn a_tool_call_costs_zero_by_default_and_money_is_exact() {
+        let ev = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"ok""#).as_bytes()).unwrap();
+        assert_eq!(col(&ev, "cost_usd"), Some(Val::Dec(0)));
+        let ev = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"ok","cost_usd":"0.1""#).as_bytes()).unwrap();
+        assert_eq!(col(&ev, "cost_usd"), Some(Val::Dec(100_000_000_000)));
+        let ev = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"ok","cost_usd":1.5e-3"#).as_bytes()).unwrap();
+        assert_eq!(col(&ev, "cost_usd"), Some(Val::Dec(1_500_000_000)));
+    }
+
+    #[test]
+    fn offsets_are_stored_as_utc_and_sub_microseconds_truncated() {
+        let l = r#"{"event_id":"e","event_type":"feedback","kind":"thumbs_up","tenant_id":"a","run_id":"r","ts":"2026-10-05T01:30:00.1234569+02:00"}"#;
+        let ev = validate(l.as_bytes()).unwrap();
+        assert_eq!(ev.ts_micros, parse_ts("2026-10-04T23:30:00.123456Z").unwrap());
+    }
+
+    #[test]
+    fn every_kind_of_bad_line_has_its_code() {
+        assert_eq!(code("{\"event_id\": NaN}"), "invalid_json");
+        assert_eq!(code("{\"a\":"), "invalid_json");
+        assert_eq!(code("[1,2]"), "not_an_object");
+        assert_eq!(code("\"text\""), "not_an_object");
+        assert_eq!(validate(b"{\"a\":\"\xff\"}").unwrap_err().code, "invalid_json");
+        assert_eq!(code(r#"{"event_type":"feedback"}"#), "missing_field");
+        assert_eq!(code(&line(r#""event_type":"model_cal""#)), "unknown_event_type");
+        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":"800","output_tokens":1"#)), "wrong_type");
+        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":800.0,"output_tokens":1"#)), "wrong_type");
+        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":1e3,"output_tokens":1"#)), "wrong_type");
+        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":-1"#)), "out_of_range");
+        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cached_input_tokens":9"#)), "out_of_range");
+        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"reasoning_tokens":2"#)), "out_of_range");
+        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":"0.0000000000001""#)), "out_of_range");
+        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":-1"#)), "out_of_range");
+        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":"1e3""#)), "wrong_type");
+        assert_eq!(code(&line(r#""event_type":"run_finished","outcome":"done""#)), "invalid_value");
+        assert_eq!(code(&line(r#""event_type":"run_started","workflow":"""#)), "out_of_range");
+        assert_eq!(code(&line(r#""event_type":"run_started","workflow":null"#)), "missing_field");
+        assert_eq!(code(&line(r#""event_type":"run_started","workflow":"w","attributes":[1]"#)), "wrong_type");
+        assert_eq!(
+            code(&line(r#""event_type":"run_started","workflow":"w","attributes":{"x":1},"x":2"#)),
+            "attribute_conflict"
+        );
+        let bad_ts = r#"{"event_id":"e","event_type":"feedback","kind":"thumbs_up","tenant_id":"a","run_id":"r","ts":"2026-13-45T99:00:00Z"}"#;
+        assert_eq!(code(bad_ts), "invalid_timestamp");
+        let no_zone = r#"{"event_id":"e","event_type":"feedback","kind":"thumbs_up","tenant_id":"a","run_id":"r","ts":"2026-10-05T10:00:00"}"#;
+        assert_eq!(code(no_zone), "invalid_timestamp");
+        for tenant in ["..", ".", "../etc", "acme corp", "", &"a".repeat(65)] {
+            let l = format!(
+                r#"{{"event_id":"e","event_type":"feedback","kind":"thumbs_up","ts":"2026-10-05T10:00:00Z","run_id":"r","tenant_id":{}}}"#,
+                serde_json::to_string(tenant).unwrap()
+            );
+            assert_eq!(code(&l), "invalid_tenant_id", "{tenant}");
+        }
+        assert_eq!(code(r#"{"event_id":"e","event_id":"f"}"#), "invalid_json");
+    }
+
+    #[test]
+    fn messages_name_the_field_and_the_event() {
+        let r = validate(line(r#""event_type":"model_call","model":"m","input_tokens":"800","output_tokens":1"#).as_bytes()).unwrap_err();
+        assert!(r.message.contains("'input_tokens'"), "{}", r.message);
+        assert!(r.message.contains("a string"), "{}", r.message);
+        assert_eq!(r.event_id.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn null_optional_fields_are_absent_and_lengths_count_code_points() {
+        let ev = validate(line(r#""event_type":"run_started","workflow":"ü","agent_version":null"#).as_bytes()).unwrap();
+        assert_eq!(col(&ev, "agent_version"), None);
+        let long = "é".repeat(128);
+        assert!(validate(line(&format!(r#""event_type":"run_started","workflow":"{long}""#)).as_bytes()).is_ok());
+        let too_long = "é".repeat(129);
+        assert_eq!(code(&line(&format!(r#""event_type":"run_started","workflow":"{too_long}""#))), "out_of_range");
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_in_attributes() {
+        let ev = validate(
+            line(r#""event_type":"run_started","workflow":"w","attributes":{"region":"eu"},"trace_id":"t-1","model":"x""#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            col(&ev, "attributes"),
+            Some(Val::Str(r#"{"region":"eu","trace_id":"t-1","model":"x"}"#.into()))
+        );
+        assert_eq!(col(&ev, "model"), None, "model is not a run_started field");
+    }
+
+    #[test]
+    fn the_content_hash_ignores_spelling_but_not_values() {
+        let a = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"ok","cost_usd":0.50"#).as_bytes()).unwrap();
+        let b = validate(
+            r#"{ "cost_usd" : 5e-1, "status":"ok","access":"read","tool":"t","event_type":"tool_call","run_id":"r1","tenant_id":"acme","ts":"2026-10-05T10:00:00Z","event_id":"e1" }"#
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(a.content_hash, b.content_hash);
+        let c = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"error","cost_usd":0.50"#).as_bytes()).unwrap();
+        assert_ne!(a.content_hash, c.content_hash);
+    }
+}

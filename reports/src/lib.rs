@@ -1,0 +1,9 @@
+//! Results out of agentledger.
+//!
+//! [`export`] writes query results as a terminal table, CSV, a JSON array of
+//! objects or Parquet. Every command that prints rows goes through it, so the
+//! four formats behave the same everywhere: money stays decimal text, times
+//! are RFC 3339 UTC, and CSV cells a spreadsheet would run as a formula are
+//! escaped.
+
+pub mod export;

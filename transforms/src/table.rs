@@ -1,0 +1,114 @@
+//! [`LakeTable`]: one stored table as of one snapshot.
+//!
+//! A `ListingTable` would list the table's folder and so see files that no
+//! commit names yet (an ingest in progress, or one that was killed). This
+//! provider is given its file list by the commit log instead, and hands
+//! DataFusion's own Parquet scan (pruning, filter pushdown, metadata cache)
+//! exactly those files, with `date` as the Hive partition column.
+
+use std::sync::Arc;
+
+use agentledger_lake::Lake;
+use agentledger_lake::log::Snapshot;
+use agentledger_lake::schema::{is_partitioned, partition_field, table_schema};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{Result, ScalarValue, project_schema};
+use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+
+/// A stored table over the files one snapshot names.
+#[derive(Debug)]
+pub struct LakeTable {
+    file_schema: SchemaRef,
+    schema: SchemaRef,
+    partition_cols: Vec<Arc<Field>>,
+    files: Vec<PartitionedFile>,
+    store_url: ObjectStoreUrl,
+}
+
+impl LakeTable {
+    /// The table `name` as of `snapshot`.
+    pub fn new(lake: &Lake, snapshot: &Snapshot, name: &str, store_url: ObjectStoreUrl) -> Self {
+        let file_schema = table_schema(name).expect("a stored table");
+        let partition_cols: Vec<Arc<Field>> = if is_partitioned(name) {
+            vec![Arc::new(partition_field())]
+        } else {
+            vec![]
+        };
+        let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().cloned().collect();
+        fields.extend(partition_cols.iter().cloned());
+        let schema = Arc::new(Schema::new(fields));
+        let files = snapshot
+            .files(name)
+            .into_iter()
+            .map(|f| {
+                let file = PartitionedFile::new(lake.path(&f.path).to_string(), f.size);
+                match (&f.date, partition_cols.is_empty()) {
+                    (Some(date), false) => file.with_partition_values(vec![
+                        ScalarValue::Utf8(Some(date.clone()))
+                            .cast_to(partition_cols[0].data_type())
+                            .unwrap_or(ScalarValue::Date32(None)),
+                    ]),
+                    _ => file,
+                }
+            })
+            .collect();
+        Self {
+            file_schema,
+            schema,
+            partition_cols,
+            files,
+            store_url,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for LakeTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.files.is_empty() {
+            return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema, projection)?)));
+        }
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let source = format.file_source(
+            TableSchema::builder(Arc::clone(&self.file_schema))
+                .with_table_partition_cols(self.partition_cols.clone())
+                .build(),
+        );
+        let groups = FileGroup::new(self.files.clone()).split_files(state.config().target_partitions());
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
+            .with_file_groups(groups)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        format.create_physical_plan(state, config).await
+    }
+}
