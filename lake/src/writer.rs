@@ -47,9 +47,9 @@ pub async fn write_file(lake: &Lake, table: &str, relative: &str, batch: &Record
     let mut writer =
         AsyncArrowWriter::try_new(sink, batch.schema(), Some(writer_properties(&batch.schema())))?;
     writer.write(batch).await?;
+    // finish() writes the footer and completes the upload.
     writer.finish().await?;
     let size = writer.bytes_written() as u64;
-    writer.close().await?;
     Ok(FileEntry {
         table: table.to_string(),
         path: relative.to_string(),
@@ -170,7 +170,6 @@ impl PartitionedWriter {
         if let Some(mut file) = self.open.remove(&date) {
             file.writer.finish().await?;
             let size = file.writer.bytes_written() as u64;
-            file.writer.close().await?;
             self.done.push(FileEntry {
                 table: self.table.clone(),
                 path: file.relative,

@@ -1,0 +1,116 @@
+//! Command-line arguments (clap derive): names, help and validation only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Cost and quality analytics for AI agents: events into a Parquet lake,
+/// metrics with SQL.
+#[derive(Debug, Parser)]
+#[command(name = "agentledger", version, about, long_about = None)]
+pub struct Cli {
+    /// The lake: a local path, file://, or memory:// URL.
+    #[arg(long, global = true, env = "AGENTLEDGER_LAKE", default_value = "./lake")]
+    pub lake: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest NDJSON events (files, directories, globs, URLs; .gz and .zst too).
+    Ingest(IngestArgs),
+    /// Load a reference table (model prices or customer plans) from CSV.
+    Load(LoadArgs),
+    /// Run read-only SQL over the lake's tables; no query and a terminal opens a prompt.
+    Sql(SqlArgs),
+    /// Write realistic, deterministic sample events and reference CSVs.
+    Sample(SampleArgs),
+}
+
+/// `agentledger ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files, directories (walked recursively), globs or object-store URLs.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// How to print the summary.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub format: SummaryFormat,
+}
+
+/// Summary output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// `agentledger load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[command(subcommand)]
+    pub table: LoadTable,
+}
+
+/// Which reference table to load.
+#[derive(Debug, Subcommand)]
+pub enum LoadTable {
+    /// model_prices.csv: model,provider,effective_from,input_usd_per_mtok,cached_input_usd_per_mtok,output_usd_per_mtok
+    Prices {
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// customer_plans.csv: tenant_id,effective_from,price_per_success_usd,monthly_fee_usd
+    Plans {
+        /// The CSV file.
+        file: PathBuf,
+    },
+}
+
+/// `agentledger sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The query. Without it: a prompt on a terminal, else the query is read from stdin.
+    pub query: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Output file (required for parquet; optional otherwise, default stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Row output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+    /// A Parquet file (needs --out).
+    Parquet,
+}
+
+/// `agentledger sample`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Directory to write events.ndjson, model_prices.csv and customer_plans.csv into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Number of agent runs to generate.
+    #[arg(long, default_value_t = 400)]
+    pub runs: u64,
+    /// Random seed; the same seed gives the same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Leave out bad lines and repeats (clean data for benchmarks).
+    #[arg(long)]
+    pub no_bad_lines: bool,
+}

@@ -1,0 +1,21 @@
+//! `agentledger load prices FILE` and `agentledger load plans FILE`.
+
+use std::process::ExitCode;
+
+use agentledger_ingest::ReferenceKind;
+use agentledger_lake::Lake;
+
+use crate::cli::{LoadArgs, LoadTable};
+
+pub async fn run(lake: &Lake, args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let (kind, file) = match &args.table {
+        LoadTable::Prices { file } => (ReferenceKind::Prices, file),
+        LoadTable::Plans { file } => (ReferenceKind::Plans, file),
+    };
+    let s = agentledger_ingest::load_reference(lake, kind, file).await?;
+    println!(
+        "loaded {} rows into {} from {} (lake version {})",
+        s.rows, s.table, s.file, s.version
+    );
+    Ok(ExitCode::SUCCESS)
+}

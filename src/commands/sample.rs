@@ -1,0 +1,29 @@
+//! `agentledger sample --out DIR`
+
+use std::process::ExitCode;
+
+use agentledger_ingest::sample::{SampleOptions, generate};
+
+use crate::cli::SampleArgs;
+
+pub fn run(args: SampleArgs) -> anyhow::Result<ExitCode> {
+    let options = SampleOptions {
+        runs: args.runs,
+        seed: args.seed,
+        bad_lines: !args.no_bad_lines,
+        ..SampleOptions::default()
+    };
+    let s = generate(&args.out, &options)
+        .map_err(|e| anyhow::anyhow!("cannot write the sample to {}: {e}", args.out.display()))?;
+    println!(
+        "wrote {} runs, {} events, {} bad lines to {}",
+        s.runs,
+        s.events,
+        s.bad_lines,
+        args.out.display()
+    );
+    for f in &s.files {
+        println!("  {}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

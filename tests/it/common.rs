@@ -1,0 +1,128 @@
+//! Helpers: run the binary against a temporary lake, write inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn lake(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_agentledger"));
+        c.env("AGENTLEDGER_LAKE", self.lake()).env_remove("RUST_LOG");
+        c
+    }
+
+    /// Runs the binary with `args`; returns the output whatever the status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("binary runs")
+    }
+
+    /// Runs the binary and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "agentledger {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the binary and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "agentledger {args:?} should fail; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Ingests and returns the JSON summary.
+    pub fn ingest(&self, sources: &[&Path]) -> serde_json::Value {
+        let mut args = vec!["ingest", "--format", "json"];
+        let owned: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
+        args.extend(owned.iter().map(String::as_str));
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    /// Runs a query and returns its rows as JSON objects.
+    pub fn query(&self, sql: &str) -> Vec<serde_json::Value> {
+        let out = self.ok(&["sql", "--format", "json", sql]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .unwrap_or_else(|e| panic!("bad JSON from sql ({e}): {out}"))
+    }
+
+    /// A single value of a one-row, one-column query, as text.
+    pub fn scalar(&self, sql: &str) -> String {
+        let rows = self.query(sql);
+        assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+        let obj = rows[0].as_object().unwrap();
+        assert_eq!(obj.len(), 1, "{sql}: {rows:?}");
+        match obj.values().next().unwrap() {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A valid event line.
+pub fn event(id: &str, event_type: &str, ts: &str, extra: &str) -> String {
+    let sep = if extra.is_empty() { "" } else { "," };
+    format!(
+        r#"{{"event_id":"{id}","event_type":"{event_type}","ts":"{ts}","tenant_id":"acme","run_id":"r1"{sep}{extra}}}"#
+    )
+}
+
+pub fn model_call(id: &str, ts: &str, cost: &str) -> String {
+    event(
+        id,
+        "model_call",
+        ts,
+        &format!(r#""model":"gpt-4.1","input_tokens":100,"output_tokens":20,"cost_usd":{cost}"#),
+    )
+}
+
+/// Every data file below a lake folder, relative to the lake.
+pub fn data_files(lake: &Path, table: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![lake.join(table)];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(lake).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}

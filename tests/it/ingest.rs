@@ -1,0 +1,176 @@
+//! SPEC section 1 and the lake layout of section 4, through the binary.
+
+use std::io::Write;
+
+use crate::common::{Env, data_files, event, model_call};
+
+fn counts(s: &serde_json::Value) -> (u64, u64, u64, u64) {
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("no {k} in {s}"));
+    (n("read"), n("stored"), n("duplicate"), n("quarantined"))
+}
+
+#[test]
+fn good_bad_and_repeated_lines_are_counted_and_nothing_is_lost() {
+    let env = Env::new();
+    let lines = [
+        model_call("e1", "2026-10-05T10:00:00Z", "0.5"),
+        String::new(), // blank: skipped, not counted
+        "   ".to_string(),
+        "{not json".to_string(),
+        model_call("e2", "2026-10-05T11:00:00Z", "\"0.25\""),
+        // exact repeat of e1 with other key order, spacing and number spelling
+        r#"{ "cost_usd": 5e-1, "output_tokens":20, "input_tokens":100, "model":"gpt-4.1", "run_id":"r1", "tenant_id":"acme", "ts":"2026-10-05T10:00:00Z", "event_type":"model_call", "event_id":"e1" }"#.to_string(),
+        // same id, different content
+        model_call("e1", "2026-10-05T10:00:00Z", "0.6"),
+        event("e3", "model_call", "2026-10-05T12:00:00Z", r#""model":"m","input_tokens":"800","output_tokens":1"#),
+    ];
+    let file = env.write("events.ndjson", &(lines.join("\n") + "\r\n"));
+    let s = env.ingest(&[&file]);
+    assert_eq!(counts(&s), (6, 2, 1, 3), "{s}");
+    assert_eq!(s["sources"][0]["read"], 6);
+    assert_eq!(s["quarantine_reasons"]["invalid_json"], 1);
+    assert_eq!(s["quarantine_reasons"]["conflicting_duplicate"], 1);
+    assert_eq!(s["quarantine_reasons"]["wrong_type"], 1);
+
+    let q = env.query("SELECT line, reason, message, event_id, raw_line FROM quarantine ORDER BY line");
+    assert_eq!(q.len(), 3);
+    assert_eq!(q[0]["line"], 4);
+    assert_eq!(q[0]["reason"], "invalid_json");
+    assert_eq!(q[0]["raw_line"], "{not json");
+    assert_eq!(q[1]["reason"], "conflicting_duplicate");
+    assert_eq!(q[1]["event_id"], "e1");
+    assert_eq!(q[2]["line"], 8);
+    assert!(q[2]["message"].as_str().unwrap().contains("'input_tokens'"), "{}", q[2]);
+
+    // The event stored first stays.
+    assert_eq!(env.scalar("SELECT cost_usd FROM events WHERE event_id = 'e1'"), "0.500000000000");
+
+    // The same file again: nothing new stored, nothing added to the quarantine.
+    let again = env.ingest(&[&file]);
+    assert_eq!(counts(&again), (6, 0, 3, 3), "{again}");
+    assert!(again["version"].is_null(), "no commit when nothing is new: {again}");
+    assert_eq!(env.scalar("SELECT count(*) FROM events"), "2");
+    assert_eq!(env.scalar("SELECT count(*) FROM quarantine"), "3");
+}
+
+#[test]
+fn duplicates_are_found_across_files_and_ingests() {
+    let env = Env::new();
+    let a = env.write("a.ndjson", &model_call("x1", "2026-10-05T10:00:00Z", "1"));
+    let b = env.write(
+        "b.ndjson",
+        &[model_call("x1", "2026-10-05T10:00:00Z", "1.000"), model_call("x2", "2026-10-06T10:00:00Z", "2")].join("\n"),
+    );
+    let s = env.ingest(&[&a, &b]);
+    assert_eq!(counts(&s), (3, 2, 1, 0), "{s}");
+    let c = env.write("c.ndjson", &model_call("x2", "2026-10-06T10:00:00Z", "3"));
+    let s = env.ingest(&[&c]);
+    assert_eq!(counts(&s), (1, 0, 0, 1), "{s}");
+    assert_eq!(env.scalar("SELECT sum(cost_usd) FROM events"), "3.000000000000");
+}
+
+#[test]
+fn compressed_files_directories_globs_and_file_urls_are_read_in_order() {
+    let env = Env::new();
+    let dir = env.path("landing");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    writeln!(gz, "{}", model_call("g1", "2026-10-05T10:00:00Z", "1")).unwrap();
+    std::fs::write(dir.join("b.ndjson.gz"), gz.finish().unwrap()).unwrap();
+    let zst = zstd::encode_all(model_call("z1", "2026-10-05T10:00:00Z", "1").as_bytes(), 3).unwrap();
+    std::fs::write(dir.join("sub/c.jsonl.zst"), zst).unwrap();
+    std::fs::write(dir.join("a.json"), model_call("p1", "2026-10-05T10:00:00Z", "1")).unwrap();
+    std::fs::write(dir.join("README.txt"), "not events").unwrap();
+    let s = env.ingest(&[&dir]);
+    let sources: Vec<&str> = s["sources"].as_array().unwrap().iter().map(|x| x["source"].as_str().unwrap()).collect();
+    assert_eq!(sources.len(), 3, "{s}");
+    assert!(sources[0].ends_with("/a.json") && sources[1].ends_with("/b.ndjson.gz") && sources[2].ends_with("/sub/c.jsonl.zst"));
+    assert_eq!(counts(&s), (3, 3, 0, 0));
+
+    let glob_file = env.write("more/x1.ndjson", &model_call("m1", "2026-10-05T10:00:00Z", "1"));
+    env.write("more/x2.ndjson", &model_call("m2", "2026-10-05T10:00:00Z", "1"));
+    let pattern = format!("{}/more/*.ndjson", env.dir.path().display());
+    let out: serde_json::Value = serde_json::from_str(&env.ok(&["ingest", "--format", "json", &pattern])).unwrap();
+    assert_eq!(out["stored"], 2);
+    let url = format!("file://{}", glob_file.display());
+    let out: serde_json::Value = serde_json::from_str(&env.ok(&["ingest", "--format", "json", &url])).unwrap();
+    assert_eq!(out["duplicate"], 1);
+}
+
+#[test]
+fn events_are_hive_partitioned_by_utc_date_with_exact_types() {
+    let env = Env::new();
+    // 23:30 at -05:00 is 04:30 UTC the next day.
+    let f = env.write(
+        "e.ndjson",
+        &[
+            model_call("late", "2026-10-05T23:30:00-05:00", "0.000000000001"),
+            event("t1", "tool_call", "2026-10-05T08:00:00.1234567Z", r#""tool":"crm","access":"write","status":"timeout""#),
+        ]
+        .join("\n"),
+    );
+    env.ingest(&[&f]);
+    let files = data_files(&env.lake(), "events");
+    assert!(files.iter().any(|f| f.starts_with("events/date=2026-10-06/") && f.ends_with(".parquet")), "{files:?}");
+    assert!(files.iter().any(|f| f.starts_with("events/date=2026-10-05/")), "{files:?}");
+    let rows = env.query(
+        "SELECT event_id, ts, CAST(date AS VARCHAR) AS date, arrow_typeof(cost_usd) AS money, arrow_typeof(ts) AS t, cost_usd \
+         FROM events ORDER BY event_id",
+    );
+    assert_eq!(rows[0]["event_id"], "late");
+    assert_eq!(rows[0]["ts"], "2026-10-06T04:30:00.000000Z");
+    assert_eq!(rows[0]["date"], "2026-10-06");
+    assert_eq!(rows[0]["money"], "Decimal128(38, 12)");
+    assert_eq!(rows[0]["t"], "Timestamp(µs, \"UTC\")");
+    assert_eq!(rows[0]["cost_usd"], "0.000000000001");
+    assert_eq!(rows[1]["ts"], "2026-10-05T08:00:00.123456Z", "digits past the microsecond are truncated");
+    assert_eq!(rows[1]["cost_usd"], "0.000000000000", "tool_call cost defaults to 0");
+    assert_eq!(env.scalar("SELECT count(*) FROM tool_calls WHERE is_error"), "1");
+    assert_eq!(env.scalar("SELECT count(*) FROM model_calls WHERE cached_input_tokens = 0 AND status = 'ok'"), "1");
+}
+
+#[test]
+fn unknown_fields_are_kept_in_attributes() {
+    let env = Env::new();
+    let f = env.write(
+        "e.ndjson",
+        &event("a1", "run_started", "2026-10-05T10:00:00Z", r#""workflow":"w","attributes":{"region":"eu"},"trace_id":"abc""#),
+    );
+    env.ingest(&[&f]);
+    assert_eq!(env.scalar("SELECT attributes FROM events"), r#"{"region":"eu","trace_id":"abc"}"#);
+}
+
+#[test]
+fn an_unreadable_source_fails_the_ingest_and_changes_nothing() {
+    let env = Env::new();
+    let good = env.write("good.ndjson", &model_call("g", "2026-10-05T10:00:00Z", "1"));
+    let missing = env.path("missing.ndjson");
+    let err = env.fails(&["ingest", good.to_str().unwrap(), missing.to_str().unwrap()]);
+    assert!(err.starts_with("error: ") && err.contains("missing.ndjson"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line reason: {err}");
+    assert_eq!(env.scalar("SELECT count(*) FROM events"), "0");
+
+    // A corrupt gzip file fails mid-read; nothing of the ingest is committed.
+    let bad_gz = env.path("bad.ndjson.gz");
+    std::fs::write(&bad_gz, [0x1f, 0x8b, 0x08, 0x00, 0x01, 0x02]).unwrap();
+    let err = env.fails(&["ingest", good.to_str().unwrap(), bad_gz.to_str().unwrap()]);
+    assert!(err.contains("bad.ndjson.gz"), "{err}");
+    assert_eq!(env.scalar("SELECT count(*) FROM events"), "0");
+    // The next ingest cleans up the files the failed one wrote.
+    env.ingest(&[&good]);
+    assert_eq!(data_files(&env.lake(), "events").len(), 1);
+}
+
+#[test]
+fn every_line_is_accounted_for_in_a_larger_sample() {
+    let env = Env::new();
+    let dir = env.path("sample");
+    env.ok(&["sample", "--out", dir.to_str().unwrap(), "--runs", "300"]);
+    let s = env.ingest(&[&dir.join("events.ndjson")]);
+    let (read, stored, duplicate, quarantined) = counts(&s);
+    assert_eq!(read, stored + duplicate + quarantined);
+    assert!(quarantined > 0 && duplicate > 0 && stored > 1000, "{s}");
+    assert_eq!(env.scalar("SELECT count(*) FROM events").parse::<u64>().unwrap(), stored);
+    assert_eq!(env.scalar("SELECT count(DISTINCT event_id) FROM events").parse::<u64>().unwrap(), stored);
+    assert_eq!(env.scalar("SELECT count(*) FROM quarantine").parse::<u64>().unwrap(), quarantined);
+}

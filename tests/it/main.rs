@@ -1,0 +1,9 @@
+//! End-to-end tests of the `agentledger` binary: one test binary, a module
+//! per area, each test on its own temporary lake.
+
+mod common;
+mod ingest;
+mod kill;
+mod load;
+mod sample;
+mod sql;
