@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "agentledger", version, about, long_about = None)]
 pub struct Cli {
     /// The lake: a local path, file://, or memory:// URL.
-    #[arg(long, global = true, env = "AGENTLEDGER_LAKE", default_value = "./lake")]
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTLEDGER_LAKE",
+        default_value = "./lake"
+    )]
     pub lake: String,
 
     #[command(subcommand)]

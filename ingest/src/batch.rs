@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use agentledger_lake::schema::{MONEY_PRECISION, MONEY_SCALE};
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
@@ -30,7 +30,9 @@ pub struct RowBuilder {
 
 impl std::fmt::Debug for RowBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RowBuilder").field("rows", &self.rows).finish()
+        f.debug_struct("RowBuilder")
+            .field("rows", &self.rows)
+            .finish()
     }
 }
 
@@ -38,8 +40,16 @@ impl RowBuilder {
     /// A builder for `schema`, whose column types must be Utf8, Int64,
     /// Decimal128, Boolean, Date32 or UTC microsecond timestamps.
     pub fn new(schema: SchemaRef) -> Self {
-        let columns = schema.fields().iter().map(|f| new_column(f.data_type())).collect();
-        Self { schema, columns, rows: 0 }
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| new_column(f.data_type()))
+            .collect();
+        Self {
+            schema,
+            columns,
+            rows: 0,
+        }
     }
 
     /// Rows appended since the last [`RowBuilder::finish`].
@@ -82,7 +92,9 @@ fn new_column(t: &DataType) -> Column {
                 .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)
                 .expect("valid decimal type"),
         ),
-        DataType::Timestamp(_, _) => Column::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+        DataType::Timestamp(_, _) => {
+            Column::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+        }
         other => unreachable!("no stored column has type {other}"),
     }
 }
@@ -99,7 +111,9 @@ fn append(column: &mut Column, value: Option<Val>) {
         (Column::Bool(b), None) => b.append_null(),
         (Column::Ts(b), Some(Val::Ts(v))) => b.append_value(v),
         (Column::Ts(b), None) => b.append_null(),
-        (Column::Date(b), Some(Val::Int(v))) => b.append_value(i32::try_from(v).expect("date in range")),
+        (Column::Date(b), Some(Val::Int(v))) => {
+            b.append_value(i32::try_from(v).expect("date in range"))
+        }
         (Column::Date(b), None) => b.append_null(),
         (_, Some(v)) => unreachable!("value {v:?} does not fit its column"),
     }

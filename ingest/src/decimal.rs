@@ -33,12 +33,21 @@ impl Decimal {
             Some(i) => {
                 let e = &text[i + 1..];
                 let e = e.strip_prefix('+').unwrap_or(e);
-                if e.is_empty() || !e.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) {
+                if e.is_empty()
+                    || !e
+                        .trim_start_matches('-')
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                {
                     return None;
                 }
                 // Exponents beyond i64 saturate: such a value is out of any
                 // money column's range anyway.
-                let v = e.parse::<i64>().unwrap_or(if e.starts_with('-') { i64::MIN / 2 } else { i64::MAX / 2 });
+                let v = e.parse::<i64>().unwrap_or(if e.starts_with('-') {
+                    i64::MIN / 2
+                } else {
+                    i64::MAX / 2
+                });
                 (&text[..i], v)
             }
             None => (text, 0),
@@ -62,7 +71,11 @@ impl Decimal {
             None => (body, ""),
         };
         let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if int.is_empty() || !digits_ok(int) || !digits_ok(frac) || (body.contains('.') && frac.is_empty()) {
+        if int.is_empty()
+            || !digits_ok(int)
+            || !digits_ok(frac)
+            || (body.contains('.') && frac.is_empty())
+        {
             return None;
         }
         let mut d = Self {
@@ -95,7 +108,12 @@ impl Decimal {
         if self.digits.is_empty() {
             return "0".into();
         }
-        format!("{}{}e{}", if self.negative { "-" } else { "" }, self.digits, self.exponent)
+        format!(
+            "{}{}e{}",
+            if self.negative { "-" } else { "" },
+            self.digits,
+            self.exponent
+        )
     }
 
     /// The value scaled by `10^scale` as an integer, if it has at most
@@ -156,7 +174,10 @@ mod tests {
         assert_eq!(a.canonical(), b.canonical());
         assert_eq!(a.canonical(), c.canonical());
         assert_eq!(Decimal::from_json_number("-0.0").unwrap().canonical(), "0");
-        assert_ne!(a.canonical(), Decimal::from_json_number("1.5000001").unwrap().canonical());
+        assert_ne!(
+            a.canonical(),
+            Decimal::from_json_number("1.5000001").unwrap().canonical()
+        );
     }
 
     #[test]
@@ -164,9 +185,18 @@ mod tests {
         assert_eq!(scaled("0.1"), Ok(100_000_000_000));
         assert_eq!(scaled("1e-12"), Ok(1));
         assert_eq!(scaled("0.000000000001000"), Ok(1));
-        assert_eq!(scaled("1e-13"), Err(FitError::TooManyFractionalDigits { needed: 13 }));
-        assert_eq!(scaled("12345678901234567890123456"), Ok(12345678901234567890123456 * 10i128.pow(12)));
-        assert_eq!(scaled("123456789012345678901234567"), Err(FitError::TooLarge));
+        assert_eq!(
+            scaled("1e-13"),
+            Err(FitError::TooManyFractionalDigits { needed: 13 })
+        );
+        assert_eq!(
+            scaled("12345678901234567890123456"),
+            Ok(12345678901234567890123456 * 10i128.pow(12))
+        );
+        assert_eq!(
+            scaled("123456789012345678901234567"),
+            Err(FitError::TooLarge)
+        );
         assert_eq!(scaled("1e400"), Err(FitError::TooLarge));
     }
 
@@ -175,7 +205,10 @@ mod tests {
         for bad in ["", "-", "1.", ".5", "1e3", "+1", "1,5", " 1"] {
             assert!(Decimal::from_plain(bad).is_none(), "{bad:?}");
         }
-        assert_eq!(Decimal::from_plain("-2.50").unwrap().to_scaled(2, 38), Ok(-250));
+        assert_eq!(
+            Decimal::from_plain("-2.50").unwrap().to_scaled(2, 38),
+            Ok(-250)
+        );
     }
 
     #[test]

@@ -12,12 +12,12 @@ use std::io::BufRead;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use agentledger_lake::Lake;
 use agentledger_lake::lock::WriterLock;
 use agentledger_lake::log::{Commit, CommitKind, FileEntry, Snapshot, now_rfc3339};
 use agentledger_lake::parquet_io::read_columns;
 use agentledger_lake::schema::{EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_SCHEMA};
 use agentledger_lake::writer::PartitionedWriter;
-use agentledger_lake::Lake;
 use arrow::array::{AsArray, Date32Array};
 use arrow::datatypes::Int64Type;
 use futures::{StreamExt, TryStreamExt};
@@ -45,7 +45,7 @@ impl Default for IngestOptions {
     fn default() -> Self {
         Self {
             batch_rows: 16 * 1024,
-            memory_budget: 192 * 1024 * 1024,
+            memory_budget: 128 * 1024 * 1024,
         }
     }
 }
@@ -171,7 +171,9 @@ async fn remove_orphans(lake: &Lake, snapshot: &Snapshot) -> Result<()> {
             .await
             .map_err(agentledger_lake::Error::from)?;
         for meta in listed {
-            let Some(rel) = lake.relative(&meta.location) else { continue };
+            let Some(rel) = lake.relative(&meta.location) else {
+                continue;
+            };
             if !known.contains(rel.as_str()) {
                 match lake.store().delete(&meta.location).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -215,7 +217,11 @@ impl Index {
                 let lines = batch.column(1).as_primitive::<Int64Type>();
                 let raws = batch.column(2).as_string::<i32>();
                 for i in 0..batch.num_rows() {
-                    quarantine.insert(quarantine_key(sources.value(i), lines.value(i), raws.value(i)));
+                    quarantine.insert(quarantine_key(
+                        sources.value(i),
+                        lines.value(i),
+                        raws.value(i),
+                    ));
                 }
             }
         }
@@ -235,7 +241,8 @@ fn quarantine_key(source: &str, line: i64, raw: &str) -> u128 {
 /// A new id: UTC time to the microsecond plus a random suffix. Sorts by time.
 fn new_id() -> String {
     let now = chrono::Utc::now();
-    let noise = xxh3_64(format!("{}-{:?}", std::process::id(), now.timestamp_nanos_opt()).as_bytes());
+    let noise =
+        xxh3_64(format!("{}-{:?}", std::process::id(), now.timestamp_nanos_opt()).as_bytes());
     format!("{}-{:08x}", now.format("%Y%m%dT%H%M%S%6fZ"), noise as u32)
 }
 
@@ -298,7 +305,8 @@ impl Job {
         let counter = Arc::new(AtomicU64::new(0));
         let mut summary = IngestSummary::default();
         for source in &files {
-            let counts = self.read_source(source, &mut index, &mut sinks, &counter, &mut summary)?;
+            let counts =
+                self.read_source(source, &mut index, &mut sinks, &counter, &mut summary)?;
             summary.read += counts.read;
             summary.stored += counts.stored;
             summary.duplicate += counts.duplicate;
@@ -334,10 +342,12 @@ impl Job {
         let mut line_no: i64 = 0;
         loop {
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|e| Error::Source {
-                source_name: name.clone(),
-                reason: format!("read failed after line {line_no}: {e}"),
-            })?;
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| Error::Source {
+                    source_name: name.clone(),
+                    reason: format!("read failed after line {line_no}: {e}"),
+                })?;
             if n == 0 {
                 break;
             }
@@ -372,7 +382,9 @@ impl Job {
                         None => {
                             index.events.insert(key, hash);
                             counts.stored += 1;
-                            sinks.event_dates.push(event.ts_micros.div_euclid(MICROS_PER_DAY) as i32);
+                            sinks
+                                .event_dates
+                                .push(event.ts_micros.div_euclid(MICROS_PER_DAY) as i32);
                             let provenance = [
                                 Some(Val::Str(name.clone())),
                                 Some(Val::Int(line_no)),
@@ -380,7 +392,9 @@ impl Job {
                                 Some(Val::Ts(self.ingested_at)),
                                 Some(Val::Int(hash)),
                             ];
-                            sinks.events.push(event.values.into_iter().chain(provenance));
+                            sinks
+                                .events
+                                .push(event.values.into_iter().chain(provenance));
                             None
                         }
                     }
@@ -389,9 +403,15 @@ impl Job {
             };
             if let Some(r) = rejection {
                 counts.quarantined += 1;
-                *summary.quarantine_reasons.entry(r.code.to_string()).or_default() += 1;
+                *summary
+                    .quarantine_reasons
+                    .entry(r.code.to_string())
+                    .or_default() += 1;
                 let raw = raw_text(&buf);
-                if index.quarantine.insert(quarantine_key(&name, line_no, &raw)) {
+                if index
+                    .quarantine
+                    .insert(quarantine_key(&name, line_no, &raw))
+                {
                     summary.quarantined_new += 1;
                     sinks.quarantine.push([
                         Some(Val::Str(self.ingest_id.clone())),
@@ -425,7 +445,8 @@ impl Job {
         let batch = sinks.events.finish()?;
         let dates = Date32Array::from(std::mem::take(&mut sinks.event_dates));
         debug_assert_eq!(dates.len(), batch.num_rows());
-        self.handle.block_on(sinks.event_writer.write(&batch, &dates))?;
+        self.handle
+            .block_on(sinks.event_writer.write(&batch, &dates))?;
         Ok(())
     }
 
@@ -435,7 +456,8 @@ impl Job {
         }
         let batch = sinks.quarantine.finish()?;
         let dates = Date32Array::from(vec![sinks.quarantine_date; batch.num_rows()]);
-        self.handle.block_on(sinks.quarantine_writer.write(&batch, &dates))?;
+        self.handle
+            .block_on(sinks.quarantine_writer.write(&batch, &dates))?;
         Ok(())
     }
 }
@@ -443,6 +465,129 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(id: &str, day: u32) -> String {
+        format!(
+            r#"{{"event_id":"{id}","event_type":"run_finished","ts":"2026-10-{day:02}T10:00:00Z","tenant_id":"acme","run_id":"r-{id}","outcome":"success"}}"#
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn object_store_sources_and_lakes_work_end_to_end() {
+        let source = Lake::open("memory://ingest-src").unwrap();
+        let body = format!("{}\n{}\nnot json\n", line("a", 5), line("b", 6));
+        source
+            .store()
+            .put(&source.path("landing/one.ndjson"), body.into_bytes().into())
+            .await
+            .unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, line("c", 7).as_bytes()).unwrap();
+        source
+            .store()
+            .put(
+                &source.path("landing/two.jsonl.gz"),
+                gz.finish().unwrap().into(),
+            )
+            .await
+            .unwrap();
+        source
+            .store()
+            .put(
+                &source.path("landing/notes.txt"),
+                b"skip me".to_vec().into(),
+            )
+            .await
+            .unwrap();
+
+        let lake = Lake::open("memory://ingest-lake").unwrap();
+        let summary = ingest(
+            &lake,
+            &["memory://ingest-src/landing".to_string()],
+            &IngestOptions::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (summary.read, summary.stored, summary.quarantined),
+            (4, 3, 1)
+        );
+        let names: Vec<&str> = summary.sources.iter().map(|s| s.source.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "memory://ingest-src/landing/one.ndjson",
+                "memory://ingest-src/landing/two.jsonl.gz"
+            ]
+        );
+
+        let snapshot = Snapshot::load(&lake).await.unwrap();
+        let dates: Vec<_> = snapshot
+            .files(EVENTS)
+            .iter()
+            .map(|f| f.date.clone().unwrap())
+            .collect();
+        assert_eq!(dates, ["2026-10-05", "2026-10-06", "2026-10-07"]);
+
+        // Again: nothing new, and no new commit.
+        let again = ingest(
+            &lake,
+            &["memory://ingest-src/landing/".to_string()],
+            &IngestOptions::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                again.stored,
+                again.duplicate,
+                again.quarantined,
+                again.quarantined_new
+            ),
+            (0, 3, 1, 0)
+        );
+        assert_eq!(again.version, None);
+        assert_eq!(Snapshot::load(&lake).await.unwrap().version(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn tiny_budgets_split_files_but_lose_nothing() {
+        let source = Lake::open("memory://budget-src").unwrap();
+        let body: String = (0..500)
+            .map(|i| line(&format!("e{i}"), 1 + (i % 9) as u32) + "\n")
+            .collect();
+        source
+            .store()
+            .put(&source.path("e.ndjson"), body.into_bytes().into())
+            .await
+            .unwrap();
+        let lake = Lake::open("memory://budget-lake").unwrap();
+        let options = IngestOptions {
+            batch_rows: 7,
+            memory_budget: 1,
+        };
+        let s = ingest(
+            &lake,
+            &["memory://budget-src/e.ndjson".to_string()],
+            &options,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.stored, 500);
+        let snapshot = Snapshot::load(&lake).await.unwrap();
+        let files = snapshot.files(EVENTS);
+        assert!(
+            files.len() > 9,
+            "files were finished early: {}",
+            files.len()
+        );
+        assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 500);
+        let index = Index::load(&lake, &snapshot).await.unwrap();
+        assert_eq!(index.events.len(), 500);
+    }
 
     #[test]
     fn raw_text_keeps_invalid_bytes_visible() {

@@ -156,9 +156,13 @@ mod tests {
 
     #[test]
     fn compact_form_keeps_order_and_number_text() {
-        let raw: &RawValue = serde_json::from_str(r#"{ "z" : 1.50 , "a" : [ true, null ] }"#).unwrap();
+        let raw: &RawValue =
+            serde_json::from_str(r#"{ "z" : 1.50 , "a" : [ true, null ] }"#).unwrap();
         let mut out = Vec::new();
         write_value(raw, Form::Compact, &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"z":1.50,"a":[true,null]}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"z":1.50,"a":[true,null]}"#
+        );
     }
 }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use agentledger_lake::Lake;
 use agentledger_lake::lock::WriterLock;
 use agentledger_lake::log::{Commit, CommitKind, Snapshot, now_rfc3339};
-use agentledger_lake::schema::{CUSTOMER_PLANS, CUSTOMER_PLANS_SCHEMA, MODEL_PRICES, MODEL_PRICES_SCHEMA};
+use agentledger_lake::schema::{
+    CUSTOMER_PLANS, CUSTOMER_PLANS_SCHEMA, MODEL_PRICES, MODEL_PRICES_SCHEMA,
+};
 use agentledger_lake::writer::write_file;
 use serde::Serialize;
 
@@ -51,7 +53,12 @@ impl ReferenceKind {
                 "cached_input_usd_per_mtok",
                 "output_usd_per_mtok",
             ],
-            ReferenceKind::Plans => &["tenant_id", "effective_from", "price_per_success_usd", "monthly_fee_usd"],
+            ReferenceKind::Plans => &[
+                "tenant_id",
+                "effective_from",
+                "price_per_success_usd",
+                "monthly_fee_usd",
+            ],
         }
     }
 }
@@ -91,7 +98,11 @@ pub async fn load_reference(lake: &Lake, kind: ReferenceKind, file: &Path) -> Re
     let result = async {
         let mut snapshot = Snapshot::load(lake).await?;
         let version = snapshot.version() + 1;
-        let id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%6fZ"), std::process::id());
+        let id = format!(
+            "{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%6fZ"),
+            std::process::id()
+        );
         let relative = format!("{}/version={version}/part-{id}.parquet", kind.table());
         let entry = write_file(lake, kind.table(), &relative, &batch).await?;
         let commit = Commit {
@@ -134,13 +145,28 @@ pub fn parse(kind: ReferenceKind, name: &str, bytes: &[u8]) -> Result<Vec<Vec<Op
     let header = match records.next() {
         Some(Ok(h)) => h,
         Some(Err(e)) => return Err(fail(1, format!("unreadable header: {e}"))),
-        None => return Err(fail(1, format!("empty file; expected the header {}", kind.header().join(",")))),
+        None => {
+            return Err(fail(
+                1,
+                format!(
+                    "empty file; expected the header {}",
+                    kind.header().join(",")
+                ),
+            ));
+        }
     };
-    let got: Vec<&str> = header.iter().map(|h| h.trim().trim_start_matches('\u{feff}')).collect();
+    let got: Vec<&str> = header
+        .iter()
+        .map(|h| h.trim().trim_start_matches('\u{feff}'))
+        .collect();
     if got != kind.header() {
         return Err(fail(
             1,
-            format!("header must be exactly {} (got {})", kind.header().join(","), got.join(",")),
+            format!(
+                "header must be exactly {} (got {})",
+                kind.header().join(","),
+                got.join(",")
+            ),
         ));
     }
     let mut seen = HashSet::new();
@@ -157,7 +183,11 @@ pub fn parse(kind: ReferenceKind, name: &str, bytes: &[u8]) -> Result<Vec<Vec<Op
         if record.len() != kind.header().len() {
             return Err(fail(
                 line,
-                format!("expected {} fields, got {}", kind.header().len(), record.len()),
+                format!(
+                    "expected {} fields, got {}",
+                    kind.header().len(),
+                    record.len()
+                ),
             ));
         }
         let cell = |i: usize| record.get(i).unwrap_or("").trim();
@@ -178,15 +208,21 @@ pub fn parse(kind: ReferenceKind, name: &str, bytes: &[u8]) -> Result<Vec<Vec<Op
                 let cached = if cell(4).is_empty() {
                     None
                 } else {
-                    Some(Val::Dec(money(cell(4), "cached_input_usd_per_mtok", 6).map_err(&row_fail)?))
+                    Some(Val::Dec(
+                        money(cell(4), "cached_input_usd_per_mtok", 6).map_err(&row_fail)?,
+                    ))
                 };
                 vec![
                     Some(Val::Str(model.to_string())),
                     (!cell(1).is_empty()).then(|| Val::Str(cell(1).to_string())),
                     Some(Val::Int(i64::from(date))),
-                    Some(Val::Dec(money(cell(3), "input_usd_per_mtok", 6).map_err(&row_fail)?)),
+                    Some(Val::Dec(
+                        money(cell(3), "input_usd_per_mtok", 6).map_err(&row_fail)?,
+                    )),
                     cached,
-                    Some(Val::Dec(money(cell(5), "output_usd_per_mtok", 6).map_err(&row_fail)?)),
+                    Some(Val::Dec(
+                        money(cell(5), "output_usd_per_mtok", 6).map_err(&row_fail)?,
+                    )),
                 ]
             }
             ReferenceKind::Plans => {
@@ -206,8 +242,12 @@ pub fn parse(kind: ReferenceKind, name: &str, bytes: &[u8]) -> Result<Vec<Vec<Op
                 vec![
                     Some(Val::Str(tenant.to_string())),
                     Some(Val::Int(i64::from(date))),
-                    Some(Val::Dec(money(cell(2), "price_per_success_usd", 12).map_err(&row_fail)?)),
-                    Some(Val::Dec(money(cell(3), "monthly_fee_usd", 12).map_err(&row_fail)?)),
+                    Some(Val::Dec(
+                        money(cell(2), "price_per_success_usd", 12).map_err(&row_fail)?,
+                    )),
+                    Some(Val::Dec(
+                        money(cell(3), "monthly_fee_usd", 12).map_err(&row_fail)?,
+                    )),
                 ]
             }
         };
@@ -228,7 +268,8 @@ fn date(text: &str) -> std::result::Result<i32, String> {
 /// A non-negative money value with at most `max_fraction` fractional digits,
 /// scaled to the money column's 12 digits.
 fn money(text: &str, column: &str, max_fraction: u32) -> std::result::Result<i128, String> {
-    let d = Decimal::from_plain(text).ok_or_else(|| format!("{column} '{text}' is not a decimal number like 2.50"))?;
+    let d = Decimal::from_plain(text)
+        .ok_or_else(|| format!("{column} '{text}' is not a decimal number like 2.50"))?;
     if d.is_negative() {
         return Err(format!("{column} '{text}' is negative"));
     }
@@ -241,7 +282,8 @@ fn money(text: &str, column: &str, max_fraction: u32) -> std::result::Result<i12
         Err(FitError::TooLarge) => return Err(format!("{column} '{text}' is too large")),
         Ok(_) => {}
     }
-    d.to_scaled(12, 38).map_err(|_| format!("{column} '{text}' is too large"))
+    d.to_scaled(12, 38)
+        .map_err(|_| format!("{column} '{text}' is too large"))
 }
 
 #[cfg(test)]
@@ -252,7 +294,11 @@ mod tests {
     const PLANS: &str = "tenant_id,effective_from,price_per_success_usd,monthly_fee_usd\n";
 
     fn prices(body: &str) -> Result<Vec<Vec<Option<Val>>>> {
-        parse(ReferenceKind::Prices, "p.csv", format!("{PRICES}{body}").as_bytes())
+        parse(
+            ReferenceKind::Prices,
+            "p.csv",
+            format!("{PRICES}{body}").as_bytes(),
+        )
     }
 
     fn err_of(r: Result<Vec<Vec<Option<Val>>>>) -> String {
@@ -261,7 +307,8 @@ mod tests {
 
     #[test]
     fn good_prices_parse_with_empty_cached_as_null() {
-        let rows = prices("m,openai,2026-10-01,2.50,,10\nm,openai,2026-10-07,2.000001,0.5,8\n").unwrap();
+        let rows =
+            prices("m,openai,2026-10-01,2.50,,10\nm,openai,2026-10-07,2.000001,0.5,8\n").unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0][4], None);
         assert_eq!(rows[0][3], Some(Val::Dec(2_500_000_000_000)));
@@ -270,8 +317,13 @@ mod tests {
 
     #[test]
     fn bad_price_files_name_the_line_and_reason() {
-        let e = err_of(prices("m,openai,2026-10-01,2.50,,10\nm,openai,2026-10-01,3,,10\n"));
-        assert!(e.contains("p.csv line 3") && e.contains("second row for model 'm'"), "{e}");
+        let e = err_of(prices(
+            "m,openai,2026-10-01,2.50,,10\nm,openai,2026-10-01,3,,10\n",
+        ));
+        assert!(
+            e.contains("p.csv line 3") && e.contains("second row for model 'm'"),
+            "{e}"
+        );
         let e = err_of(prices("m,openai,2026-10-01,-2.50,,10\n"));
         assert!(e.contains("line 2") && e.contains("negative"), "{e}");
         let e = err_of(prices("m,openai,2026-10-01,2.1234567,,10\n"));
@@ -282,21 +334,38 @@ mod tests {
         assert!(e.contains("expected 6 fields, got 5"), "{e}");
         let e = err_of(prices("m,openai,2026-10-01,abc,,10\n"));
         assert!(e.contains("not a decimal"), "{e}");
-        let e = err_of(parse(ReferenceKind::Prices, "p.csv", b"model,effective_from\n"));
+        let e = err_of(parse(
+            ReferenceKind::Prices,
+            "p.csv",
+            b"model,effective_from\n",
+        ));
         assert!(e.contains("line 1") && e.contains("header"), "{e}");
     }
 
     #[test]
     fn plans_allow_twelve_digits_and_check_tenants() {
-        let ok = parse(ReferenceKind::Plans, "c.csv", format!("{PLANS}acme,2026-10-01,0.123456789012,199\n").as_bytes()).unwrap();
+        let ok = parse(
+            ReferenceKind::Plans,
+            "c.csv",
+            format!("{PLANS}acme,2026-10-01,0.123456789012,199\n").as_bytes(),
+        )
+        .unwrap();
         assert_eq!(ok[0][2], Some(Val::Dec(123_456_789_012)));
-        let e = parse(ReferenceKind::Plans, "c.csv", format!("{PLANS}../x,2026-10-01,1,1\n").as_bytes())
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            ReferenceKind::Plans,
+            "c.csv",
+            format!("{PLANS}../x,2026-10-01,1,1\n").as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("tenant_id '../x'"), "{e}");
-        let e = parse(ReferenceKind::Plans, "c.csv", format!("{PLANS}a,2026-10-01,1,1\na,2026-10-01,2,2\n").as_bytes())
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            ReferenceKind::Plans,
+            "c.csv",
+            format!("{PLANS}a,2026-10-01,1,1\na,2026-10-01,2,2\n").as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("line 3"), "{e}");
     }
 }

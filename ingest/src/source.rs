@@ -65,34 +65,57 @@ impl Source {
 
     /// Opens the source for reading lines, decompressing as needed. Bytes
     /// read from storage are added to `counter` (for progress).
-    pub fn open(&self, handle: &tokio::runtime::Handle, counter: Arc<AtomicU64>) -> Result<Box<dyn BufRead + Send>> {
+    pub fn open(
+        &self,
+        handle: &tokio::runtime::Handle,
+        counter: Arc<AtomicU64>,
+    ) -> Result<Box<dyn BufRead + Send>> {
         let raw: Box<dyn Read + Send> = match self {
-            Source::Local { path } => Box::new(std::fs::File::open(path).map_err(|e| Error::Source {
-                source_name: self.name(),
-                reason: e.to_string(),
-            })?),
-            Source::Object { store, location, .. } => {
-                let got = handle.block_on(store.get(location)).map_err(|e| Error::Source {
+            Source::Local { path } => {
+                Box::new(std::fs::File::open(path).map_err(|e| Error::Source {
                     source_name: self.name(),
                     reason: e.to_string(),
-                })?;
+                })?)
+            }
+            Source::Object {
+                store, location, ..
+            } => {
+                let got = handle
+                    .block_on(store.get(location))
+                    .map_err(|e| Error::Source {
+                        source_name: self.name(),
+                        reason: e.to_string(),
+                    })?;
                 let stream = got.into_stream().map_err(std::io::Error::other);
                 let reader = tokio_util::io::StreamReader::new(stream);
-                Box::new(tokio_util::io::SyncIoBridge::new_with_handle(reader, handle.clone()))
+                Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
+                    reader,
+                    handle.clone(),
+                ))
             }
         };
-        let mut buffered = BufReader::with_capacity(256 * 1024, Counting { inner: raw, counter });
+        let mut buffered = BufReader::with_capacity(
+            256 * 1024,
+            Counting {
+                inner: raw,
+                counter,
+            },
+        );
         let magic = buffered.fill_buf().map_err(|e| Error::Source {
             source_name: self.name(),
             reason: e.to_string(),
         })?;
         Ok(if magic.starts_with(&[0x1f, 0x8b]) {
-            Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(buffered)))
+            Box::new(BufReader::with_capacity(
+                256 * 1024,
+                flate2::bufread::MultiGzDecoder::new(buffered),
+            ))
         } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            let decoder = zstd::stream::read::Decoder::with_buffer(buffered).map_err(|e| Error::Source {
-                source_name: self.name(),
-                reason: e.to_string(),
-            })?;
+            let decoder =
+                zstd::stream::read::Decoder::with_buffer(buffered).map_err(|e| Error::Source {
+                    source_name: self.name(),
+                    reason: e.to_string(),
+                })?;
             Box::new(BufReader::with_capacity(256 * 1024, decoder))
         } else {
             Box::new(buffered)
@@ -163,7 +186,11 @@ fn expand_local(path: &Path, arg: &str, out: &mut Vec<Source>) -> Result<()> {
             .map_err(|e| not_found(format!("invalid glob pattern: {e}")))?
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| not_found(e.to_string()))?;
-        matches.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
+        matches.sort_by(|a, b| {
+            a.as_os_str()
+                .as_encoded_bytes()
+                .cmp(b.as_os_str().as_encoded_bytes())
+        });
         for m in matches {
             if m.is_dir() {
                 walk(&m, out).map_err(|e| not_found(e.to_string()))?;
@@ -205,7 +232,11 @@ fn walk(dir: &Path, out: &mut Vec<Source>) -> std::io::Result<()> {
             }
         }
     }
-    files.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
+    files.sort_by(|a, b| {
+        a.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.as_os_str().as_encoded_bytes())
+    });
     for f in files {
         push_local(&f, out)?;
     }
@@ -262,7 +293,14 @@ mod tests {
 
     #[test]
     fn directory_walks_pick_event_files_only() {
-        for yes in ["a.ndjson", "a.jsonl", "a.json", "a.ndjson.gz", "a.jsonl.zst", "A.NDJSON"] {
+        for yes in [
+            "a.ndjson",
+            "a.jsonl",
+            "a.json",
+            "a.ndjson.gz",
+            "a.jsonl.zst",
+            "A.NDJSON",
+        ] {
             assert!(is_event_file(yes), "{yes}");
         }
         for no in ["README.md", "a.csv", "a.gz", "ndjson"] {
@@ -273,7 +311,13 @@ mod tests {
     #[tokio::test]
     async fn directories_are_walked_recursively_in_byte_order() {
         let dir = tempfile::tempdir().unwrap();
-        for p in ["b/2.ndjson", "a.ndjson", "b/10.ndjson", "B.jsonl", "notes.txt"] {
+        for p in [
+            "b/2.ndjson",
+            "a.ndjson",
+            "b/10.ndjson",
+            "B.jsonl",
+            "notes.txt",
+        ] {
             let path = dir.path().join(p);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, "").unwrap();
@@ -281,14 +325,30 @@ mod tests {
         let got = expand(&[dir.path().display().to_string()]).await.unwrap();
         let names: Vec<String> = got
             .iter()
-            .map(|s| s.name().strip_prefix(&std::fs::canonicalize(dir.path()).unwrap().display().to_string()).unwrap().to_string())
+            .map(|s| {
+                s.name()
+                    .strip_prefix(
+                        &std::fs::canonicalize(dir.path())
+                            .unwrap()
+                            .display()
+                            .to_string(),
+                    )
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
-        assert_eq!(names, ["/B.jsonl", "/a.ndjson", "/b/10.ndjson", "/b/2.ndjson"]);
+        assert_eq!(
+            names,
+            ["/B.jsonl", "/a.ndjson", "/b/10.ndjson", "/b/2.ndjson"]
+        );
     }
 
     #[tokio::test]
     async fn a_missing_source_fails_naming_it() {
-        let err = expand(&["/no/such/file.ndjson".into()]).await.unwrap_err().to_string();
+        let err = expand(&["/no/such/file.ndjson".into()])
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/no/such/file.ndjson"), "{err}");
     }
 }

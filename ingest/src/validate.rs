@@ -109,11 +109,19 @@ struct Spec {
 }
 
 const fn req(name: &'static str, kind: Kind) -> Spec {
-    Spec { name, kind, required: true }
+    Spec {
+        name,
+        kind,
+        required: true,
+    }
 }
 
 const fn opt(name: &'static str, kind: Kind) -> Spec {
-    Spec { name, kind, required: false }
+    Spec {
+        name,
+        kind,
+        required: false,
+    }
 }
 
 const ACCESS: Kind = Kind::OneOf(&["read", "write"]);
@@ -143,9 +151,16 @@ const TOOL_CALL: &[Spec] = &[
     opt("cost_usd", Kind::Money),
     opt("idempotency_key", Kind::Text),
 ];
-const POLICY_BLOCK: &[Spec] = &[req("tool", Kind::Text), req("rule", Kind::Text), opt("access", ACCESS)];
+const POLICY_BLOCK: &[Spec] = &[
+    req("tool", Kind::Text),
+    req("rule", Kind::Text),
+    opt("access", ACCESS),
+];
 const APPROVAL: &[Spec] = &[
-    req("decision", Kind::OneOf(&["requested", "approved", "rejected"])),
+    req(
+        "decision",
+        Kind::OneOf(&["requested", "approved", "rejected"]),
+    ),
     opt("tool", Kind::Text),
     opt("approver", Kind::Text),
 ];
@@ -155,11 +170,17 @@ const HUMAN_OVERRIDE: &[Spec] = &[
     opt("reason", Kind::Text),
 ];
 const RUN_FINISHED: &[Spec] = &[
-    req("outcome", Kind::OneOf(&["success", "failure", "escalated", "abandoned"])),
+    req(
+        "outcome",
+        Kind::OneOf(&["success", "failure", "escalated", "abandoned"]),
+    ),
     opt("cap_hit", Kind::OneOf(&["tokens", "cost", "tool_calls"])),
 ];
 const FEEDBACK: &[Spec] = &[
-    req("kind", Kind::OneOf(&["bad_run_report", "thumbs_up", "thumbs_down"])),
+    req(
+        "kind",
+        Kind::OneOf(&["bad_run_report", "thumbs_up", "thumbs_down"]),
+    ),
     opt("actor", Kind::Text),
     opt("note", Kind::Text),
 ];
@@ -201,7 +222,14 @@ fn default_for(event_type: &str, field: &str) -> Option<Val> {
     }
 }
 
-const COMMON: &[&str] = &["event_id", "event_type", "ts", "tenant_id", "run_id", "attributes"];
+const COMMON: &[&str] = &[
+    "event_id",
+    "event_type",
+    "ts",
+    "tenant_id",
+    "run_id",
+    "attributes",
+];
 
 struct Checker<'a> {
     members: Vec<(String, &'a RawValue)>,
@@ -238,7 +266,11 @@ impl<'a> Checker<'a> {
     fn wrong_type(&self, name: &str, expected: &str, raw: &RawValue) -> Rejection {
         self.reject(
             "wrong_type",
-            format!("field '{name}' must be {expected}, got {} ({})", describe(raw), excerpt(raw.get())),
+            format!(
+                "field '{name}' must be {expected}, got {} ({})",
+                describe(raw),
+                excerpt(raw.get())
+            ),
         )
     }
 
@@ -246,7 +278,8 @@ impl<'a> Checker<'a> {
         if !raw.get().starts_with('"') {
             return Err(self.wrong_type(name, "a string", raw));
         }
-        serde_json::from_str(raw.get()).map_err(|e| self.reject("invalid_json", format!("field '{name}': {e}")))
+        serde_json::from_str(raw.get())
+            .map_err(|e| self.reject("invalid_json", format!("field '{name}': {e}")))
     }
 
     fn bounded(&self, name: &str, raw: &RawValue, max: usize) -> Result<String, Rejection> {
@@ -279,7 +312,11 @@ impl<'a> Checker<'a> {
                 } else {
                     Err(self.reject(
                         "invalid_value",
-                        format!("field '{name}' must be one of {}, got {}", allowed.join(", "), excerpt(text)),
+                        format!(
+                            "field '{name}' must be one of {}, got {}",
+                            allowed.join(", "),
+                            excerpt(text)
+                        ),
                     ))
                 }
             }
@@ -289,13 +326,21 @@ impl<'a> Checker<'a> {
                     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
                 };
                 if !is_int {
-                    return Err(self.wrong_type(name, "a JSON integer (no fraction, no exponent)", raw));
+                    return Err(self.wrong_type(
+                        name,
+                        "a JSON integer (no fraction, no exponent)",
+                        raw,
+                    ));
                 }
                 match text.parse::<i64>() {
                     Ok(v) if v >= 0 => Ok(Val::Int(v)),
                     _ => Err(self.reject(
                         "out_of_range",
-                        format!("field '{name}' must be an integer from 0 to {}, got {}", i64::MAX, excerpt(text)),
+                        format!(
+                            "field '{name}' must be an integer from 0 to {}, got {}",
+                            i64::MAX,
+                            excerpt(text)
+                        ),
                     )),
                 }
             }
@@ -303,15 +348,24 @@ impl<'a> Checker<'a> {
                 let decimal = if text.starts_with('"') {
                     let s = self.string(name, raw)?;
                     Decimal::from_plain(&s).ok_or_else(|| {
-                        self.wrong_type(name, "a JSON number or a decimal string like \"0.0125\"", raw)
+                        self.wrong_type(
+                            name,
+                            "a JSON number or a decimal string like \"0.0125\"",
+                            raw,
+                        )
                     })?
-                } else if text.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) {
-                    Decimal::from_json_number(text).ok_or_else(|| self.wrong_type(name, "a number", raw))?
+                } else if text.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
+                {
+                    Decimal::from_json_number(text)
+                        .ok_or_else(|| self.wrong_type(name, "a number", raw))?
                 } else {
                     return Err(self.wrong_type(name, "a JSON number or a decimal string", raw));
                 };
                 if decimal.is_negative() {
-                    return Err(self.reject("out_of_range", format!("field '{name}' must be ≥ 0, got {}", excerpt(text))));
+                    return Err(self.reject(
+                        "out_of_range",
+                        format!("field '{name}' must be ≥ 0, got {}", excerpt(text)),
+                    ));
                 }
                 match decimal.to_scaled(MONEY_SCALE as u32, u32::from(MONEY_PRECISION)) {
                     Ok(v) => Ok(Val::Dec(v)),
@@ -347,7 +401,8 @@ pub fn valid_tenant_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s != "."
         && s != ".."
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Parses an RFC 3339 timestamp to UTC microseconds (digits past the
@@ -360,11 +415,18 @@ pub fn parse_ts(s: &str) -> Option<i64> {
 
 /// Validates one line (without its line terminator).
 pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
-    let bare = |code, message| Rejection { code, message, event_id: None };
+    let bare = |code, message| Rejection {
+        code,
+        message,
+        event_id: None,
+    };
     let text = std::str::from_utf8(line).map_err(|e| {
         bare(
             "invalid_json",
-            format!("line is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+            format!(
+                "line is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
         )
     })?;
     let obj: RawObject<'_> = match serde_json::from_str(text) {
@@ -374,7 +436,10 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
                 && serde_json::from_str::<&RawValue>(text).is_ok();
             return Err(if is_other_json {
                 let raw: &RawValue = serde_json::from_str(text).expect("checked");
-                bare("not_an_object", format!("line is {}, not a JSON object", describe(raw)))
+                bare(
+                    "not_an_object",
+                    format!("line is {}, not a JSON object", describe(raw)),
+                )
             } else {
                 bare("invalid_json", format!("line is not valid JSON: {e}"))
             });
@@ -382,8 +447,12 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
     };
 
     let mut canonical = Vec::with_capacity(text.len());
-    write_members(obj.0.iter().map(|(k, v)| (k.clone(), *v)).collect(), Form::Canonical, &mut canonical)
-        .map_err(|e| bare("invalid_json", format!("line is not valid JSON: {e}")))?;
+    write_members(
+        obj.0.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        Form::Canonical,
+        &mut canonical,
+    )
+    .map_err(|e| bare("invalid_json", format!("line is not valid JSON: {e}")))?;
     let content_hash = xxhash_rust::xxh3::xxh3_64(&canonical);
 
     let n = obj.0.len();
@@ -403,7 +472,11 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
     let Some(type_specs) = specs(&event_type) else {
         return Err(c.reject(
             "unknown_event_type",
-            format!("unknown event_type {}; expected one of {}", excerpt(raw.get()), EVENT_TYPES.join(", ")),
+            format!(
+                "unknown event_type {}; expected one of {}",
+                excerpt(raw.get()),
+                EVENT_TYPES.join(", ")
+            ),
         ));
     };
 
@@ -412,7 +485,10 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
     let ts_micros = parse_ts(&ts_text).ok_or_else(|| {
         c.reject(
             "invalid_timestamp",
-            format!("field 'ts' must be an RFC 3339 timestamp with Z or an offset, got {}", excerpt(raw.get())),
+            format!(
+                "field 'ts' must be an RFC 3339 timestamp with Z or an offset, got {}",
+                excerpt(raw.get())
+            ),
         )
     })?;
 
@@ -454,7 +530,10 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
             None if spec.required => {
                 return Err(c.reject(
                     "missing_field",
-                    format!("{event_type} requires field '{}', which is missing or null", spec.name),
+                    format!(
+                        "{event_type} requires field '{}', which is missing or null",
+                        spec.name
+                    ),
                 ));
             }
             None => default_for(&event_type, spec.name),
@@ -467,11 +546,18 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
             Some(Val::Int(v)) => *v,
             _ => 0,
         };
-        for (part, whole) in [("cached_input_tokens", "input_tokens"), ("reasoning_tokens", "output_tokens")] {
+        for (part, whole) in [
+            ("cached_input_tokens", "input_tokens"),
+            ("reasoning_tokens", "output_tokens"),
+        ] {
             if int(part) > int(whole) {
                 return Err(c.reject(
                     "out_of_range",
-                    format!("field '{part}' ({}) must not exceed '{whole}' ({})", int(part), int(whole)),
+                    format!(
+                        "field '{part}' ({}) must not exceed '{whole}' ({})",
+                        int(part),
+                        int(whole)
+                    ),
                 ));
             }
         }
@@ -517,7 +603,8 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#""event_id":"e1","ts":"2026-10-05T10:00:00Z","tenant_id":"acme","run_id":"r1""#;
+    const BASE: &str =
+        r#""event_id":"e1","ts":"2026-10-05T10:00:00Z","tenant_id":"acme","run_id":"r1""#;
 
     fn line(rest: &str) -> String {
         format!("{{{BASE},{rest}}}")
@@ -533,17 +620,28 @@ mod tests {
 
     #[test]
     fn a_model_call_gets_its_defaults() {
-        let ev = validate(line(r#""event_type":"model_call","model":"m","input_tokens":10,"output_tokens":5"#).as_bytes()).unwrap();
+        let ev = validate(
+            line(r#""event_type":"model_call","model":"m","input_tokens":10,"output_tokens":5"#)
+                .as_bytes(),
+        )
+        .unwrap();
         assert_eq!(col(&ev, "cached_input_tokens"), Some(Val::Int(0)));
         assert_eq!(col(&ev, "status"), Some(Val::Str("ok".into())));
         assert_eq!(col(&ev, "cache_hit"), Some(Val::Bool(false)));
-        assert_eq!(col(&ev, "cost_usd"), None, "absent cost stays null so it can be priced");
+        assert_eq!(
+            col(&ev, "cost_usd"),
+            None,
+            "absent cost stays null so it can be priced"
+        );
         assert_eq!(ev.ts_micros, 1_791_194_400_000_000);
     }
 
     #[test]
     fn a_tool_call_costs_zero_by_default_and_money_is_exact() {
-        let ev = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"ok""#).as_bytes()).unwrap();
+        let ev = validate(
+            line(r#""event_type":"tool_call","tool":"t","access":"read","status":"ok""#).as_bytes(),
+        )
+        .unwrap();
         assert_eq!(col(&ev, "cost_usd"), Some(Val::Dec(0)));
         let ev = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"ok","cost_usd":"0.1""#).as_bytes()).unwrap();
         assert_eq!(col(&ev, "cost_usd"), Some(Val::Dec(100_000_000_000)));
@@ -555,7 +653,10 @@ mod tests {
     fn offsets_are_stored_as_utc_and_sub_microseconds_truncated() {
         let l = r#"{"event_id":"e","event_type":"feedback","kind":"thumbs_up","tenant_id":"a","run_id":"r","ts":"2026-10-05T01:30:00.1234569+02:00"}"#;
         let ev = validate(l.as_bytes()).unwrap();
-        assert_eq!(ev.ts_micros, parse_ts("2026-10-04T23:30:00.123456Z").unwrap());
+        assert_eq!(
+            ev.ts_micros,
+            parse_ts("2026-10-04T23:30:00.123456Z").unwrap()
+        );
     }
 
     #[test]
@@ -564,24 +665,91 @@ mod tests {
         assert_eq!(code("{\"a\":"), "invalid_json");
         assert_eq!(code("[1,2]"), "not_an_object");
         assert_eq!(code("\"text\""), "not_an_object");
-        assert_eq!(validate(b"{\"a\":\"\xff\"}").unwrap_err().code, "invalid_json");
-        assert_eq!(code(r#"{"event_type":"feedback"}"#), "missing_field");
-        assert_eq!(code(&line(r#""event_type":"model_cal""#)), "unknown_event_type");
-        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":"800","output_tokens":1"#)), "wrong_type");
-        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":800.0,"output_tokens":1"#)), "wrong_type");
-        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":1e3,"output_tokens":1"#)), "wrong_type");
-        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":-1"#)), "out_of_range");
-        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cached_input_tokens":9"#)), "out_of_range");
-        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"reasoning_tokens":2"#)), "out_of_range");
-        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":"0.0000000000001""#)), "out_of_range");
-        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":-1"#)), "out_of_range");
-        assert_eq!(code(&line(r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":"1e3""#)), "wrong_type");
-        assert_eq!(code(&line(r#""event_type":"run_finished","outcome":"done""#)), "invalid_value");
-        assert_eq!(code(&line(r#""event_type":"run_started","workflow":"""#)), "out_of_range");
-        assert_eq!(code(&line(r#""event_type":"run_started","workflow":null"#)), "missing_field");
-        assert_eq!(code(&line(r#""event_type":"run_started","workflow":"w","attributes":[1]"#)), "wrong_type");
         assert_eq!(
-            code(&line(r#""event_type":"run_started","workflow":"w","attributes":{"x":1},"x":2"#)),
+            validate(b"{\"a\":\"\xff\"}").unwrap_err().code,
+            "invalid_json"
+        );
+        assert_eq!(code(r#"{"event_type":"feedback"}"#), "missing_field");
+        assert_eq!(
+            code(&line(r#""event_type":"model_cal""#)),
+            "unknown_event_type"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"model_call","model":"m","input_tokens":"800","output_tokens":1"#
+            )),
+            "wrong_type"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"model_call","model":"m","input_tokens":800.0,"output_tokens":1"#
+            )),
+            "wrong_type"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"model_call","model":"m","input_tokens":1e3,"output_tokens":1"#
+            )),
+            "wrong_type"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":-1"#
+            )),
+            "out_of_range"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cached_input_tokens":9"#
+            )),
+            "out_of_range"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"reasoning_tokens":2"#
+            )),
+            "out_of_range"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":"0.0000000000001""#
+            )),
+            "out_of_range"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":-1"#
+            )),
+            "out_of_range"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":"1e3""#
+            )),
+            "wrong_type"
+        );
+        assert_eq!(
+            code(&line(r#""event_type":"run_finished","outcome":"done""#)),
+            "invalid_value"
+        );
+        assert_eq!(
+            code(&line(r#""event_type":"run_started","workflow":"""#)),
+            "out_of_range"
+        );
+        assert_eq!(
+            code(&line(r#""event_type":"run_started","workflow":null"#)),
+            "missing_field"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"run_started","workflow":"w","attributes":[1]"#
+            )),
+            "wrong_type"
+        );
+        assert_eq!(
+            code(&line(
+                r#""event_type":"run_started","workflow":"w","attributes":{"x":1},"x":2"#
+            )),
             "attribute_conflict"
         );
         let bad_ts = r#"{"event_id":"e","event_type":"feedback","kind":"thumbs_up","tenant_id":"a","run_id":"r","ts":"2026-13-45T99:00:00Z"}"#;
@@ -600,7 +768,11 @@ mod tests {
 
     #[test]
     fn messages_name_the_field_and_the_event() {
-        let r = validate(line(r#""event_type":"model_call","model":"m","input_tokens":"800","output_tokens":1"#).as_bytes()).unwrap_err();
+        let r = validate(
+            line(r#""event_type":"model_call","model":"m","input_tokens":"800","output_tokens":1"#)
+                .as_bytes(),
+        )
+        .unwrap_err();
         assert!(r.message.contains("'input_tokens'"), "{}", r.message);
         assert!(r.message.contains("a string"), "{}", r.message);
         assert_eq!(r.event_id.as_deref(), Some("e1"));
@@ -608,12 +780,28 @@ mod tests {
 
     #[test]
     fn null_optional_fields_are_absent_and_lengths_count_code_points() {
-        let ev = validate(line(r#""event_type":"run_started","workflow":"ü","agent_version":null"#).as_bytes()).unwrap();
+        let ev = validate(
+            line(r#""event_type":"run_started","workflow":"ü","agent_version":null"#).as_bytes(),
+        )
+        .unwrap();
         assert_eq!(col(&ev, "agent_version"), None);
         let long = "é".repeat(128);
-        assert!(validate(line(&format!(r#""event_type":"run_started","workflow":"{long}""#)).as_bytes()).is_ok());
+        assert!(
+            validate(
+                line(&format!(
+                    r#""event_type":"run_started","workflow":"{long}""#
+                ))
+                .as_bytes()
+            )
+            .is_ok()
+        );
         let too_long = "é".repeat(129);
-        assert_eq!(code(&line(&format!(r#""event_type":"run_started","workflow":"{too_long}""#))), "out_of_range");
+        assert_eq!(
+            code(&line(&format!(
+                r#""event_type":"run_started","workflow":"{too_long}""#
+            ))),
+            "out_of_range"
+        );
     }
 
     #[test]
@@ -625,7 +813,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             col(&ev, "attributes"),
-            Some(Val::Str(r#"{"region":"eu","trace_id":"t-1","model":"x"}"#.into()))
+            Some(Val::Str(
+                r#"{"region":"eu","trace_id":"t-1","model":"x"}"#.into()
+            ))
         );
         assert_eq!(col(&ev, "model"), None, "model is not a run_started field");
     }

@@ -149,11 +149,19 @@ mod tests {
     async fn a_held_lock_refuses_a_second_writer_until_released() {
         let lake = Lake::open("memory://lock-test").unwrap();
         let first = WriterLock::acquire(&lake, "ingest").await.unwrap();
-        let err = WriterLock::acquire(&lake, "load").await.unwrap_err().to_string();
+        let err = WriterLock::acquire(&lake, "load")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("locked by another writer"), "{err}");
         assert!(err.contains("'ingest'"), "{err}");
         first.release().await.unwrap();
-        WriterLock::acquire(&lake, "load").await.unwrap().release().await.unwrap();
+        WriterLock::acquire(&lake, "load")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -166,9 +174,17 @@ mod tests {
             since: "2026-01-01T00:00:00Z".into(),
         };
         lake.store()
-            .put(&lake.path(LOCK_PATH), serde_json::to_vec(&dead).unwrap().into())
+            .put(
+                &lake.path(LOCK_PATH),
+                serde_json::to_vec(&dead).unwrap().into(),
+            )
             .await
             .unwrap();
-        WriterLock::acquire(&lake, "ingest").await.unwrap().release().await.unwrap();
+        WriterLock::acquire(&lake, "ingest")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
     }
 }

@@ -84,11 +84,10 @@ impl Snapshot {
         let mut commits = Vec::with_capacity(metas.len());
         for meta in metas {
             let bytes = lake.store().get(&meta.location).await?.bytes().await?;
-            let commit: Commit =
-                serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLog {
-                    path: meta.location.to_string(),
-                    reason: e.to_string(),
-                })?;
+            let commit: Commit = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLog {
+                path: meta.location.to_string(),
+                reason: e.to_string(),
+            })?;
             commits.push(commit);
         }
         for (i, c) in commits.iter().enumerate() {
@@ -180,7 +179,11 @@ mod tests {
             kind,
             id: path.to_string(),
             committed_at: now_rfc3339(),
-            replaces: if replaces { vec![table.to_string()] } else { vec![] },
+            replaces: if replaces {
+                vec![table.to_string()]
+            } else {
+                vec![]
+            },
             files: vec![FileEntry {
                 table: table.into(),
                 path: path.into(),
@@ -196,16 +199,38 @@ mod tests {
     async fn appends_accumulate_and_replacements_supersede() {
         let lake = Lake::open("memory://log-test").unwrap();
         let mut snap = Snapshot::load(&lake).await.unwrap();
-        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e1", false)).await.unwrap();
-        snap.commit(&lake, commit(CommitKind::LoadPrices, "model_prices", "p1", true)).await.unwrap();
-        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e2", false)).await.unwrap();
-        snap.commit(&lake, commit(CommitKind::LoadPrices, "model_prices", "p2", true)).await.unwrap();
+        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e1", false))
+            .await
+            .unwrap();
+        snap.commit(
+            &lake,
+            commit(CommitKind::LoadPrices, "model_prices", "p1", true),
+        )
+        .await
+        .unwrap();
+        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e2", false))
+            .await
+            .unwrap();
+        snap.commit(
+            &lake,
+            commit(CommitKind::LoadPrices, "model_prices", "p2", true),
+        )
+        .await
+        .unwrap();
 
         let reread = Snapshot::load(&lake).await.unwrap();
         assert_eq!(reread.version(), 4);
-        let events: Vec<_> = reread.files("events").iter().map(|f| f.path.clone()).collect();
+        let events: Vec<_> = reread
+            .files("events")
+            .iter()
+            .map(|f| f.path.clone())
+            .collect();
         assert_eq!(events, ["e1", "e2"]);
-        let prices: Vec<_> = reread.files("model_prices").iter().map(|f| f.path.clone()).collect();
+        let prices: Vec<_> = reread
+            .files("model_prices")
+            .iter()
+            .map(|f| f.path.clone())
+            .collect();
         assert_eq!(prices, ["p2"]);
         assert!(reread.all_paths().contains("p1"), "old versions stay");
     }
@@ -215,7 +240,9 @@ mod tests {
         let lake = Lake::open("memory://log-conflict").unwrap();
         let mut a = Snapshot::load(&lake).await.unwrap();
         let mut b = Snapshot::load(&lake).await.unwrap();
-        a.commit(&lake, commit(CommitKind::Ingest, "events", "a", false)).await.unwrap();
+        a.commit(&lake, commit(CommitKind::Ingest, "events", "a", false))
+            .await
+            .unwrap();
         let err = b
             .commit(&lake, commit(CommitKind::Ingest, "events", "b", false))
             .await

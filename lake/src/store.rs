@@ -122,9 +122,12 @@ impl Lake {
 
     /// The path of `absolute` relative to the lake root, if it is inside it.
     pub fn relative(&self, absolute: &Path) -> Option<String> {
-        absolute
-            .prefix_match(&self.root)
-            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+        absolute.prefix_match(&self.root).map(|parts| {
+            parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
     }
 }
 
@@ -157,7 +160,10 @@ mod tests {
         let url = format!("file://{}", dir.path().display());
         let b = Lake::open(&url).unwrap();
         assert_eq!(a.path("events"), b.path("events"));
-        assert_eq!(a.relative(&a.path("events/x.parquet")).unwrap(), "events/x.parquet");
+        assert_eq!(
+            a.relative(&a.path("events/x.parquet")).unwrap(),
+            "events/x.parquet"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use arrow::array::{Date32Array, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
-use parquet::arrow::AsyncArrowWriter;
 use object_store::buffered::BufWriter;
+use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -30,7 +30,9 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// filter on `event_id` where the table has one.
 pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!("agentledger {}", env!("CARGO_PKG_VERSION")));
@@ -41,11 +43,19 @@ pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
 }
 
 /// Writes one whole batch to `relative` as a single Parquet file.
-pub async fn write_file(lake: &Lake, table: &str, relative: &str, batch: &RecordBatch) -> Result<FileEntry> {
+pub async fn write_file(
+    lake: &Lake,
+    table: &str,
+    relative: &str,
+    batch: &RecordBatch,
+) -> Result<FileEntry> {
     let path = lake.path(relative);
     let sink = BufWriter::new(Arc::clone(lake.store()), path);
-    let mut writer =
-        AsyncArrowWriter::try_new(sink, batch.schema(), Some(writer_properties(&batch.schema())))?;
+    let mut writer = AsyncArrowWriter::try_new(
+        sink,
+        batch.schema(),
+        Some(writer_properties(&batch.schema())),
+    )?;
     writer.write(batch).await?;
     // finish() writes the footer and completes the upload.
     writer.finish().await?;
@@ -89,7 +99,13 @@ impl std::fmt::Debug for PartitionedWriter {
 
 impl PartitionedWriter {
     /// A writer for `table` whose files are named `part-<file_prefix>-<n>.parquet`.
-    pub fn new(lake: &Lake, table: &str, schema: SchemaRef, file_prefix: &str, memory_budget: usize) -> Self {
+    pub fn new(
+        lake: &Lake,
+        table: &str,
+        schema: SchemaRef,
+        file_prefix: &str,
+        memory_budget: usize,
+    ) -> Self {
         Self {
             lake: lake.clone(),
             table: table.to_string(),

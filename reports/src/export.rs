@@ -92,7 +92,10 @@ pub async fn write_stream(
                 rows += batch.num_rows() as u64;
                 batches.push(batch);
             }
-            let table = arrow::util::pretty::pretty_format_batches_with_options(&batches, &format_options())?;
+            let table = arrow::util::pretty::pretty_format_batches_with_options(
+                &batches,
+                &format_options(),
+            )?;
             if batches.is_empty() {
                 let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 writeln!(out, "{}", names.join(" | "))?;
@@ -112,8 +115,11 @@ pub async fn write_stream(
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 rows += batch.num_rows() as u64;
-                let columns: Vec<Vec<Option<String>>> =
-                    batch.columns().iter().map(cell_text).collect::<Result<_>>()?;
+                let columns: Vec<Vec<Option<String>>> = batch
+                    .columns()
+                    .iter()
+                    .map(cell_text)
+                    .collect::<Result<_>>()?;
                 for r in 0..batch.num_rows() {
                     let record = columns.iter().map(|c| match &c[r] {
                         Some(v) => escape_csv_formula(v).into_owned(),
@@ -129,15 +135,23 @@ pub async fn write_stream(
             write!(out, "[")?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
-                let columns: Vec<Vec<Option<String>>> =
-                    batch.columns().iter().map(cell_text).collect::<Result<_>>()?;
+                let columns: Vec<Vec<Option<String>>> = batch
+                    .columns()
+                    .iter()
+                    .map(cell_text)
+                    .collect::<Result<_>>()?;
                 for r in 0..batch.num_rows() {
                     write!(out, "{}\n  {{", if rows == 0 { "" } else { "," })?;
-                    for (c, field) in schema.fields().iter().enumerate() {
+                    for (c, (field, column)) in schema.fields().iter().zip(&columns).enumerate() {
                         if c > 0 {
                             write!(out, ", ")?;
                         }
-                        write!(out, "{}: {}", json_string(field.name()), json_value(field, columns[c][r].as_deref()))?;
+                        write!(
+                            out,
+                            "{}: {}",
+                            json_string(field.name()),
+                            json_value(field, column[r].as_deref())
+                        )?;
                     }
                     write!(out, "}}")?;
                     rows += 1;
@@ -180,7 +194,9 @@ fn json_string(s: &str) -> String {
 /// (decimals), text, dates and times as strings, so no digit is lost to a
 /// reader's binary floats.
 fn json_value(field: &Field, text: Option<&str>) -> String {
-    let Some(text) = text else { return "null".into() };
+    let Some(text) = text else {
+        return "null".into();
+    };
     match field.data_type() {
         DataType::Int8
         | DataType::Int16
@@ -203,7 +219,10 @@ fn json_value(field: &Field, text: Option<&str>) -> String {
 }
 
 /// Writes a stream of batches as one Parquet file at `path`.
-pub async fn write_parquet(mut stream: SendableRecordBatchStream, path: &std::path::Path) -> Result<u64> {
+pub async fn write_parquet(
+    mut stream: SendableRecordBatchStream,
+    path: &std::path::Path,
+) -> Result<u64> {
     let file = std::fs::File::create(path)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))

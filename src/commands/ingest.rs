@@ -28,13 +28,20 @@ impl Progress for Bar {
 pub async fn run(lake: &Lake, args: IngestArgs) -> anyhow::Result<ExitCode> {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} ingest [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} ingest [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     let progress: Arc<dyn Progress> = Arc::new(Bar(bar));
-    let summary =
-        agentledger_ingest::ingest(lake, &args.sources, &IngestOptions::default(), Some(progress)).await?;
+    let summary = agentledger_ingest::ingest(
+        lake,
+        &args.sources,
+        &IngestOptions::default(),
+        Some(progress),
+    )
+    .await?;
     let mut out = std::io::stdout().lock();
     match args.format {
         SummaryFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?,
@@ -45,7 +52,12 @@ pub async fn run(lake: &Lake, args: IngestArgs) -> anyhow::Result<ExitCode> {
 
 fn print_text(out: &mut dyn Write, lake: &Lake, s: &IngestSummary) -> std::io::Result<()> {
     match s.version {
-        Some(v) => writeln!(out, "ingested into {} (lake version {v}, ingest {})", lake.display(), s.ingest_id)?,
+        Some(v) => writeln!(
+            out,
+            "ingested into {} (lake version {v}, ingest {})",
+            lake.display(),
+            s.ingest_id
+        )?,
         None => writeln!(out, "nothing new for {} (no commit)", lake.display())?,
     }
     writeln!(
@@ -54,7 +66,11 @@ fn print_text(out: &mut dyn Write, lake: &Lake, s: &IngestSummary) -> std::io::R
         s.read, s.stored, s.duplicate, s.quarantined
     )?;
     if !s.quarantine_reasons.is_empty() {
-        let reasons: Vec<String> = s.quarantine_reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let reasons: Vec<String> = s
+            .quarantine_reasons
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         writeln!(
             out,
             "quarantine: {} ({} new); see: agentledger sql \"SELECT source, line, reason, message FROM quarantine ORDER BY source, line\"",

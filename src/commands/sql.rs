@@ -26,7 +26,9 @@ pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
         None if std::io::stdin().is_terminal() => return repl(&ctx).await,
         None => {
             let mut q = String::new();
-            std::io::stdin().read_to_string(&mut q).context("cannot read the query from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut q)
+                .context("cannot read the query from stdin")?;
             q
         }
     };
@@ -34,7 +36,12 @@ pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_one(ctx: &SessionContext, sql: &str, format: Format, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+async fn run_one(
+    ctx: &SessionContext,
+    sql: &str,
+    format: Format,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let sql = sql.trim().trim_end_matches(';');
     if sql.is_empty() {
         bail!("empty query");
@@ -48,7 +55,8 @@ async fn run_one(ctx: &SessionContext, sql: &str, format: Format, out: Option<&s
         }
         (_, Some(path)) => {
             let mut file = std::io::BufWriter::new(
-                std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
             );
             write_stream(stream, format, &mut file).await?;
             file.flush()?;
@@ -65,15 +73,22 @@ async fn run_one(ctx: &SessionContext, sql: &str, format: Format, out: Option<&s
 /// history is kept in ~/.agentledger_history.
 async fn repl(ctx: &SessionContext) -> anyhow::Result<ExitCode> {
     let mut editor = rustyline::DefaultEditor::new()?;
-    let history = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".agentledger_history"));
+    let history =
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".agentledger_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    println!("agentledger sql: tables events, model_calls, tool_calls, model_prices, customer_plans, quarantine.");
+    println!(
+        "agentledger sql: tables events, model_calls, tool_calls, model_prices, customer_plans, quarantine."
+    );
     println!("End statements with ';'. \\d lists tables, \\q quits.");
     let mut pending = String::new();
     loop {
-        let prompt = if pending.is_empty() { "agentledger> " } else { "         ...> " };
+        let prompt = if pending.is_empty() {
+            "agentledger> "
+        } else {
+            "         ...> "
+        };
         let line = match editor.readline(prompt) {
             Ok(line) => line,
             Err(rustyline::error::ReadlineError::Interrupted) => {

@@ -31,7 +31,8 @@ impl Env {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_agentledger"));
-        c.env("AGENTLEDGER_LAKE", self.lake()).env_remove("RUST_LOG");
+        c.env("AGENTLEDGER_LAKE", self.lake())
+            .env_remove("RUST_LOG");
         c
     }
 
@@ -113,7 +114,9 @@ pub fn data_files(lake: &Path, table: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![lake.join(table)];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {

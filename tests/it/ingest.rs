@@ -32,7 +32,8 @@ fn good_bad_and_repeated_lines_are_counted_and_nothing_is_lost() {
     assert_eq!(s["quarantine_reasons"]["conflicting_duplicate"], 1);
     assert_eq!(s["quarantine_reasons"]["wrong_type"], 1);
 
-    let q = env.query("SELECT line, reason, message, event_id, raw_line FROM quarantine ORDER BY line");
+    let q =
+        env.query("SELECT line, reason, message, event_id, raw_line FROM quarantine ORDER BY line");
     assert_eq!(q.len(), 3);
     assert_eq!(q[0]["line"], 4);
     assert_eq!(q[0]["reason"], "invalid_json");
@@ -40,15 +41,25 @@ fn good_bad_and_repeated_lines_are_counted_and_nothing_is_lost() {
     assert_eq!(q[1]["reason"], "conflicting_duplicate");
     assert_eq!(q[1]["event_id"], "e1");
     assert_eq!(q[2]["line"], 8);
-    assert!(q[2]["message"].as_str().unwrap().contains("'input_tokens'"), "{}", q[2]);
+    assert!(
+        q[2]["message"].as_str().unwrap().contains("'input_tokens'"),
+        "{}",
+        q[2]
+    );
 
     // The event stored first stays.
-    assert_eq!(env.scalar("SELECT cost_usd FROM events WHERE event_id = 'e1'"), "0.500000000000");
+    assert_eq!(
+        env.scalar("SELECT cost_usd FROM events WHERE event_id = 'e1'"),
+        "0.500000000000"
+    );
 
     // The same file again: nothing new stored, nothing added to the quarantine.
     let again = env.ingest(&[&file]);
     assert_eq!(counts(&again), (6, 0, 3, 3), "{again}");
-    assert!(again["version"].is_null(), "no commit when nothing is new: {again}");
+    assert!(
+        again["version"].is_null(),
+        "no commit when nothing is new: {again}"
+    );
     assert_eq!(env.scalar("SELECT count(*) FROM events"), "2");
     assert_eq!(env.scalar("SELECT count(*) FROM quarantine"), "3");
 }
@@ -59,14 +70,21 @@ fn duplicates_are_found_across_files_and_ingests() {
     let a = env.write("a.ndjson", &model_call("x1", "2026-10-05T10:00:00Z", "1"));
     let b = env.write(
         "b.ndjson",
-        &[model_call("x1", "2026-10-05T10:00:00Z", "1.000"), model_call("x2", "2026-10-06T10:00:00Z", "2")].join("\n"),
+        &[
+            model_call("x1", "2026-10-05T10:00:00Z", "1.000"),
+            model_call("x2", "2026-10-06T10:00:00Z", "2"),
+        ]
+        .join("\n"),
     );
     let s = env.ingest(&[&a, &b]);
     assert_eq!(counts(&s), (3, 2, 1, 0), "{s}");
     let c = env.write("c.ndjson", &model_call("x2", "2026-10-06T10:00:00Z", "3"));
     let s = env.ingest(&[&c]);
     assert_eq!(counts(&s), (1, 0, 0, 1), "{s}");
-    assert_eq!(env.scalar("SELECT sum(cost_usd) FROM events"), "3.000000000000");
+    assert_eq!(
+        env.scalar("SELECT sum(cost_usd) FROM events"),
+        "3.000000000000"
+    );
 }
 
 #[test]
@@ -77,23 +95,45 @@ fn compressed_files_directories_globs_and_file_urls_are_read_in_order() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     writeln!(gz, "{}", model_call("g1", "2026-10-05T10:00:00Z", "1")).unwrap();
     std::fs::write(dir.join("b.ndjson.gz"), gz.finish().unwrap()).unwrap();
-    let zst = zstd::encode_all(model_call("z1", "2026-10-05T10:00:00Z", "1").as_bytes(), 3).unwrap();
+    let zst =
+        zstd::encode_all(model_call("z1", "2026-10-05T10:00:00Z", "1").as_bytes(), 3).unwrap();
     std::fs::write(dir.join("sub/c.jsonl.zst"), zst).unwrap();
-    std::fs::write(dir.join("a.json"), model_call("p1", "2026-10-05T10:00:00Z", "1")).unwrap();
+    std::fs::write(
+        dir.join("a.json"),
+        model_call("p1", "2026-10-05T10:00:00Z", "1"),
+    )
+    .unwrap();
     std::fs::write(dir.join("README.txt"), "not events").unwrap();
     let s = env.ingest(&[&dir]);
-    let sources: Vec<&str> = s["sources"].as_array().unwrap().iter().map(|x| x["source"].as_str().unwrap()).collect();
+    let sources: Vec<&str> = s["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["source"].as_str().unwrap())
+        .collect();
     assert_eq!(sources.len(), 3, "{s}");
-    assert!(sources[0].ends_with("/a.json") && sources[1].ends_with("/b.ndjson.gz") && sources[2].ends_with("/sub/c.jsonl.zst"));
+    assert!(
+        sources[0].ends_with("/a.json")
+            && sources[1].ends_with("/b.ndjson.gz")
+            && sources[2].ends_with("/sub/c.jsonl.zst")
+    );
     assert_eq!(counts(&s), (3, 3, 0, 0));
 
-    let glob_file = env.write("more/x1.ndjson", &model_call("m1", "2026-10-05T10:00:00Z", "1"));
-    env.write("more/x2.ndjson", &model_call("m2", "2026-10-05T10:00:00Z", "1"));
+    let glob_file = env.write(
+        "more/x1.ndjson",
+        &model_call("m1", "2026-10-05T10:00:00Z", "1"),
+    );
+    env.write(
+        "more/x2.ndjson",
+        &model_call("m2", "2026-10-05T10:00:00Z", "1"),
+    );
     let pattern = format!("{}/more/*.ndjson", env.dir.path().display());
-    let out: serde_json::Value = serde_json::from_str(&env.ok(&["ingest", "--format", "json", &pattern])).unwrap();
+    let out: serde_json::Value =
+        serde_json::from_str(&env.ok(&["ingest", "--format", "json", &pattern])).unwrap();
     assert_eq!(out["stored"], 2);
     let url = format!("file://{}", glob_file.display());
-    let out: serde_json::Value = serde_json::from_str(&env.ok(&["ingest", "--format", "json", &url])).unwrap();
+    let out: serde_json::Value =
+        serde_json::from_str(&env.ok(&["ingest", "--format", "json", &url])).unwrap();
     assert_eq!(out["duplicate"], 1);
 }
 
@@ -105,14 +145,29 @@ fn events_are_hive_partitioned_by_utc_date_with_exact_types() {
         "e.ndjson",
         &[
             model_call("late", "2026-10-05T23:30:00-05:00", "0.000000000001"),
-            event("t1", "tool_call", "2026-10-05T08:00:00.1234567Z", r#""tool":"crm","access":"write","status":"timeout""#),
+            event(
+                "t1",
+                "tool_call",
+                "2026-10-05T08:00:00.1234567Z",
+                r#""tool":"crm","access":"write","status":"timeout""#,
+            ),
         ]
         .join("\n"),
     );
     env.ingest(&[&f]);
     let files = data_files(&env.lake(), "events");
-    assert!(files.iter().any(|f| f.starts_with("events/date=2026-10-06/") && f.ends_with(".parquet")), "{files:?}");
-    assert!(files.iter().any(|f| f.starts_with("events/date=2026-10-05/")), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("events/date=2026-10-06/") && f.ends_with(".parquet")),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("events/date=2026-10-05/")),
+        "{files:?}"
+    );
     let rows = env.query(
         "SELECT event_id, ts, CAST(date AS VARCHAR) AS date, arrow_typeof(cost_usd) AS money, arrow_typeof(ts) AS t, cost_usd \
          FROM events ORDER BY event_id",
@@ -123,10 +178,24 @@ fn events_are_hive_partitioned_by_utc_date_with_exact_types() {
     assert_eq!(rows[0]["money"], "Decimal128(38, 12)");
     assert_eq!(rows[0]["t"], "Timestamp(µs, \"UTC\")");
     assert_eq!(rows[0]["cost_usd"], "0.000000000001");
-    assert_eq!(rows[1]["ts"], "2026-10-05T08:00:00.123456Z", "digits past the microsecond are truncated");
-    assert_eq!(rows[1]["cost_usd"], "0.000000000000", "tool_call cost defaults to 0");
-    assert_eq!(env.scalar("SELECT count(*) FROM tool_calls WHERE is_error"), "1");
-    assert_eq!(env.scalar("SELECT count(*) FROM model_calls WHERE cached_input_tokens = 0 AND status = 'ok'"), "1");
+    assert_eq!(
+        rows[1]["ts"], "2026-10-05T08:00:00.123456Z",
+        "digits past the microsecond are truncated"
+    );
+    assert_eq!(
+        rows[1]["cost_usd"], "0.000000000000",
+        "tool_call cost defaults to 0"
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM tool_calls WHERE is_error"),
+        "1"
+    );
+    assert_eq!(
+        env.scalar(
+            "SELECT count(*) FROM model_calls WHERE cached_input_tokens = 0 AND status = 'ok'"
+        ),
+        "1"
+    );
 }
 
 #[test]
@@ -134,10 +203,18 @@ fn unknown_fields_are_kept_in_attributes() {
     let env = Env::new();
     let f = env.write(
         "e.ndjson",
-        &event("a1", "run_started", "2026-10-05T10:00:00Z", r#""workflow":"w","attributes":{"region":"eu"},"trace_id":"abc""#),
+        &event(
+            "a1",
+            "run_started",
+            "2026-10-05T10:00:00Z",
+            r#""workflow":"w","attributes":{"region":"eu"},"trace_id":"abc""#,
+        ),
     );
     env.ingest(&[&f]);
-    assert_eq!(env.scalar("SELECT attributes FROM events"), r#"{"region":"eu","trace_id":"abc"}"#);
+    assert_eq!(
+        env.scalar("SELECT attributes FROM events"),
+        r#"{"region":"eu","trace_id":"abc"}"#
+    );
 }
 
 #[test]
@@ -146,7 +223,10 @@ fn an_unreadable_source_fails_the_ingest_and_changes_nothing() {
     let good = env.write("good.ndjson", &model_call("g", "2026-10-05T10:00:00Z", "1"));
     let missing = env.path("missing.ndjson");
     let err = env.fails(&["ingest", good.to_str().unwrap(), missing.to_str().unwrap()]);
-    assert!(err.starts_with("error: ") && err.contains("missing.ndjson"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("missing.ndjson"),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "one-line reason: {err}");
     assert_eq!(env.scalar("SELECT count(*) FROM events"), "0");
 
@@ -170,7 +250,22 @@ fn every_line_is_accounted_for_in_a_larger_sample() {
     let (read, stored, duplicate, quarantined) = counts(&s);
     assert_eq!(read, stored + duplicate + quarantined);
     assert!(quarantined > 0 && duplicate > 0 && stored > 1000, "{s}");
-    assert_eq!(env.scalar("SELECT count(*) FROM events").parse::<u64>().unwrap(), stored);
-    assert_eq!(env.scalar("SELECT count(DISTINCT event_id) FROM events").parse::<u64>().unwrap(), stored);
-    assert_eq!(env.scalar("SELECT count(*) FROM quarantine").parse::<u64>().unwrap(), quarantined);
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM events")
+            .parse::<u64>()
+            .unwrap(),
+        stored
+    );
+    assert_eq!(
+        env.scalar("SELECT count(DISTINCT event_id) FROM events")
+            .parse::<u64>()
+            .unwrap(),
+        stored
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM quarantine")
+            .parse::<u64>()
+            .unwrap(),
+        quarantined
+    );
 }

@@ -17,7 +17,14 @@ fn lake_with_events(env: &Env) {
 #[test]
 fn every_table_is_queryable_by_name_even_when_empty() {
     let env = Env::new();
-    for t in ["events", "model_calls", "tool_calls", "model_prices", "customer_plans", "quarantine"] {
+    for t in [
+        "events",
+        "model_calls",
+        "tool_calls",
+        "model_prices",
+        "customer_plans",
+        "quarantine",
+    ] {
         assert_eq!(env.scalar(&format!("SELECT count(*) FROM {t}")), "0", "{t}");
     }
 }
@@ -31,20 +38,42 @@ fn formats_table_csv_json_and_parquet() {
     assert!(table.contains("| a        | 0.100000000000 |"), "{table}");
     assert!(table.trim_end().ends_with("2 rows"), "{table}");
     let csv = env.ok(&["sql", "--format", "csv", q]);
-    assert_eq!(csv, "event_id,cost_usd\na,0.100000000000\nb,0.200000000000\n");
-    let json: serde_json::Value = serde_json::from_str(&env.ok(&["sql", "--format", "json", q])).unwrap();
-    assert_eq!(json[1]["cost_usd"], "0.200000000000", "money is decimal text in JSON");
+    assert_eq!(
+        csv,
+        "event_id,cost_usd\na,0.100000000000\nb,0.200000000000\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["sql", "--format", "json", q])).unwrap();
+    assert_eq!(
+        json[1]["cost_usd"], "0.200000000000",
+        "money is decimal text in JSON"
+    );
     let out = env.path("out.parquet");
-    env.ok(&["sql", "--format", "parquet", "--out", out.to_str().unwrap(), q]);
+    env.ok(&[
+        "sql",
+        "--format",
+        "parquet",
+        "--out",
+        out.to_str().unwrap(),
+        q,
+    ]);
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(&bytes[..4], b"PAR1");
-    assert!(env.fails(&["sql", "--format", "parquet", q]).contains("--out"));
+    assert!(
+        env.fails(&["sql", "--format", "parquet", q])
+            .contains("--out")
+    );
 }
 
 #[test]
 fn csv_cells_that_a_spreadsheet_would_run_are_escaped() {
     let env = Env::new();
-    let csv = env.ok(&["sql", "--format", "csv", "SELECT '=HYPERLINK(\"x\")' AS a, '-1.5' AS b, '@x' AS c"]);
+    let csv = env.ok(&[
+        "sql",
+        "--format",
+        "csv",
+        "SELECT '=HYPERLINK(\"x\")' AS a, '-1.5' AS b, '@x' AS c",
+    ]);
     assert_eq!(csv, "a,b,c\n\"'=HYPERLINK(\"\"x\"\")\",-1.5,'@x\n");
 }
 
@@ -64,7 +93,10 @@ fn statements_that_change_data_are_refused() {
         "SET datafusion.execution.target_partitions = 1".to_string(),
     ] {
         let err = env.fails(&["sql", &stmt]);
-        assert!(err.contains("read-only") || err.contains("not supported") || err.contains("refused"), "{stmt}: {err}");
+        assert!(
+            err.contains("read-only") || err.contains("not supported") || err.contains("refused"),
+            "{stmt}: {err}"
+        );
         assert!(!out.exists(), "{stmt} wrote a file");
     }
     assert_eq!(env.scalar("SELECT count(*) FROM events"), "2");
@@ -82,7 +114,12 @@ fn a_query_can_come_from_stdin() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"SELECT count(*) AS n FROM events;\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT count(*) AS n FROM events;\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "n\n2\n");
 }

@@ -69,7 +69,10 @@ pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionConte
         let plan = ctx.sql(sql).await?.into_unoptimized_plan();
         ctx.register_table(
             *name,
-            Arc::new(datafusion::datasource::ViewTable::new(plan, Some(sql.to_string()))),
+            Arc::new(datafusion::datasource::ViewTable::new(
+                plan,
+                Some(sql.to_string()),
+            )),
         )?;
     }
     Ok(ctx)
@@ -86,8 +89,13 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
         Ok(df) => Ok(df),
         Err(e) => {
             let text = e.to_string();
-            if text.contains("not supported") && (text.contains("DDL") || text.contains("DML") || text.contains("Statement")) {
-                Err(Error::ReadOnly(text.trim_start_matches("Error during planning: ").to_string()))
+            if text.contains("not supported")
+                && (text.contains("DDL") || text.contains("DML") || text.contains("Statement"))
+            {
+                Err(Error::ReadOnly(
+                    text.trim_start_matches("Error during planning: ")
+                        .to_string(),
+                ))
             } else {
                 Err(e.into())
             }
