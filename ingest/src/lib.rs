@@ -18,7 +18,8 @@ pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod reference;
-// SAMPLE pub mod sample;
+#[path = "sample_gen.rs"]
+pub mod sample;
 pub mod source;
 pub mod validate;
 
