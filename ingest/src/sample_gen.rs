@@ -122,7 +122,13 @@ fn ts_text(micros: i64, offset_min: i64, micros_shown: bool) -> String {
     let frac = local.rem_euclid(1_000_000);
     let day = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    let mut s = format!("{}T{:02}:{:02}:{:02}", date_text(day), sod / 3600, sod % 3600 / 60, sod % 60);
+    let mut s = format!(
+        "{}T{:02}:{:02}:{:02}",
+        date_text(day),
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    );
     if micros_shown {
         let _ = write!(s, ".{frac:06}");
     }
@@ -167,11 +173,31 @@ struct Tenant {
 }
 
 const TENANTS: &[Tenant] = &[
-    Tenant { id: "acme", premium: 200, workflows: &["refund_request", "support_reply", "invoice_triage"] },
-    Tenant { id: "globex", premium: 850, workflows: &["data_cleanup", "invoice_triage"] },
-    Tenant { id: "initech", premium: 300, workflows: &["support_reply", "refund_request"] },
-    Tenant { id: "umbrella", premium: 400, workflows: &["data_cleanup", "support_reply"] },
-    Tenant { id: "hooli", premium: 150, workflows: &["support_reply", "invoice_triage", "refund_request"] },
+    Tenant {
+        id: "acme",
+        premium: 200,
+        workflows: &["refund_request", "support_reply", "invoice_triage"],
+    },
+    Tenant {
+        id: "globex",
+        premium: 850,
+        workflows: &["data_cleanup", "invoice_triage"],
+    },
+    Tenant {
+        id: "initech",
+        premium: 300,
+        workflows: &["support_reply", "refund_request"],
+    },
+    Tenant {
+        id: "umbrella",
+        premium: 400,
+        workflows: &["data_cleanup", "support_reply"],
+    },
+    Tenant {
+        id: "hooli",
+        premium: 150,
+        workflows: &["support_reply", "invoice_triage", "refund_request"],
+    },
 ];
 
 const TOOLS: &[(&str, &str)] = &[
@@ -232,7 +258,8 @@ pub fn generate(out: &Path, opts: &SampleOptions) -> std::io::Result<SampleSumma
     let span = 28 * 86_400_000_000i64;
     for run in 0..opts.runs {
         let base = start * 86_400_000_000
-            + span * i64::try_from(run).unwrap_or(i64::MAX) / i64::try_from(opts.runs.max(1)).unwrap_or(1);
+            + span * i64::try_from(run).unwrap_or(i64::MAX)
+                / i64::try_from(opts.runs.max(1)).unwrap_or(1);
         let jitter = g.rng.below(600_000_000) as i64;
         g.run(run, base + jitter)?;
     }
@@ -259,16 +286,30 @@ impl Generator {
     fn run(&mut self, run: u64, t0: i64) -> std::io::Result<()> {
         let tenant = &TENANTS[self.rng.below(TENANTS.len() as u64) as usize];
         let workflow = *self.rng.pick(tenant.workflows);
-        let version = if self.rng.chance(450) { "v1.5.0" } else { "v1.4.0" };
+        let version = if self.rng.chance(450) {
+            "v1.5.0"
+        } else {
+            "v1.4.0"
+        };
         let run_id = format!("run-{run:06}");
         let mut t = t0;
         let step = |rng: &mut Rng| rng.range(200_000, 20_000_000) as i64;
 
-        let prompt = if self.rng.chance(500) { format!(",\"prompt_version\":\"p{}\"", 1 + run % 3) } else { String::new() };
-        self.event(tenant.id, &run_id, "run_started", t, &format!(
-            "\"workflow\":{},\"agent_version\":\"{version}\"{prompt}",
-            js(workflow)
-        ))?;
+        let prompt = if self.rng.chance(500) {
+            format!(",\"prompt_version\":\"p{}\"", 1 + run % 3)
+        } else {
+            String::new()
+        };
+        self.event(
+            tenant.id,
+            &run_id,
+            "run_started",
+            t,
+            &format!(
+                "\"workflow\":{},\"agent_version\":\"{version}\"{prompt}",
+                js(workflow)
+            ),
+        )?;
 
         let calls = self.rng.range(1, 6);
         let mut trouble = 0;
@@ -277,7 +318,11 @@ impl Generator {
             let (model, provider) = if self.rng.chance(15) {
                 ("local-llama-70b", "self-hosted")
             } else if self.rng.chance(tenant.premium) {
-                if self.rng.chance(500) { ("claude-sonnet-4", "anthropic") } else { ("gpt-4.1", "openai") }
+                if self.rng.chance(500) {
+                    ("claude-sonnet-4", "anthropic")
+                } else {
+                    ("gpt-4.1", "openai")
+                }
             } else {
                 ("gemini-2.5-flash", "google")
             };
@@ -315,17 +360,35 @@ impl Generator {
             t += step(&mut self.rng);
             let (tool, access) = *self.rng.pick(TOOLS);
             if access == "write" && self.rng.chance(80) {
-                let rule = if tool == "refund.issue" { "no_refund_over_500" } else { "no_external_email" };
-                self.event(tenant.id, &run_id, "policy_block", t, &format!(
-                    "\"tool\":\"{tool}\",\"rule\":\"{rule}\",\"access\":\"write\""
-                ))?;
+                let rule = if tool == "refund.issue" {
+                    "no_refund_over_500"
+                } else {
+                    "no_external_email"
+                };
+                self.event(
+                    tenant.id,
+                    &run_id,
+                    "policy_block",
+                    t,
+                    &format!("\"tool\":\"{tool}\",\"rule\":\"{rule}\",\"access\":\"write\""),
+                )?;
                 trouble += 1;
                 continue;
             }
             if access == "write" && self.rng.chance(150) {
-                self.event(tenant.id, &run_id, "approval", t, &format!("\"decision\":\"requested\",\"tool\":\"{tool}\""))?;
+                self.event(
+                    tenant.id,
+                    &run_id,
+                    "approval",
+                    t,
+                    &format!("\"decision\":\"requested\",\"tool\":\"{tool}\""),
+                )?;
                 t += step(&mut self.rng);
-                let decision = if self.rng.chance(200) { "rejected" } else { "approved" };
+                let decision = if self.rng.chance(200) {
+                    "rejected"
+                } else {
+                    "approved"
+                };
                 self.event(tenant.id, &run_id, "approval", t, &format!(
                     "\"decision\":\"{decision}\",\"tool\":\"{tool}\",\"approver\":\"ops@{}.example\"",
                     tenant.id
@@ -348,7 +411,11 @@ impl Generator {
                 let _ = write!(f, ",\"idempotency_key\":\"{run_id}-{tool}\"");
             }
             if self.rng.chance(200) {
-                let _ = write!(f, ",\"cost_usd\":\"{}\"", micro_usd(self.rng.range(100, 5_000)));
+                let _ = write!(
+                    f,
+                    ",\"cost_usd\":\"{}\"",
+                    micro_usd(self.rng.range(100, 5_000))
+                );
             }
             self.event(tenant.id, &run_id, "tool_call", t, &f)?;
         }
@@ -359,24 +426,45 @@ impl Generator {
         t += step(&mut self.rng);
         let fail_rate = 120 + if version == "v1.5.0" { 40 } else { 0 } + trouble * 80;
         let outcome = if self.rng.chance(fail_rate.min(900)) {
-            *self.rng.pick(&["failure", "failure", "escalated", "abandoned"])
+            *self
+                .rng
+                .pick(&["failure", "failure", "escalated", "abandoned"])
         } else {
             "success"
         };
         let cap = if self.rng.chance(40) {
-            format!(",\"cap_hit\":\"{}\"", self.rng.pick(&["tokens", "cost", "tool_calls"]))
+            format!(
+                ",\"cap_hit\":\"{}\"",
+                self.rng.pick(&["tokens", "cost", "tool_calls"])
+            )
         } else {
             String::new()
         };
-        self.event(tenant.id, &run_id, "run_finished", t, &format!("\"outcome\":\"{outcome}\"{cap}"))?;
+        self.event(
+            tenant.id,
+            &run_id,
+            "run_finished",
+            t,
+            &format!("\"outcome\":\"{outcome}\"{cap}"),
+        )?;
         if self.rng.chance(15) {
             // Finished again later: the latest run_finished wins.
             let later = t + self.rng.range(3_600, 3 * 86_400) as i64 * 1_000_000;
-            self.event(tenant.id, &run_id, "run_finished", later, "\"outcome\":\"success\"")?;
+            self.event(
+                tenant.id,
+                &run_id,
+                "run_finished",
+                later,
+                "\"outcome\":\"success\"",
+            )?;
         }
         if self.rng.chance(30) {
             let later = t + self.rng.range(86_400, 3 * 86_400) as i64 * 1_000_000;
-            let kind = if self.rng.chance(700) { "override" } else { "rollback" };
+            let kind = if self.rng.chance(700) {
+                "override"
+            } else {
+                "rollback"
+            };
             self.event(tenant.id, &run_id, "human_override", later, &format!(
                 "\"kind\":\"{kind}\",\"actor\":\"supervisor@{}.example\",\"reason\":\"customer complaint\"",
                 tenant.id
@@ -384,23 +472,45 @@ impl Generator {
         }
         if self.rng.chance(20) {
             let later = t + self.rng.range(60, 86_400) as i64 * 1_000_000;
-            let kind = *self.rng.pick(&["bad_run_report", "thumbs_up", "thumbs_down"]);
-            self.event(tenant.id, &run_id, "feedback", later, &format!("\"kind\":\"{kind}\",\"note\":\"from the sample\""))?;
+            let kind = *self
+                .rng
+                .pick(&["bad_run_report", "thumbs_up", "thumbs_down"]);
+            self.event(
+                tenant.id,
+                &run_id,
+                "feedback",
+                later,
+                &format!("\"kind\":\"{kind}\",\"note\":\"from the sample\""),
+            )?;
         }
         Ok(())
     }
 
     /// Writes one valid event, now and then with an offset timestamp,
     /// attributes or an unknown field; then maybe a bad line or a repeat.
-    fn event(&mut self, tenant: &str, run_id: &str, event_type: &str, micros: i64, fields: &str) -> std::io::Result<()> {
+    fn event(
+        &mut self,
+        tenant: &str,
+        run_id: &str,
+        event_type: &str,
+        micros: i64,
+        fields: &str,
+    ) -> std::io::Result<()> {
         self.seq += 1;
         let id = format!("evt-{:x}-{}", self.opts.seed, self.seq);
-        let offset = if self.rng.chance(100) { *self.rng.pick(OFFSETS) } else { 0 };
+        let offset = if self.rng.chance(100) {
+            *self.rng.pick(OFFSETS)
+        } else {
+            0
+        };
         let ts = ts_text(micros - micros % 1000, offset, self.rng.chance(300));
         let mut extra = String::new();
         if self.rng.chance(80) {
             let region = self.rng.pick(&["eu-west-1", "us-east-1", "ap-south-1"]);
-            let _ = write!(extra, ",\"attributes\":{{\"region\":\"{region}\",\"channel\":\"email\"}}");
+            let _ = write!(
+                extra,
+                ",\"attributes\":{{\"region\":\"{region}\",\"channel\":\"email\"}}"
+            );
         }
         if self.rng.chance(20) {
             let _ = write!(extra, ",\"trace_id\":\"tr-{:016x}\"", self.rng.next());
@@ -434,24 +544,47 @@ impl Generator {
         let kind = (self.bad_kind + 13) % 14; // repeats come first
         self.bad_kind = (self.bad_kind + 1) % 14;
         let id = format!("bad-{:x}-{}", self.opts.seed, self.seq);
-        let head = format!("\"event_id\":\"{id}\",\"tenant_id\":\"{tenant}\",\"run_id\":{},\"ts\":\"{ts}\"", js(run_id));
+        let head = format!(
+            "\"event_id\":\"{id}\",\"tenant_id\":\"{tenant}\",\"run_id\":{},\"ts\":\"{ts}\"",
+            js(run_id)
+        );
         let line = match kind {
-            0 => format!("{{{head},\"event_type\":\"model_call\",\"model\":\"gpt-4.1\",\"input_tok"),
+            0 => {
+                format!("{{{head},\"event_type\":\"model_call\",\"model\":\"gpt-4.1\",\"input_tok")
+            }
             1 => format!("[{{{head},\"event_type\":\"feedback\",\"kind\":\"thumbs_up\"}}]"),
-            2 => format!("{{\"event_id\": NaN, \"event_type\":\"feedback\",\"kind\":\"thumbs_up\",\"ts\":\"{ts}\"}}"),
-            3 => format!("{{\"event_id\":\"{id}\",\"event_type\":\"feedback\",\"kind\":\"thumbs_up\",\"tenant_id\":\"{tenant}\",\"run_id\":\"r\"}}"),
-            4 => format!("{{{head},\"event_type\":\"model_call\",\"model\":\"gpt-4.1\",\"input_tokens\":\"800\",\"output_tokens\":10}}"),
-            5 => format!("{{{head},\"event_type\":\"model_call\",\"model\":\"gpt-4.1\",\"input_tokens\":800.0,\"output_tokens\":10}}"),
-            6 => format!("{{{head},\"event_type\":\"model_call\",\"model\":\"gpt-4.1\",\"input_tokens\":800,\"output_tokens\":-5}}"),
-            7 => format!("{{{head},\"event_type\":\"model_call\",\"model\":\"gpt-4.1\",\"input_tokens\":80,\"output_tokens\":5,\"cached_input_tokens\":90}}"),
+            2 => format!(
+                "{{\"event_id\": NaN, \"event_type\":\"feedback\",\"kind\":\"thumbs_up\",\"ts\":\"{ts}\"}}"
+            ),
+            3 => format!(
+                "{{\"event_id\":\"{id}\",\"event_type\":\"feedback\",\"kind\":\"thumbs_up\",\"tenant_id\":\"{tenant}\",\"run_id\":\"r\"}}"
+            ),
+            4 => format!(
+                "{{{head},\"event_type\":\"model_call\",\"model\":\"gpt-4.1\",\"input_tokens\":\"800\",\"output_tokens\":10}}"
+            ),
+            5 => format!(
+                "{{{head},\"event_type\":\"model_call\",\"model\":\"gpt-4.1\",\"input_tokens\":800.0,\"output_tokens\":10}}"
+            ),
+            6 => format!(
+                "{{{head},\"event_type\":\"model_call\",\"model\":\"gpt-4.1\",\"input_tokens\":800,\"output_tokens\":-5}}"
+            ),
+            7 => format!(
+                "{{{head},\"event_type\":\"model_call\",\"model\":\"gpt-4.1\",\"input_tokens\":80,\"output_tokens\":5,\"cached_input_tokens\":90}}"
+            ),
             8 => format!("{{{head},\"event_type\":\"model_cal\",\"model\":\"gpt-4.1\"}}"),
             9 => format!(
                 "{{\"event_id\":\"{id}\",\"event_type\":\"feedback\",\"kind\":\"thumbs_down\",\"tenant_id\":\"{}\",\"run_id\":\"r\",\"ts\":\"{ts}\"}}",
                 self.rng.pick(&["../etc", "acme corp"])
             ),
-            10 => format!("{{\"event_id\":\"{id}\",\"event_type\":\"feedback\",\"kind\":\"thumbs_up\",\"tenant_id\":\"{tenant}\",\"run_id\":\"r\",\"ts\":\"2026-13-45T99:00:00Z\"}}"),
-            11 => format!("{{{head},\"event_type\":\"tool_call\",\"tool\":\"kb.search\",\"access\":\"read\",\"status\":\"ok\",\"cost_usd\":\"0.0000000000001\"}}"),
-            12 => format!("{{{head},\"event_type\":\"run_started\",\"workflow\":\"x\",\"attributes\":{{\"trace_id\":\"a\"}},\"trace_id\":\"b\"}}"),
+            10 => format!(
+                "{{\"event_id\":\"{id}\",\"event_type\":\"feedback\",\"kind\":\"thumbs_up\",\"tenant_id\":\"{tenant}\",\"run_id\":\"r\",\"ts\":\"2026-13-45T99:00:00Z\"}}"
+            ),
+            11 => format!(
+                "{{{head},\"event_type\":\"tool_call\",\"tool\":\"kb.search\",\"access\":\"read\",\"status\":\"ok\",\"cost_usd\":\"0.0000000000001\"}}"
+            ),
+            12 => format!(
+                "{{{head},\"event_type\":\"run_started\",\"workflow\":\"x\",\"attributes\":{{\"trace_id\":\"a\"}},\"trace_id\":\"b\"}}"
+            ),
             _ => {
                 // Repeats of the previous valid line: an exact one with other
                 // spacing, then a conflicting one with a changed value.
@@ -477,7 +610,8 @@ mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("agentledger-sample-{name}-{}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("agentledger-sample-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         p
     }
@@ -503,16 +637,38 @@ mod tests {
     #[test]
     fn same_seed_same_bytes_and_counts_add_up() {
         let (a, b, c) = (tmp("a"), tmp("b"), tmp("c"));
-        let opts = SampleOptions { runs: 200, ..SampleOptions::default() };
+        let opts = SampleOptions {
+            runs: 200,
+            ..SampleOptions::default()
+        };
         let sa = generate(&a, &opts).unwrap();
         generate(&b, &opts).unwrap();
-        generate(&c, &SampleOptions { seed: 43, ..opts.clone() }).unwrap();
+        generate(
+            &c,
+            &SampleOptions {
+                seed: 43,
+                ..opts.clone()
+            },
+        )
+        .unwrap();
         let ea = std::fs::read_to_string(a.join("events.ndjson")).unwrap();
-        assert_eq!(ea, std::fs::read_to_string(b.join("events.ndjson")).unwrap());
-        assert_ne!(ea, std::fs::read_to_string(c.join("events.ndjson")).unwrap());
+        assert_eq!(
+            ea,
+            std::fs::read_to_string(b.join("events.ndjson")).unwrap()
+        );
+        assert_ne!(
+            ea,
+            std::fs::read_to_string(c.join("events.ndjson")).unwrap()
+        );
         let non_blank = ea.lines().filter(|l| !l.trim().is_empty()).count() as u64;
-        assert_eq!(non_blank, sa.events + sa.bad_lines + sa.duplicates + sa.conflicting);
-        assert!(sa.bad_lines >= 14 && sa.duplicates > 0 && sa.conflicting > 0, "{sa:?}");
+        assert_eq!(
+            non_blank,
+            sa.events + sa.bad_lines + sa.duplicates + sa.conflicting
+        );
+        assert!(
+            sa.bad_lines >= 14 && sa.duplicates > 0 && sa.conflicting > 0,
+            "{sa:?}"
+        );
         assert!(ea.contains("local-llama-70b"));
         let prices = std::fs::read_to_string(a.join("model_prices.csv")).unwrap();
         assert!(prices.starts_with("model,provider,effective_from,input_usd_per_mtok,cached_input_usd_per_mtok,output_usd_per_mtok\n"));
@@ -525,7 +681,15 @@ mod tests {
     #[test]
     fn clean_samples_have_only_valid_distinct_events() {
         let dir = tmp("clean");
-        let s = generate(&dir, &SampleOptions { runs: 100, bad_lines: false, ..SampleOptions::default() }).unwrap();
+        let s = generate(
+            &dir,
+            &SampleOptions {
+                runs: 100,
+                bad_lines: false,
+                ..SampleOptions::default()
+            },
+        )
+        .unwrap();
         let text = std::fs::read_to_string(dir.join("events.ndjson")).unwrap();
         assert_eq!(text.lines().count() as u64, s.events);
         assert_eq!(s.bad_lines + s.duplicates + s.conflicting, 0);

@@ -66,10 +66,14 @@ fn killed_ingests_leave_the_lake_before_or_after_never_between() {
         lake.ingest(&[&base_events]);
         let base_here = data_files(&lake.lake(), "events").len();
         // Spread kills over the whole ingest; the last one lands after it.
+        // Three more wait for the first data file to appear and kill then,
+        // which lands inside the short window where files are on disk but
+        // not yet committed.
+        let on_first_file = i >= points - 3 && i < points;
         let delay = if i == points {
             full * 4
         } else {
-            full.mul_f64(f64::from(i) / f64::from(points - 2))
+            full.mul_f64(f64::from(i) / f64::from(points - 4))
                 + Duration::from_millis(u64::from(3 * i))
         };
         let mut child = lake
@@ -79,7 +83,15 @@ fn killed_ingests_leave_the_lake_before_or_after_never_between() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(delay);
+        if on_first_file {
+            let deadline = Instant::now() + full * 4;
+            while data_files(&lake.lake(), "events").len() <= base_here && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        } else {
+            std::thread::sleep(delay);
+        }
         let _ = child.kill();
         let _ = child.wait();
 
@@ -126,6 +138,7 @@ fn killed_ingests_leave_the_lake_before_or_after_never_between() {
             "kill point {i}: orphan files remain"
         );
     }
+    eprintln!("kill points: {before} before the commit ({mid_write} while writing), {after} after");
     assert!(base_files > 0);
     assert!(before > 0, "no kill landed before the commit");
     assert!(after > 0, "no kill landed after the commit");
