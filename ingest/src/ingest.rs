@@ -26,6 +26,7 @@ use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
 use crate::batch::RowBuilder;
+use crate::dedup::Bloom;
 use crate::error::{Error, Result};
 use crate::source::{Source, expand};
 use crate::validate::{Rejection, Val, validate};
@@ -39,6 +40,9 @@ pub struct IngestOptions {
     pub batch_rows: usize,
     /// Bytes the Parquet writers may buffer before files are finished early.
     pub memory_budget: usize,
+    /// Size of the duplicate filter in bits; `None` sizes it from the lake
+    /// and the input (tests set it tiny to force the exact path).
+    pub dedup_filter_bits: Option<u64>,
 }
 
 impl Default for IngestOptions {
@@ -46,6 +50,7 @@ impl Default for IngestOptions {
         Self {
             batch_rows: 16 * 1024,
             memory_budget: 128 * 1024 * 1024,
+            dedup_filter_bits: None,
         }
     }
 }
@@ -121,7 +126,13 @@ async fn ingest_locked(
 ) -> Result<IngestSummary> {
     let mut snapshot = Snapshot::load(lake).await?;
     remove_orphans(lake, &snapshot).await?;
-    let index = Index::load(lake, &snapshot).await?;
+    let index = Index::load(
+        lake,
+        &snapshot,
+        expected_events(&files),
+        options.dedup_filter_bits,
+    )
+    .await?;
 
     let ingest_id = new_id();
     let job = Job {
@@ -185,26 +196,34 @@ async fn remove_orphans(lake: &Lake, snapshot: &Snapshot) -> Result<()> {
     Ok(())
 }
 
-/// What is stored already: event ids with their content hashes, and the keys
-/// of quarantined lines.
+/// What is stored already: a filter over the stored event ids (exact
+/// answers come from the committed files), and the keys of quarantined lines.
 struct Index {
-    events: HashMap<u128, i64>,
+    filter: Bloom,
+    event_files: Vec<FileEntry>,
     quarantine: HashSet<u128>,
 }
 
 impl Index {
-    async fn load(lake: &Lake, snapshot: &Snapshot) -> Result<Self> {
-        let event_files = snapshot.files(EVENTS);
-        let rows: u64 = event_files.iter().map(|f| f.rows).sum();
-        let mut events = HashMap::with_capacity(rows as usize);
-        for file in event_files {
-            let mut stream = read_columns(lake, file, &["event_id", "content_hash"]).await?;
+    async fn load(
+        lake: &Lake,
+        snapshot: &Snapshot,
+        expected_new: u64,
+        filter_bits: Option<u64>,
+    ) -> Result<Self> {
+        let event_files: Vec<FileEntry> = snapshot.files(EVENTS).into_iter().cloned().collect();
+        let stored: u64 = event_files.iter().map(|f| f.rows).sum();
+        let mut filter = match filter_bits {
+            Some(bits) => Bloom::with_bits(bits),
+            None => Bloom::with_expected(stored + expected_new),
+        };
+        for file in &event_files {
+            let mut stream = read_columns(lake, file, &["event_id"]).await?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 let ids = batch.column(0).as_string::<i32>();
-                let hashes = batch.column(1).as_primitive::<Int64Type>();
-                for i in 0..batch.num_rows() {
-                    events.insert(xxh3_128(ids.value(i).as_bytes()), hashes.value(i));
+                for id in ids.iter().flatten() {
+                    filter.insert(xxh3_128(id.as_bytes()));
                 }
             }
         }
@@ -225,8 +244,29 @@ impl Index {
                 }
             }
         }
-        Ok(Self { events, quarantine })
+        Ok(Self {
+            filter,
+            event_files,
+            quarantine,
+        })
     }
+}
+
+/// A rough upper bound of the events in the sources, to size the filter:
+/// about 100 bytes a line, compressed input about 8 times smaller.
+fn expected_events(files: &[Source]) -> u64 {
+    files
+        .iter()
+        .map(|f| {
+            let name = f.name();
+            let factor = if name.ends_with(".gz") || name.ends_with(".zst") {
+                8
+            } else {
+                1
+            };
+            f.size() * factor / 100
+        })
+        .sum()
 }
 
 fn quarantine_key(source: &str, line: i64, raw: &str) -> u128 {
@@ -267,27 +307,41 @@ struct Job {
     handle: tokio::runtime::Handle,
 }
 
-struct Sinks {
+/// A valid event whose id the filter may have seen: resolved exactly at the
+/// end of the ingest.
+struct Suspect {
+    source: usize,
+    line: i64,
+    key: u128,
+    hash: i64,
+    event_id: String,
+    date: i32,
+    row: Vec<Option<Val>>,
+    raw: String,
+}
+
+/// The mutable state of one ingest run.
+struct State {
+    index: Index,
     events: RowBuilder,
     event_dates: Vec<i32>,
     event_writer: PartitionedWriter,
     quarantine: RowBuilder,
     quarantine_writer: PartitionedWriter,
     quarantine_date: i32,
+    suspects: Vec<Suspect>,
+    sources: Vec<SourceSummary>,
+    reasons: BTreeMap<String, u64>,
+    quarantined_new: u64,
 }
 
 impl Job {
-    fn run(self, files: Vec<Source>, mut index: Index) -> Result<(IngestSummary, Vec<FileEntry>)> {
-        let mut sinks = Sinks {
+    fn run(self, files: Vec<Source>, index: Index) -> Result<(IngestSummary, Vec<FileEntry>)> {
+        let mut st = State {
+            index,
             events: RowBuilder::new(Arc::clone(&EVENTS_SCHEMA)),
             event_dates: Vec::with_capacity(self.options.batch_rows),
-            event_writer: PartitionedWriter::new(
-                &self.lake,
-                EVENTS,
-                Arc::clone(&EVENTS_SCHEMA),
-                &self.ingest_id,
-                self.options.memory_budget,
-            ),
+            event_writer: self.event_writer(""),
             quarantine: RowBuilder::new(Arc::clone(&QUARANTINE_SCHEMA)),
             quarantine_writer: PartitionedWriter::new(
                 &self.lake,
@@ -297,47 +351,76 @@ impl Job {
                 self.options.memory_budget / 8,
             ),
             quarantine_date: self.ingested_at.div_euclid(MICROS_PER_DAY) as i32,
+            suspects: Vec::new(),
+            sources: Vec::with_capacity(files.len()),
+            reasons: BTreeMap::new(),
+            quarantined_new: 0,
         };
         let total_bytes: u64 = files.iter().map(Source::size).sum();
         if let Some(p) = &self.progress {
             p.start(total_bytes);
         }
         let counter = Arc::new(AtomicU64::new(0));
-        let mut summary = IngestSummary::default();
-        for source in &files {
-            let counts =
-                self.read_source(source, &mut index, &mut sinks, &counter, &mut summary)?;
-            summary.read += counts.read;
-            summary.stored += counts.stored;
-            summary.duplicate += counts.duplicate;
-            summary.quarantined += counts.quarantined;
-            summary.sources.push(counts);
+        for (i, source) in files.iter().enumerate() {
+            st.sources.push(SourceSummary {
+                source: source.name(),
+                ..Default::default()
+            });
+            self.read_source(i, source, &mut st, &counter)?;
         }
-        self.flush_events(&mut sinks)?;
-        self.flush_quarantine(&mut sinks)?;
         if let Some(p) = &self.progress {
             p.update(counter.load(Ordering::Relaxed));
             p.finish();
         }
-        let mut written = self.handle.block_on(sinks.event_writer.finish())?;
-        written.extend(self.handle.block_on(sinks.quarantine_writer.finish())?);
+        self.flush_events(&mut st)?;
+        let late_writer = self.event_writer("-r");
+        let mut written = self
+            .handle
+            .block_on(std::mem::replace(&mut st.event_writer, late_writer).finish())?;
+        self.resolve_suspects(&mut st, &written)?;
+        self.flush_events(&mut st)?;
+        self.flush_quarantine(&mut st)?;
+        let late_writer = self.event_writer("-r");
+        written.extend(
+            self.handle
+                .block_on(std::mem::replace(&mut st.event_writer, late_writer).finish())?,
+        );
+        written.extend(self.handle.block_on(st.quarantine_writer.finish())?);
+
+        let mut summary = IngestSummary {
+            quarantine_reasons: st.reasons,
+            quarantined_new: st.quarantined_new,
+            ..Default::default()
+        };
+        for s in &st.sources {
+            summary.read += s.read;
+            summary.stored += s.stored;
+            summary.duplicate += s.duplicate;
+            summary.quarantined += s.quarantined;
+        }
+        summary.sources = st.sources;
         Ok((summary, written))
+    }
+
+    fn event_writer(&self, suffix: &str) -> PartitionedWriter {
+        PartitionedWriter::new(
+            &self.lake,
+            EVENTS,
+            Arc::clone(&EVENTS_SCHEMA),
+            &format!("{}{suffix}", self.ingest_id),
+            self.options.memory_budget,
+        )
     }
 
     fn read_source(
         &self,
+        index: usize,
         source: &Source,
-        index: &mut Index,
-        sinks: &mut Sinks,
+        st: &mut State,
         counter: &Arc<AtomicU64>,
-        summary: &mut IngestSummary,
-    ) -> Result<SourceSummary> {
+    ) -> Result<()> {
         let name = source.name();
         let mut reader = source.open(&self.handle, Arc::clone(counter))?;
-        let mut counts = SourceSummary {
-            source: name.clone(),
-            ..Default::default()
-        };
         let mut buf = Vec::with_capacity(4096);
         let mut line_no: i64 = 0;
         loop {
@@ -361,103 +444,159 @@ impl Job {
             if buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            counts.read += 1;
-            let rejection = match validate(&buf) {
+            st.sources[index].read += 1;
+            match validate(&buf) {
                 Ok(event) => {
                     let key = xxh3_128(event.event_id.as_bytes());
                     let hash = event.content_hash as i64;
-                    match index.events.get(&key) {
-                        Some(stored) if *stored == hash => {
-                            counts.duplicate += 1;
-                            None
-                        }
-                        Some(_) => Some(Rejection {
-                            code: "conflicting_duplicate",
-                            message: format!(
-                                "event_id '{}' is already stored with different content; the event stored first stays",
-                                event.event_id
-                            ),
-                            event_id: Some(event.event_id),
-                        }),
-                        None => {
-                            index.events.insert(key, hash);
-                            counts.stored += 1;
-                            sinks
-                                .event_dates
-                                .push(event.ts_micros.div_euclid(MICROS_PER_DAY) as i32);
-                            let provenance = [
-                                Some(Val::Str(name.clone())),
-                                Some(Val::Int(line_no)),
-                                Some(Val::Str(self.ingest_id.clone())),
-                                Some(Val::Ts(self.ingested_at)),
-                                Some(Val::Int(hash)),
-                            ];
-                            sinks
-                                .events
-                                .push(event.values.into_iter().chain(provenance));
-                            None
-                        }
+                    let date = event.ts_micros.div_euclid(MICROS_PER_DAY) as i32;
+                    let row: Vec<Option<Val>> = event
+                        .values
+                        .into_iter()
+                        .chain([
+                            Some(Val::Str(name.clone())),
+                            Some(Val::Int(line_no)),
+                            Some(Val::Str(self.ingest_id.clone())),
+                            Some(Val::Ts(self.ingested_at)),
+                            Some(Val::Int(hash)),
+                        ])
+                        .collect();
+                    if st.index.filter.insert(key) {
+                        st.suspects.push(Suspect {
+                            source: index,
+                            line: line_no,
+                            key,
+                            hash,
+                            event_id: event.event_id,
+                            date,
+                            row,
+                            raw: raw_text(&buf),
+                        });
+                    } else {
+                        st.sources[index].stored += 1;
+                        self.store(st, row, date)?;
                     }
                 }
-                Err(rejection) => Some(rejection),
-            };
-            if let Some(r) = rejection {
-                counts.quarantined += 1;
-                *summary
-                    .quarantine_reasons
-                    .entry(r.code.to_string())
-                    .or_default() += 1;
-                let raw = raw_text(&buf);
-                if index
-                    .quarantine
-                    .insert(quarantine_key(&name, line_no, &raw))
-                {
-                    summary.quarantined_new += 1;
-                    sinks.quarantine.push([
-                        Some(Val::Str(self.ingest_id.clone())),
-                        Some(Val::Ts(self.ingested_at)),
-                        Some(Val::Str(name.clone())),
-                        Some(Val::Int(line_no)),
-                        Some(Val::Str(r.code.to_string())),
-                        Some(Val::Str(r.message)),
-                        r.event_id.map(Val::Str),
-                        Some(Val::Str(raw)),
-                    ]);
-                    if sinks.quarantine.len() >= self.options.batch_rows {
-                        self.flush_quarantine(sinks)?;
-                    }
-                }
+                Err(rejection) => self.reject(st, index, line_no, raw_text(&buf), rejection)?,
             }
-            if sinks.events.len() >= self.options.batch_rows {
-                self.flush_events(sinks)?;
-                if let Some(p) = &self.progress {
-                    p.update(counter.load(Ordering::Relaxed));
-                }
+            if line_no % 8192 == 0
+                && let Some(p) = &self.progress
+            {
+                p.update(counter.load(Ordering::Relaxed));
             }
         }
-        Ok(counts)
-    }
-
-    fn flush_events(&self, sinks: &mut Sinks) -> Result<()> {
-        if sinks.events.is_empty() {
-            return Ok(());
-        }
-        let batch = sinks.events.finish()?;
-        let dates = Date32Array::from(std::mem::take(&mut sinks.event_dates));
-        debug_assert_eq!(dates.len(), batch.num_rows());
-        self.handle
-            .block_on(sinks.event_writer.write(&batch, &dates))?;
         Ok(())
     }
 
-    fn flush_quarantine(&self, sinks: &mut Sinks) -> Result<()> {
-        if sinks.quarantine.is_empty() {
+    fn store(&self, st: &mut State, row: Vec<Option<Val>>, date: i32) -> Result<()> {
+        st.events.push(row);
+        st.event_dates.push(date);
+        if st.events.len() >= self.options.batch_rows {
+            self.flush_events(st)?;
+        }
+        Ok(())
+    }
+
+    fn reject(
+        &self,
+        st: &mut State,
+        source: usize,
+        line: i64,
+        raw: String,
+        r: Rejection,
+    ) -> Result<()> {
+        st.sources[source].quarantined += 1;
+        *st.reasons.entry(r.code.to_string()).or_default() += 1;
+        let name = &st.sources[source].source;
+        if st.index.quarantine.insert(quarantine_key(name, line, &raw)) {
+            st.quarantined_new += 1;
+            st.quarantine.push([
+                Some(Val::Str(self.ingest_id.clone())),
+                Some(Val::Ts(self.ingested_at)),
+                Some(Val::Str(name.clone())),
+                Some(Val::Int(line)),
+                Some(Val::Str(r.code.to_string())),
+                Some(Val::Str(r.message)),
+                r.event_id.map(Val::Str),
+                Some(Val::Str(raw)),
+            ]);
+            if st.quarantine.len() >= self.options.batch_rows {
+                self.flush_quarantine(st)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides every suspect exactly, in input order: an id stored before
+    /// (in the lake, earlier in this ingest, or by an earlier suspect) makes
+    /// it a duplicate or a conflicting duplicate; otherwise it is new.
+    fn resolve_suspects(&self, st: &mut State, written: &[FileEntry]) -> Result<()> {
+        if st.suspects.is_empty() {
             return Ok(());
         }
-        let batch = sinks.quarantine.finish()?;
-        let dates = Date32Array::from(vec![sinks.quarantine_date; batch.num_rows()]);
+        let mut stored: HashMap<u128, Option<i64>> =
+            st.suspects.iter().map(|s| (s.key, None)).collect();
+        for file in st.index.event_files.iter().chain(written) {
+            self.handle.block_on(async {
+                let mut stream =
+                    read_columns(&self.lake, file, &["event_id", "content_hash"]).await?;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    let ids = batch.column(0).as_string::<i32>();
+                    let hashes = batch.column(1).as_primitive::<Int64Type>();
+                    for i in 0..batch.num_rows() {
+                        if let Some(slot) = stored.get_mut(&xxh3_128(ids.value(i).as_bytes())) {
+                            slot.get_or_insert(hashes.value(i));
+                        }
+                    }
+                }
+                Ok::<_, Error>(())
+            })?;
+        }
+        for s in std::mem::take(&mut st.suspects) {
+            let slot = stored.get_mut(&s.key).expect("every suspect has a slot");
+            match *slot {
+                Some(h) if h == s.hash => st.sources[s.source].duplicate += 1,
+                Some(_) => {
+                    let rejection = Rejection {
+                        code: "conflicting_duplicate",
+                        message: format!(
+                            "event_id '{}' is already stored with different content; the event stored first stays",
+                            s.event_id
+                        ),
+                        event_id: Some(s.event_id),
+                    };
+                    self.reject(st, s.source, s.line, s.raw, rejection)?;
+                }
+                None => {
+                    *slot = Some(s.hash);
+                    st.sources[s.source].stored += 1;
+                    self.store(st, s.row, s.date)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_events(&self, st: &mut State) -> Result<()> {
+        if st.events.is_empty() {
+            return Ok(());
+        }
+        let batch = st.events.finish()?;
+        let dates = Date32Array::from(std::mem::take(&mut st.event_dates));
         self.handle
-            .block_on(sinks.quarantine_writer.write(&batch, &dates))?;
+            .block_on(st.event_writer.write(&batch, &dates))?;
+        Ok(())
+    }
+
+    fn flush_quarantine(&self, st: &mut State) -> Result<()> {
+        if st.quarantine.is_empty() {
+            return Ok(());
+        }
+        let batch = st.quarantine.finish()?;
+        let dates = Date32Array::from(vec![st.quarantine_date; batch.num_rows()]);
+        self.handle
+            .block_on(st.quarantine_writer.write(&batch, &dates))?;
         Ok(())
     }
 }
@@ -567,6 +706,7 @@ mod tests {
         let options = IngestOptions {
             batch_rows: 7,
             memory_budget: 1,
+            dedup_filter_bits: None,
         };
         let s = ingest(
             &lake,
@@ -585,8 +725,108 @@ mod tests {
             files.len()
         );
         assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 500);
-        let index = Index::load(&lake, &snapshot).await.unwrap();
-        assert_eq!(index.events.len(), 500);
+        let index = Index::load(&lake, &snapshot, 0, None).await.unwrap();
+        assert_eq!(index.event_files.iter().map(|f| f.rows).sum::<u64>(), 500);
+    }
+
+    /// The same ingests with a normal filter and with one so small that
+    /// nearly every event is a suspect give the same, exact answers.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn suspects_resolve_exactly_whatever_the_filter_size() {
+        let source = Lake::open("memory://suspect-src").unwrap();
+        let mut first: Vec<String> = (0..300)
+            .map(|i| line(&format!("e{i}"), 1 + (i % 5) as u32))
+            .collect();
+        first.push(line("e5", 1 + 5 % 5)); // exact repeat
+        first.push(line("e7", 9)); // same id, other content
+        first.push(line("e5", 1)); // exact repeat again
+        source
+            .store()
+            .put(
+                &source.path("a.ndjson"),
+                first.join("\n").into_bytes().into(),
+            )
+            .await
+            .unwrap();
+        let second = [
+            line("e10", 1),
+            line("e299", 3),
+            line("e300", 2),
+            line("e300", 2),
+        ]
+        .join("\n");
+        source
+            .store()
+            .put(&source.path("b.ndjson"), second.into_bytes().into())
+            .await
+            .unwrap();
+
+        let mut results = Vec::new();
+        for (name, bits) in [
+            ("suspect-lake-big", None),
+            ("suspect-lake-tiny", Some(1024)),
+        ] {
+            let lake = Lake::open(&format!("memory://{name}")).unwrap();
+            let options = IngestOptions {
+                dedup_filter_bits: bits,
+                ..IngestOptions::default()
+            };
+            let a = ingest(
+                &lake,
+                &["memory://suspect-src/a.ndjson".into()],
+                &options,
+                None,
+            )
+            .await
+            .unwrap();
+            let b = ingest(
+                &lake,
+                &["memory://suspect-src/b.ndjson".into()],
+                &options,
+                None,
+            )
+            .await
+            .unwrap();
+            let snapshot = Snapshot::load(&lake).await.unwrap();
+            let mut ids = Vec::new();
+            let mut conflicts = Vec::new();
+            for f in snapshot.files(EVENTS) {
+                let mut stream = read_columns(&lake, f, &["event_id"]).await.unwrap();
+                while let Some(batch) = stream.next().await {
+                    ids.extend(
+                        batch
+                            .unwrap()
+                            .column(0)
+                            .as_string::<i32>()
+                            .iter()
+                            .map(|v| v.unwrap().to_string()),
+                    );
+                }
+            }
+            for f in snapshot.files(QUARANTINE) {
+                let mut stream = read_columns(&lake, f, &["event_id", "line"]).await.unwrap();
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.unwrap();
+                    // Columns come in file order: line before event_id.
+                    let lines = batch.column(0).as_primitive::<Int64Type>();
+                    for (i, id) in batch.column(1).as_string::<i32>().iter().enumerate() {
+                        conflicts.push(format!("{}@{}", id.unwrap(), lines.value(i)));
+                    }
+                }
+            }
+            ids.sort();
+            conflicts.sort();
+            let counts = |s: &IngestSummary| (s.read, s.stored, s.duplicate, s.quarantined);
+            results.push((counts(&a), counts(&b), ids, conflicts));
+        }
+        assert_eq!(results[0].0, (303, 300, 2, 1));
+        assert_eq!(results[0].1, (4, 1, 2, 1));
+        assert_eq!(results[0].2.len(), 301);
+        assert_eq!(results[0].3, ["e299@2", "e7@302"]);
+        assert_eq!(
+            results[0], results[1],
+            "a tiny filter changes nothing but speed"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 pub mod batch;
 pub mod decimal;
+pub mod dedup;
 pub mod error;
 pub mod ingest;
 pub mod json;

@@ -26,6 +26,14 @@ use crate::store::Lake;
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Bytes an open file buffers before uploading a part (S3's minimum part
+/// size), counted against the memory budget for every open file.
+pub const UPLOAD_BUFFER: usize = 5 * 1024 * 1024;
+
+/// A partition that received no rows in this many writes is finished: input
+/// that moves forward in time then keeps only a few files open.
+pub const IDLE_WRITES: u64 = 8;
+
 /// Writer settings shared by every table: zstd, page statistics, a bloom
 /// filter on `event_id` where the table has one.
 pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
@@ -50,7 +58,7 @@ pub async fn write_file(
     batch: &RecordBatch,
 ) -> Result<FileEntry> {
     let path = lake.path(relative);
-    let sink = BufWriter::new(Arc::clone(lake.store()), path);
+    let sink = BufWriter::with_capacity(Arc::clone(lake.store()), path, UPLOAD_BUFFER);
     let mut writer = AsyncArrowWriter::try_new(
         sink,
         batch.schema(),
@@ -73,6 +81,15 @@ struct OpenFile {
     writer: AsyncArrowWriter<BufWriter>,
     relative: String,
     rows: u64,
+    last_write: u64,
+}
+
+impl OpenFile {
+    /// Memory this file holds: encoded data not yet handed over, and the
+    /// upload buffer.
+    fn memory(&self) -> usize {
+        self.writer.memory_size() + UPLOAD_BUFFER
+    }
 }
 
 /// Writes rows of one table into `date=YYYY-MM-DD/` partitions.
@@ -85,6 +102,7 @@ pub struct PartitionedWriter {
     open: BTreeMap<i32, OpenFile>,
     parts: BTreeMap<i32, u32>,
     done: Vec<FileEntry>,
+    writes: u64,
 }
 
 impl std::fmt::Debug for PartitionedWriter {
@@ -115,6 +133,7 @@ impl PartitionedWriter {
             open: BTreeMap::new(),
             parts: BTreeMap::new(),
             done: Vec::new(),
+            writes: 0,
         }
     }
 
@@ -125,6 +144,8 @@ impl PartitionedWriter {
         for (i, d) in dates.values().iter().enumerate() {
             rows_by_date.entry(*d).or_default().push(i as u32);
         }
+        self.writes += 1;
+        let writes = self.writes;
         let single = rows_by_date.len() == 1;
         for (date, rows) in rows_by_date {
             let part = if single {
@@ -135,6 +156,16 @@ impl PartitionedWriter {
             let file = self.file_for(date)?;
             file.writer.write(&part).await?;
             file.rows += part.num_rows() as u64;
+            file.last_write = writes;
+        }
+        let idle: Vec<i32> = self
+            .open
+            .iter()
+            .filter(|(_, f)| writes - f.last_write >= IDLE_WRITES)
+            .map(|(d, _)| *d)
+            .collect();
+        for date in idle {
+            self.close(date).await?;
         }
         self.enforce_budget().await
     }
@@ -148,7 +179,11 @@ impl PartitionedWriter {
                 "{}/date={day}/part-{}-{:04}.parquet",
                 self.table, self.file_prefix, n
             );
-            let sink = BufWriter::new(Arc::clone(self.lake.store()), self.lake.path(&relative));
+            let sink = BufWriter::with_capacity(
+                Arc::clone(self.lake.store()),
+                self.lake.path(&relative),
+                UPLOAD_BUFFER,
+            );
             let writer = AsyncArrowWriter::try_new(
                 sink,
                 Arc::clone(&self.schema),
@@ -160,6 +195,7 @@ impl PartitionedWriter {
                     writer,
                     relative,
                     rows: 0,
+                    last_write: self.writes,
                 },
             );
         }
@@ -168,14 +204,14 @@ impl PartitionedWriter {
 
     async fn enforce_budget(&mut self) -> Result<()> {
         loop {
-            let total: usize = self.open.values().map(|f| f.writer.memory_size()).sum();
+            let total: usize = self.open.values().map(OpenFile::memory).sum();
             if total <= self.memory_budget || self.open.is_empty() {
                 return Ok(());
             }
             let largest = *self
                 .open
                 .iter()
-                .max_by_key(|(_, f)| f.writer.memory_size())
+                .max_by_key(|(_, f)| f.memory())
                 .map(|(d, _)| d)
                 .expect("not empty");
             self.close(largest).await?;
