@@ -40,6 +40,9 @@ pub struct IngestOptions {
     pub batch_rows: usize,
     /// Bytes the Parquet writers may buffer before files are finished early.
     pub memory_budget: usize,
+    /// Bytes of suspect events (maybe seen before) held before they are
+    /// resolved against what is stored.
+    pub suspect_budget: usize,
     /// Size of the duplicate filter in bits; `None` sizes it from the lake
     /// and the input (tests set it tiny to force the exact path).
     pub dedup_filter_bits: Option<u64>,
@@ -50,6 +53,7 @@ impl Default for IngestOptions {
         Self {
             batch_rows: 16 * 1024,
             memory_budget: 128 * 1024 * 1024,
+            suspect_budget: 64 * 1024 * 1024,
             dedup_filter_bits: None,
         }
     }
@@ -330,6 +334,7 @@ struct State {
     quarantine_writer: PartitionedWriter,
     quarantine_date: i32,
     suspects: Vec<Suspect>,
+    suspect_bytes: usize,
     sources: Vec<SourceSummary>,
     reasons: BTreeMap<String, u64>,
     quarantined_new: u64,
@@ -341,7 +346,13 @@ impl Job {
             index,
             events: RowBuilder::new(Arc::clone(&EVENTS_SCHEMA)),
             event_dates: Vec::with_capacity(self.options.batch_rows),
-            event_writer: self.event_writer(""),
+            event_writer: PartitionedWriter::new(
+                &self.lake,
+                EVENTS,
+                Arc::clone(&EVENTS_SCHEMA),
+                &self.ingest_id,
+                self.options.memory_budget,
+            ),
             quarantine: RowBuilder::new(Arc::clone(&QUARANTINE_SCHEMA)),
             quarantine_writer: PartitionedWriter::new(
                 &self.lake,
@@ -352,6 +363,7 @@ impl Job {
             ),
             quarantine_date: self.ingested_at.div_euclid(MICROS_PER_DAY) as i32,
             suspects: Vec::new(),
+            suspect_bytes: 0,
             sources: Vec::with_capacity(files.len()),
             reasons: BTreeMap::new(),
             quarantined_new: 0,
@@ -372,19 +384,10 @@ impl Job {
             p.update(counter.load(Ordering::Relaxed));
             p.finish();
         }
-        self.flush_events(&mut st)?;
-        let late_writer = self.event_writer("-r");
-        let mut written = self
-            .handle
-            .block_on(std::mem::replace(&mut st.event_writer, late_writer).finish())?;
-        self.resolve_suspects(&mut st, &written)?;
+        self.resolve_suspects(&mut st)?;
         self.flush_events(&mut st)?;
         self.flush_quarantine(&mut st)?;
-        let late_writer = self.event_writer("-r");
-        written.extend(
-            self.handle
-                .block_on(std::mem::replace(&mut st.event_writer, late_writer).finish())?,
-        );
+        let mut written = self.handle.block_on(st.event_writer.finish())?;
         written.extend(self.handle.block_on(st.quarantine_writer.finish())?);
 
         let mut summary = IngestSummary {
@@ -400,16 +403,6 @@ impl Job {
         }
         summary.sources = st.sources;
         Ok((summary, written))
-    }
-
-    fn event_writer(&self, suffix: &str) -> PartitionedWriter {
-        PartitionedWriter::new(
-            &self.lake,
-            EVENTS,
-            Arc::clone(&EVENTS_SCHEMA),
-            &format!("{}{suffix}", self.ingest_id),
-            self.options.memory_budget,
-        )
     }
 
     fn read_source(
@@ -462,6 +455,9 @@ impl Job {
                         ])
                         .collect();
                     if st.index.filter.insert(key) {
+                        let raw = raw_text(&buf);
+                        // The row holds about the line's text again, plus overhead.
+                        st.suspect_bytes += 2 * raw.len() + 512;
                         st.suspects.push(Suspect {
                             source: index,
                             line: line_no,
@@ -470,8 +466,11 @@ impl Job {
                             event_id: event.event_id,
                             date,
                             row,
-                            raw: raw_text(&buf),
+                            raw,
                         });
+                        if st.suspect_bytes >= self.options.suspect_budget {
+                            self.resolve_suspects(st)?;
+                        }
                     } else {
                         st.sources[index].stored += 1;
                         self.store(st, row, date)?;
@@ -527,16 +526,22 @@ impl Job {
         Ok(())
     }
 
-    /// Decides every suspect exactly, in input order: an id stored before
-    /// (in the lake, earlier in this ingest, or by an earlier suspect) makes
-    /// it a duplicate or a conflicting duplicate; otherwise it is new.
-    fn resolve_suspects(&self, st: &mut State, written: &[FileEntry]) -> Result<()> {
+    /// Decides every pending suspect exactly, in input order: an id stored
+    /// before (in the lake, earlier in this ingest, or by an earlier suspect)
+    /// makes it a duplicate or a conflicting duplicate; otherwise it is new.
+    /// What this ingest wrote so far is flushed and finished first, so it
+    /// can be read back.
+    fn resolve_suspects(&self, st: &mut State) -> Result<()> {
         if st.suspects.is_empty() {
             return Ok(());
         }
+        st.suspect_bytes = 0;
+        self.flush_events(st)?;
+        self.handle.block_on(st.event_writer.finish_open())?;
+        let written = st.event_writer.finished().to_vec();
         let mut stored: HashMap<u128, Option<i64>> =
             st.suspects.iter().map(|s| (s.key, None)).collect();
-        for file in st.index.event_files.iter().chain(written) {
+        for file in st.index.event_files.iter().chain(&written) {
             self.handle.block_on(async {
                 let mut stream =
                     read_columns(&self.lake, file, &["event_id", "content_hash"]).await?;
@@ -706,7 +711,7 @@ mod tests {
         let options = IngestOptions {
             batch_rows: 7,
             memory_budget: 1,
-            dedup_filter_bits: None,
+            ..IngestOptions::default()
         };
         let s = ingest(
             &lake,
@@ -769,6 +774,8 @@ mod tests {
             let lake = Lake::open(&format!("memory://{name}")).unwrap();
             let options = IngestOptions {
                 dedup_filter_bits: bits,
+                // Tiny: suspects are resolved many times during the ingest.
+                suspect_budget: if bits.is_some() { 4096 } else { 64 << 20 },
                 ..IngestOptions::default()
             };
             let a = ingest(
