@@ -3,7 +3,7 @@
 //! [`ingest()`] streams every line of every source through
 //! [`validate::validate`], drops exact repeats, quarantines the rest of what
 //! is not a valid new event, and commits all of it to the lake at once.
-//! [`reference`] loads the two reference CSVs. [`sample`] writes realistic
+//! [`reference`] loads the two reference CSVs. [`sampler`] writes realistic
 //! sample input.
 //!
 //! The design choice that shapes this crate: one pass, bounded memory. Lines
@@ -19,8 +19,7 @@ pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod reference;
-#[path = "sample_gen.rs"]
-pub mod sample;
+pub mod sampler;
 pub mod source;
 pub mod validate;
 

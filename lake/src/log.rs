@@ -136,6 +136,70 @@ impl Snapshot {
             .collect()
     }
 
+    /// Deletes the files under `tables` that no commit names: what a killed
+    /// or failed writer left. Call it only while holding the writer lock, so
+    /// that no live writer's files are touched. On a local lake the folders
+    /// are walked directly, which also finds the partial uploads
+    /// (`name#N`) that the object store's listing hides.
+    pub async fn remove_orphans(&self, lake: &Lake, tables: &[&str]) -> Result<Vec<String>> {
+        let known = self.all_paths();
+        let mut removed = Vec::new();
+        for table in tables {
+            if let Some(root) = lake.local_root() {
+                let mut stack = vec![root.join(table)];
+                while let Some(dir) = stack.pop() {
+                    let Ok(entries) = std::fs::read_dir(&dir) else {
+                        continue;
+                    };
+                    for entry in entries.flatten() {
+                        let path = entry.path();
+                        if path.is_dir() {
+                            stack.push(path);
+                            continue;
+                        }
+                        let Ok(rel) = path.strip_prefix(&root) else {
+                            continue;
+                        };
+                        let rel = rel.to_string_lossy().replace('\\', "/");
+                        if !known.contains(rel.as_str()) {
+                            match std::fs::remove_file(&path) {
+                                Ok(()) => removed.push(rel),
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                                Err(source) => {
+                                    return Err(Error::Io {
+                                        context: format!(
+                                            "cannot remove orphan file {}",
+                                            path.display()
+                                        ),
+                                        source,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            let listed: Vec<_> = lake
+                .store()
+                .list(Some(&lake.path(table)))
+                .try_collect()
+                .await?;
+            for meta in listed {
+                let Some(rel) = lake.relative(&meta.location) else {
+                    continue;
+                };
+                if !known.contains(rel.as_str()) {
+                    match lake.store().delete(&meta.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => removed.push(rel),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Appends `commit` as the next version. Fails with
     /// [`Error::CommitConflict`] if another writer took that version first.
     pub async fn commit(&mut self, lake: &Lake, mut commit: Commit) -> Result<u64> {
@@ -233,6 +297,39 @@ mod tests {
             .collect();
         assert_eq!(prices, ["p2"]);
         assert!(reread.all_paths().contains("p1"), "old versions stay");
+    }
+
+    #[tokio::test]
+    async fn orphans_are_removed_and_committed_files_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        snap.commit(
+            &lake,
+            commit(
+                CommitKind::Ingest,
+                "events",
+                "events/date=2026-10-05/a.parquet",
+                false,
+            ),
+        )
+        .await
+        .unwrap();
+        let day = dir.path().join("events/date=2026-10-05");
+        std::fs::create_dir_all(&day).unwrap();
+        for f in ["a.parquet", "b.parquet", "c.parquet#3"] {
+            std::fs::write(day.join(f), b"x").unwrap();
+        }
+        let mut removed = snap.remove_orphans(&lake, &["events"]).await.unwrap();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [
+                "events/date=2026-10-05/b.parquet",
+                "events/date=2026-10-05/c.parquet#3"
+            ]
+        );
+        assert!(day.join("a.parquet").exists());
     }
 
     #[tokio::test]

@@ -120,6 +120,12 @@ impl Lake {
         Path::from_iter(parts)
     }
 
+    /// The lake's directory when it is on the local file system.
+    pub fn local_root(&self) -> Option<std::path::PathBuf> {
+        (self.store_url.scheme() == "file")
+            .then(|| std::path::PathBuf::from(format!("/{}", self.root)))
+    }
+
     /// The path of `absolute` relative to the lake root, if it is inside it.
     pub fn relative(&self, absolute: &Path) -> Option<String> {
         absolute.prefix_match(&self.root).map(|parts| {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use agentledger_ingest::sample::{SampleOptions, generate};
+use agentledger_ingest::sampler::{SampleOptions, generate};
 
 use crate::cli::SampleArgs;
 
@@ -16,11 +16,13 @@ pub fn run(args: SampleArgs) -> anyhow::Result<ExitCode> {
     let s = generate(&args.out, &options)
         .map_err(|e| anyhow::anyhow!("cannot write the sample to {}: {e}", args.out.display()))?;
     println!(
-        "wrote {} runs, {} events, {} bad lines to {}",
+        "wrote {} runs to {}: {} distinct valid events, {} bad lines, {} exact repeats, {} conflicting repeats",
         s.runs,
+        args.out.display(),
         s.events,
         s.bad_lines,
-        args.out.display()
+        s.duplicates,
+        s.conflicting
     );
     for f in &s.files {
         println!("  {}", f.display());
