@@ -144,20 +144,7 @@ fn ts_text(micros: i64, offset_min: i64, micros_shown: bool) -> String {
 
 /// A JSON string literal.
 fn js(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::to_string(s).expect("a string always serializes")
 }
 
 /// Decimal text of an amount in micro-dollars, e.g. 4500 -> "0.004500".

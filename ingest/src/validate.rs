@@ -72,16 +72,13 @@ pub struct ValidEvent {
 pub static EVENT_COLUMNS: LazyLock<usize> =
     LazyLock::new(|| EVENTS_SCHEMA.index_of("source").expect("schema has source"));
 
-static COLUMN_INDEX: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
+static COLUMN_INDEX: LazyLock<HashMap<String, usize>> = LazyLock::new(|| {
     EVENTS_SCHEMA
         .fields()
         .iter()
         .enumerate()
         .take(*EVENT_COLUMNS)
-        .map(|(i, f)| {
-            let name: &'static str = Box::leak(f.name().clone().into_boxed_str());
-            (name, i)
-        })
+        .map(|(i, f)| (f.name().clone(), i))
         .collect()
 });
 

@@ -6,6 +6,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What can go wrong while opening, reading or writing the lake.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A command that only reads was pointed at a local lake that does not exist.
+    #[error(
+        "no lake at '{0}' (agentledger ingest or load creates one; check --lake or AGENTLEDGER_LAKE)"
+    )]
+    NoLake(String),
     /// The lake URL could not be understood or its scheme is not supported.
     #[error("invalid lake URL '{url}': {reason}")]
     InvalidUrl {

@@ -31,6 +31,10 @@ impl Lake {
     ///
     /// A local lake's directory is created if missing.
     pub fn open(url: &str) -> Result<Self> {
+        Self::open_unchecked(url, true)
+    }
+
+    fn open_unchecked(url: &str, create: bool) -> Result<Self> {
         let invalid = |reason: &str| Error::InvalidUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -44,7 +48,7 @@ impl Lake {
                     let path = parsed
                         .to_file_path()
                         .map_err(|()| invalid("not a local file path"))?;
-                    Self::open_local(&path, url)
+                    Self::open_local(&path, url, create)
                 }
                 "memory" => {
                     let store = memory_store(parsed.host_str().unwrap_or("default"));
@@ -67,11 +71,21 @@ impl Lake {
                 ))),
             },
             // Not a URL (or a Windows drive letter): a local path.
-            _ => Self::open_local(std::path::Path::new(url), url),
+            _ => Self::open_local(std::path::Path::new(url), url, create),
         }
     }
 
-    fn open_local(path: &std::path::Path, display: &str) -> Result<Self> {
+    /// Opens an existing lake for reading: like [`Lake::open`], but a local
+    /// lake that does not exist is an error instead of a new empty lake, so
+    /// a mistyped path is not answered with empty tables.
+    pub fn open_existing(url: &str) -> Result<Self> {
+        Self::open_unchecked(url, false)
+    }
+
+    fn open_local(path: &std::path::Path, display: &str, create: bool) -> Result<Self> {
+        if !create && !path.is_dir() {
+            return Err(Error::NoLake(display.to_string()));
+        }
         std::fs::create_dir_all(path).map_err(|source| Error::Io {
             context: format!("cannot create lake directory {}", path.display()),
             source,
@@ -80,7 +94,11 @@ impl Lake {
             context: format!("cannot resolve lake directory {}", path.display()),
             source,
         })?;
-        let root = Path::from_absolute_path(&abs).map_err(|e| Error::InvalidUrl {
+        Self::local_at(&abs, display)
+    }
+
+    fn local_at(abs: &std::path::Path, display: &str) -> Result<Self> {
+        let root = Path::from_absolute_path(abs).map_err(|e| Error::InvalidUrl {
             url: display.to_string(),
             reason: e.to_string(),
         })?;
@@ -170,6 +188,19 @@ mod tests {
             a.relative(&a.path("events/x.parquet")).unwrap(),
             "events/x.parquet"
         );
+    }
+
+    #[test]
+    fn reading_a_missing_local_lake_is_an_error_not_an_empty_lake() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = Lake::open_existing(missing.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("no lake at"), "{err}");
+        assert!(!missing.exists());
+        Lake::open(missing.to_str().unwrap()).unwrap();
+        Lake::open_existing(missing.to_str().unwrap()).unwrap();
     }
 
     #[test]

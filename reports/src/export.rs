@@ -62,6 +62,11 @@ fn cell_text(array: &ArrayRef) -> Result<Vec<Option<String>>> {
         .collect())
 }
 
+/// Every column of a batch as text, column by column.
+fn batch_text(batch: &arrow::array::RecordBatch) -> Result<Vec<Vec<Option<String>>>> {
+    batch.columns().iter().map(cell_text).collect()
+}
+
 /// Prefixes a cell that a spreadsheet would evaluate (`= + - @`, tab, CR)
 /// with a single quote, as OWASP recommends for CSV injection. Plain
 /// numbers such as `-1.5` are left alone so the data stays numeric.
@@ -115,11 +120,7 @@ pub async fn write_stream(
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 rows += batch.num_rows() as u64;
-                let columns: Vec<Vec<Option<String>>> = batch
-                    .columns()
-                    .iter()
-                    .map(cell_text)
-                    .collect::<Result<_>>()?;
+                let columns = batch_text(&batch)?;
                 for r in 0..batch.num_rows() {
                     let record = columns.iter().map(|c| match &c[r] {
                         Some(v) => escape_csv_formula(v).into_owned(),
@@ -135,11 +136,7 @@ pub async fn write_stream(
             write!(out, "[")?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
-                let columns: Vec<Vec<Option<String>>> = batch
-                    .columns()
-                    .iter()
-                    .map(cell_text)
-                    .collect::<Result<_>>()?;
+                let columns = batch_text(&batch)?;
                 for r in 0..batch.num_rows() {
                     write!(out, "{}\n  {{", if rows == 0 { "" } else { "," })?;
                     for (c, (field, column)) in schema.fields().iter().zip(&columns).enumerate() {
@@ -173,21 +170,7 @@ fn csv_err(e: csv::Error) -> Error {
 }
 
 fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::to_string(s).expect("a string always serializes")
 }
 
 /// JSON for one cell: integers, floats and booleans as JSON values; money

@@ -269,3 +269,80 @@ fn every_line_is_accounted_for_in_a_larger_sample() {
         quarantined
     );
 }
+
+#[test]
+fn a_successful_ingest_is_silent_on_stderr_when_it_is_not_a_terminal() {
+    let env = Env::new();
+    let f = env.write("e.ndjson", &model_call("s1", "2026-10-05T10:00:00Z", "1"));
+    let out = env.run(&["ingest", f.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("read 1  stored 1  duplicate 0  quarantined 0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_live_writer_lock_refuses_and_a_dead_ones_is_taken_over() {
+    let env = Env::new();
+    let f = env.write("e.ndjson", &model_call("l1", "2026-10-05T10:00:00Z", "1"));
+    env.ingest(&[&f]); // creates the lake
+    let lock = env.lake().join("_lock/writer.json");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut live = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let holder = |pid: u32| {
+        format!(
+            r#"{{"pid":{pid},"host":"{host}","purpose":"ingest","since":"2026-11-24T00:00:00Z"}}"#
+        )
+    };
+    std::fs::write(&lock, holder(live.id())).unwrap();
+    let err = env.fails(&["ingest", f.to_str().unwrap()]);
+    assert!(
+        err.contains("locked by another writer") && err.contains(&format!("pid {}", live.id())),
+        "{err}"
+    );
+    live.kill().unwrap();
+    live.wait().unwrap();
+    // The holder is gone: its lock is stale and taken over.
+    let s = env.ingest(&[&f]);
+    assert_eq!(s["duplicate"], 1);
+    assert!(!lock.exists(), "the lock is released after the ingest");
+}
+
+#[test]
+fn the_lake_comes_from_the_flag_or_the_environment() {
+    let env = Env::new();
+    let f = env.write("e.ndjson", &model_call("v1", "2026-10-05T10:00:00Z", "1"));
+    let other = env.path("other-lake");
+    let out = env
+        .command()
+        .args([
+            "--lake",
+            other.to_str().unwrap(),
+            "ingest",
+            f.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(other.join("_log").is_dir());
+    assert!(
+        !env.lake().join("_log").exists(),
+        "--lake wins over AGENTLEDGER_LAKE"
+    );
+    let err = env.fails(&["--lake", "s3://bucket/x", "sql", "SELECT 1"]);
+    assert!(err.contains("s3://bucket/x"), "{err}");
+}
