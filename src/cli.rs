@@ -31,8 +31,86 @@ pub enum Command {
     Load(LoadArgs),
     /// Run read-only SQL over the lake's tables; no query and a terminal opens a prompt.
     Sql(SqlArgs),
+    /// Metrics of finished runs (success, cost per success, rates, margin) by keys.
+    Metrics(MetricsArgs),
+    /// The release gate: does the candidate's success rate drop too far below the baseline's?
+    Gate(GateArgs),
+    /// One run's events in order, with what each cost and the running total.
+    Timeline(TimelineArgs),
     /// Write realistic, deterministic sample events and reference CSVs.
     Sample(SampleArgs),
+}
+
+/// `agentledger metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Group by a comma list of tenant_id,workflow,agent_version,date,week,month
+    /// (none: one row over every finished run).
+    #[arg(long, value_name = "KEYS", default_value = "", value_parser = parse_keys)]
+    pub by: Keys,
+    /// First date counted (a finished run's UTC date), YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<chrono::NaiveDate>,
+    /// First date not counted (exclusive), YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<chrono::NaiveDate>,
+    /// List the open runs (no run_finished yet) and their cost so far instead.
+    #[arg(long)]
+    pub open: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Output file (required for parquet; optional otherwise, default stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Parsed `--by` keys.
+#[derive(Debug, Clone)]
+pub struct Keys(pub Vec<agentledger_queries::Key>);
+
+fn parse_keys(text: &str) -> Result<Keys, String> {
+    agentledger_queries::parse_keys(text).map(Keys)
+}
+
+/// `agentledger gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The agent_version in production.
+    #[arg(long, value_name = "V")]
+    pub baseline: String,
+    /// The agent_version to release.
+    #[arg(long, value_name = "V")]
+    pub candidate: String,
+    /// The largest allowed drop in success rate, in percentage points.
+    #[arg(long, value_name = "PP", default_value_t = 2.0)]
+    pub threshold: f64,
+    /// First date counted (a finished run's UTC date), YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<chrono::NaiveDate>,
+    /// First date not counted (exclusive), YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<chrono::NaiveDate>,
+    /// How to print the verdict.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub format: SummaryFormat,
+}
+
+/// `agentledger timeline`.
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// The run's tenant_id.
+    #[arg(long, value_name = "T")]
+    pub tenant: String,
+    /// The run_id.
+    #[arg(long, value_name = "R")]
+    pub run: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Output file (required for parquet; optional otherwise, default stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `agentledger ingest`.

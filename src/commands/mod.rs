@@ -1,9 +1,13 @@
 //! One module per subcommand: arguments in, library call, output printed.
 
+mod gate;
 mod ingest;
 mod load;
+mod metrics;
+mod output;
 mod sample;
 mod sql;
+mod timeline;
 
 use std::process::ExitCode;
 
@@ -17,7 +21,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample(args) => sample::run(args),
         Command::Ingest(args) => ingest::run(&open(&cli.lake)?, args).await,
         Command::Load(args) => load::run(&open(&cli.lake)?, args).await,
-        Command::Sql(args) => sql::run(&open(&cli.lake)?, args).await,
+        Command::Sql(args) => sql::run(&Lake::open_existing(&cli.lake)?, args).await,
+        Command::Metrics(args) => metrics::run(&Lake::open_existing(&cli.lake)?, args).await,
+        Command::Timeline(args) => timeline::run(&Lake::open_existing(&cli.lake)?, args).await,
+        Command::Gate(args) => Ok(gate::run(&cli.lake, args).await),
     }
 }
 

@@ -1,26 +1,19 @@
 //! `agentledger sql [QUERY]`: one query, a query from stdin, or a prompt.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use agentledger_lake::Lake;
-use agentledger_reports::export::{Format, write_parquet, write_stream};
+use agentledger_reports::export::Format;
 use anyhow::{Context, bail};
 use datafusion::prelude::SessionContext;
 
-use crate::cli::{OutputFormat, SqlArgs};
+use super::output::{emit, output_format};
+use crate::cli::SqlArgs;
 
 pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
-    let format = match args.format {
-        OutputFormat::Table => Format::Table,
-        OutputFormat::Csv => Format::Csv,
-        OutputFormat::Json => Format::Json,
-        OutputFormat::Parquet => Format::Parquet,
-    };
-    if format == Format::Parquet && args.out.is_none() {
-        bail!("--format parquet needs --out FILE");
-    }
-    let ctx = agentledger_transforms::open_session(lake).await?;
+    let format = output_format(args.format, args.out.as_deref())?;
+    let ctx = agentledger_queries::open_session(lake).await?;
     let query = match args.query {
         Some(q) => q,
         None if std::io::stdin().is_terminal() => return repl(&ctx).await,
@@ -47,26 +40,7 @@ async fn run_one(
         bail!("empty query");
     }
     let df = agentledger_transforms::query(ctx, sql).await?;
-    let stream = df.execute_stream().await?;
-    match (format, out) {
-        (Format::Parquet, Some(path)) => {
-            let rows = write_parquet(stream, path).await?;
-            eprintln!("wrote {rows} rows to {}", path.display());
-        }
-        (_, Some(path)) => {
-            let mut file = std::io::BufWriter::new(
-                std::fs::File::create(path)
-                    .with_context(|| format!("cannot create {}", path.display()))?,
-            );
-            write_stream(stream, format, &mut file).await?;
-            file.flush()?;
-        }
-        (_, None) => {
-            let mut stdout = std::io::stdout().lock();
-            write_stream(stream, format, &mut stdout).await?;
-        }
-    }
-    Ok(())
+    emit(df, format, out).await
 }
 
 /// An interactive prompt: statements end with `;` and may span lines;
@@ -79,7 +53,7 @@ async fn repl(ctx: &SessionContext) -> anyhow::Result<ExitCode> {
         let _ = editor.load_history(h);
     }
     println!(
-        "agentledger sql: tables events, model_calls, tool_calls, model_prices, customer_plans, quarantine."
+        "agentledger sql: tables events, model_calls, tool_calls, runs, model_prices, customer_plans, quarantine; views metrics, revenue, margin."
     );
     println!("End statements with ';'. \\d lists tables, \\q quits.");
     let mut pending = String::new();

@@ -5,5 +5,6 @@ mod common;
 mod ingest;
 mod kill;
 mod load;
+mod metrics;
 mod sample;
 mod sql;

@@ -17,6 +17,12 @@ fn lake_with_events(env: &Env) {
 #[test]
 fn every_table_is_queryable_by_name_even_when_empty() {
     let env = Env::new();
+    let err = env.fails(&["sql", "SELECT 1"]);
+    assert!(
+        err.contains("no lake at"),
+        "a mistyped lake is not an empty one: {err}"
+    );
+    std::fs::create_dir_all(env.lake()).unwrap();
     for t in [
         "events",
         "model_calls",
@@ -68,6 +74,7 @@ fn formats_table_csv_json_and_parquet() {
 #[test]
 fn csv_cells_that_a_spreadsheet_would_run_are_escaped() {
     let env = Env::new();
+    std::fs::create_dir_all(env.lake()).unwrap();
     let csv = env.ok(&[
         "sql",
         "--format",
@@ -127,6 +134,7 @@ fn a_query_can_come_from_stdin() {
 #[test]
 fn a_bad_query_fails_with_one_line() {
     let env = Env::new();
+    std::fs::create_dir_all(env.lake()).unwrap();
     let err = env.fails(&["sql", "SELECT nope FROM events"]);
     assert!(err.starts_with("error: ") && err.contains("nope"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");

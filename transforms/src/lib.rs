@@ -7,6 +7,7 @@
 //! here and readable by analysts.
 
 mod table;
+pub mod udf;
 
 use std::sync::Arc;
 
@@ -37,10 +38,12 @@ pub enum Error {
     ReadOnly(String),
 }
 
-/// Views derived from the stored tables, by name: `(name, SQL)`.
+/// Views derived from the stored tables, by name: `(name, SQL)`, each
+/// defined before the views that read it.
 pub const VIEWS: &[(&str, &str)] = &[
     ("model_calls", include_str!("../sql/model_calls.sql")),
     ("tool_calls", include_str!("../sql/tool_calls.sql")),
+    ("runs", include_str!("../sql/runs.sql")),
 ];
 
 /// The stored tables every session registers.
@@ -54,11 +57,13 @@ pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
 
 /// Opens a session over a given snapshot.
 pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionContext> {
-    let mut config = SessionConfig::new().with_information_schema(true);
+    // DATAFUSION_* variables (target partitions, batch size...) apply.
+    let mut config = SessionConfig::from_env()?.with_information_schema(true);
     let parquet = &mut config.options_mut().execution.parquet;
     parquet.pushdown_filters = true;
     parquet.reorder_filters = true;
     let ctx = SessionContext::new_with_config(config);
+    ctx.register_udf(udf::DivMoney::udf());
     let store_url = ObjectStoreUrl::parse(lake.store_url().as_str())?;
     ctx.register_object_store(lake.store_url(), Arc::clone(lake.store()));
     for table in STORED_TABLES {

@@ -1,0 +1,549 @@
+//! The metric definitions of SPEC section 3, as SQL files analysts can read.
+//!
+//! Each file in `sql/` is a complete query that runs as written (grouped by
+//! tenant and ISO week where it groups at all). The commands reuse the same
+//! text: lines that end in a marker comment (`-- @keys`, `-- @filter`,
+//! `-- @period`, ...) are rewritten for the keys and period asked for, and
+//! nothing else changes. [`open_session`] registers `metrics`, `revenue` and
+//! `margin` as views, so `agentledger sql` sees them by name too.
+
+pub mod gate;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use agentledger_lake::Lake;
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
+use datafusion::datasource::ViewTable;
+use datafusion::prelude::{DataFrame, SessionContext};
+
+pub use agentledger_transforms::Error;
+
+/// Result with the session's error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `metrics.sql`: the SPEC §3 metrics of groups of finished runs.
+pub const METRICS_SQL: &str = include_str!("../sql/metrics.sql");
+/// `revenue.sql`: revenue of a tenant over a period.
+pub const REVENUE_SQL: &str = include_str!("../sql/revenue.sql");
+/// `margin.sql`: metrics with revenue, margin and gross margin.
+pub const MARGIN_SQL: &str = include_str!("../sql/margin.sql");
+/// `open_runs.sql`: runs without a `run_finished`, and their cost so far.
+pub const OPEN_RUNS_SQL: &str = include_str!("../sql/open_runs.sql");
+/// `gate.sql`: runs and successes per agent version.
+pub const GATE_SQL: &str = include_str!("../sql/gate.sql");
+/// `timeline.sql`: one run's events in order with a running cost.
+pub const TIMELINE_SQL: &str = include_str!("../sql/timeline.sql");
+
+/// Every definition by file name, for documentation and tests.
+pub const FILES: &[(&str, &str)] = &[
+    ("metrics.sql", METRICS_SQL),
+    ("revenue.sql", REVENUE_SQL),
+    ("margin.sql", MARGIN_SQL),
+    ("open_runs.sql", OPEN_RUNS_SQL),
+    ("gate.sql", GATE_SQL),
+    ("timeline.sql", TIMELINE_SQL),
+];
+
+/// Opens a session over the lake with every table and view: the stored
+/// tables, `model_calls`, `tool_calls`, `runs`, and `metrics`, `revenue`,
+/// `margin` as written (tenant by ISO week).
+pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
+    let ctx = agentledger_transforms::open_session(lake).await?;
+    let weekly = MetricsQuery::new(vec![Key::TenantId, Key::Week], None, None);
+    register_view(&ctx, "metrics", &weekly.metrics_sql()).await?;
+    register_view(&ctx, "revenue", &weekly.revenue_sql().unwrap_or_default()).await?;
+    register_view(&ctx, "margin", &weekly.margin_sql().unwrap_or_default()).await?;
+    Ok(ctx)
+}
+
+async fn register_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
+    let plan = ctx.sql(sql).await?.into_unoptimized_plan();
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(ViewTable::new(plan, Some(sql.to_string()))))?;
+    Ok(())
+}
+
+/// A grouping key of `agentledger metrics --by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// The customer account.
+    TenantId,
+    /// From the run's earliest `run_started`.
+    Workflow,
+    /// From the run's earliest `run_started`.
+    AgentVersion,
+    /// UTC date of `finished_at`.
+    Date,
+    /// Monday of the ISO week of `date`.
+    Week,
+    /// `YYYY-MM` of `date`.
+    Month,
+}
+
+impl Key {
+    /// Every key, in SPEC order.
+    pub const ALL: [Key; 6] = [
+        Key::TenantId,
+        Key::Workflow,
+        Key::AgentVersion,
+        Key::Date,
+        Key::Week,
+        Key::Month,
+    ];
+
+    /// The column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::TenantId => "tenant_id",
+            Key::Workflow => "workflow",
+            Key::AgentVersion => "agent_version",
+            Key::Date => "date",
+            Key::Week => "week",
+            Key::Month => "month",
+        }
+    }
+
+    /// Date, week or month: a key that an open run does not have.
+    pub fn is_period(self) -> bool {
+        matches!(self, Key::Date | Key::Week | Key::Month)
+    }
+}
+
+/// Parses `--by`: a comma list of distinct keys.
+pub fn parse_keys(text: &str) -> std::result::Result<Vec<Key>, String> {
+    let mut keys = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let key = Key::ALL
+            .into_iter()
+            .find(|k| k.name() == part)
+            .ok_or_else(|| {
+                format!(
+                    "unknown key `{part}`: choose from {}",
+                    Key::ALL.map(Key::name).join(",")
+                )
+            })?;
+        if keys.contains(&key) {
+            return Err(format!("key `{part}` is given twice"));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// What `agentledger metrics` asks: keys and an optional `[from, to)` cut
+/// on the run's date.
+#[derive(Debug, Clone)]
+pub struct MetricsQuery {
+    /// Grouping keys, in output order.
+    pub keys: Vec<Key>,
+    /// First date included.
+    pub from: Option<NaiveDate>,
+    /// First date excluded.
+    pub to: Option<NaiveDate>,
+}
+
+/// The period revenue is computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeriodKind {
+    Key(Key),
+    Range(NaiveDate, NaiveDate),
+}
+
+impl MetricsQuery {
+    /// A query for these keys and dates.
+    pub fn new(keys: Vec<Key>, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Self {
+        Self { keys, from, to }
+    }
+
+    /// The period of revenue and margin, when SPEC §5 says they appear:
+    /// keys `tenant_id` and one of date, week, month; or `tenant_id` alone
+    /// with both `--from` and `--to`.
+    fn period(&self) -> Option<PeriodKind> {
+        if !self.keys.contains(&Key::TenantId) {
+            return None;
+        }
+        let others: Vec<Key> = self
+            .keys
+            .iter()
+            .copied()
+            .filter(|k| *k != Key::TenantId)
+            .collect();
+        match (others.as_slice(), self.from, self.to) {
+            ([p], _, _) if p.is_period() => Some(PeriodKind::Key(*p)),
+            ([], Some(from), Some(to)) => Some(PeriodKind::Range(from, to)),
+            _ => None,
+        }
+    }
+
+    /// Whether revenue, margin and gross margin are part of the answer.
+    pub fn has_revenue(&self) -> bool {
+        self.period().is_some()
+    }
+
+    fn run_date_filter(&self, column: &str) -> String {
+        let mut cond = String::new();
+        if let Some(from) = self.from {
+            let _ = write!(cond, " AND {column} >= DATE '{from}'");
+        }
+        if let Some(to) = self.to {
+            let _ = write!(cond, " AND {column} < DATE '{to}'");
+        }
+        cond
+    }
+
+    /// `metrics.sql` for these keys and dates.
+    pub fn metrics_sql(&self) -> String {
+        let keys = join_keys(&self.keys, "");
+        let filter = self.run_date_filter("date");
+        render(METRICS_SQL, |marker, code| match marker {
+            "keys" => keyed_line(code, "tenant_id, week", &keys),
+            "filter" => Some(format!("{code}{filter}")),
+            _ => Some(code.to_string()),
+        })
+    }
+
+    /// `revenue.sql` for the period, when revenue applies.
+    pub fn revenue_sql(&self) -> Option<String> {
+        let period = self.period()?;
+        let (p, start, end, group) = match period {
+            PeriodKind::Key(Key::Date) => (
+                "date".to_string(),
+                "date".to_string(),
+                "CAST(date + INTERVAL '1' DAY AS DATE)".to_string(),
+                Some("r.date"),
+            ),
+            PeriodKind::Key(Key::Month) => (
+                "month".to_string(),
+                "CAST(date_trunc('month', date) AS DATE)".to_string(),
+                "CAST(date_trunc('month', date) + INTERVAL '1' MONTH AS DATE)".to_string(),
+                Some("r.month"),
+            ),
+            PeriodKind::Key(_) => (
+                "week".to_string(),
+                "week".to_string(),
+                "CAST(week + INTERVAL '7' DAY AS DATE)".to_string(),
+                Some("r.week"),
+            ),
+            PeriodKind::Range(from, to) => (
+                format!("DATE '{from}'"),
+                format!("DATE '{from}'"),
+                format!("DATE '{to}'"),
+                None,
+            ),
+        };
+        // --from/--to cut every period's days to [from, to).
+        let start = match self.from {
+            Some(from) => format!("greatest({start}, DATE '{from}')"),
+            None => start,
+        };
+        let end = match self.to {
+            Some(to) => format!("least({end}, DATE '{to}')"),
+            None => end,
+        };
+        let filter = self.run_date_filter("date");
+        let success_filter = self.run_date_filter("r.date");
+        Some(render(REVENUE_SQL, |marker, code| {
+            let indent = &code[..code.len() - code.trim_start().len()];
+            match marker {
+                "period" if code.trim_start().starts_with("r.") => Some(format!(
+                    "{indent}{} AS period,",
+                    group.map_or_else(|| p.clone(), str::to_string)
+                )),
+                "period" if code.trim_start().starts_with("GROUP BY") => Some(format!(
+                    "{indent}GROUP BY r.tenant_id{}",
+                    group.map(|g| format!(", {g}")).unwrap_or_default()
+                )),
+                "period" => Some(format!("{indent}{p} AS period,")),
+                "period_start" => Some(format!("{indent}{start} AS period_start,")),
+                "period_end" => Some(format!("{indent}{end} AS period_end")),
+                "filter" if code.contains("r.succeeded") => Some(format!("{code}{success_filter}")),
+                "filter" => Some(format!("{code}{filter}")),
+                _ => Some(code.to_string()),
+            }
+        }))
+    }
+
+    /// `margin.sql` for the period, when revenue applies. It reads the views
+    /// `metrics` and `revenue`, which [`metrics`] registers for this query.
+    pub fn margin_sql(&self) -> Option<String> {
+        let period = self.period()?;
+        let join = match period {
+            PeriodKind::Key(k) => format!(
+                "JOIN revenue r ON r.tenant_id = m.tenant_id AND r.period = m.{}",
+                k.name()
+            ),
+            PeriodKind::Range(..) => "JOIN revenue r ON r.tenant_id = m.tenant_id".to_string(),
+        };
+        let order = join_keys(&self.keys, "m.");
+        Some(render(MARGIN_SQL, |marker, code| match marker {
+            "join" => Some(join.clone()),
+            "order" => Some(format!("ORDER BY {order}")),
+            _ => Some(code.to_string()),
+        }))
+    }
+
+    /// `open_runs.sql` for the keys that apply to open runs (date, week and
+    /// month do not: an open run has no finish date). `--from`/`--to` cut
+    /// on the date of the run's latest event.
+    pub fn open_runs_sql(&self) -> String {
+        let keys: Vec<Key> = self
+            .keys
+            .iter()
+            .copied()
+            .filter(|k| !k.is_period())
+            .collect();
+        let keys = join_keys(&keys, "");
+        let filter = self.run_date_filter("CAST(last_event_at AS DATE)");
+        render(OPEN_RUNS_SQL, |marker, code| match marker {
+            "keys" => keyed_line(code, "tenant_id", &keys),
+            "filter" => Some(format!("{code}{filter}")),
+            _ => Some(code.to_string()),
+        })
+    }
+
+    /// `gate.sql` with these dates.
+    pub fn gate_sql(&self) -> String {
+        let filter = self.run_date_filter("date");
+        render(GATE_SQL, |marker, code| match marker {
+            "filter" => Some(format!("{code}{filter}")),
+            _ => Some(code.to_string()),
+        })
+    }
+}
+
+/// Plans the metrics of `query` on `ctx`: rows of `metrics.sql`, joined
+/// with revenue and margin when they apply. Registers the `metrics` and
+/// `revenue` views of this query on `ctx`.
+pub async fn metrics(ctx: &SessionContext, query: &MetricsQuery) -> Result<DataFrame> {
+    let metrics_sql = query.metrics_sql();
+    match (query.revenue_sql(), query.margin_sql()) {
+        (Some(revenue), Some(margin)) => {
+            register_view(ctx, "metrics", &metrics_sql).await?;
+            register_view(ctx, "revenue", &revenue).await?;
+            Ok(ctx.sql(&margin).await?)
+        }
+        _ => Ok(ctx.sql(&metrics_sql).await?),
+    }
+}
+
+/// Plans the open runs of `query`.
+pub async fn open_runs(ctx: &SessionContext, query: &MetricsQuery) -> Result<DataFrame> {
+    Ok(ctx.sql(&query.open_runs_sql()).await?)
+}
+
+/// Plans one run's timeline.
+pub async fn timeline(ctx: &SessionContext, tenant_id: &str, run_id: &str) -> Result<DataFrame> {
+    let sql = render(TIMELINE_SQL, |marker, code| match marker {
+        "run" => {
+            let indent = &code[..code.len() - code.trim_start().len()];
+            Some(format!(
+                "{indent}WHERE e.tenant_id = {} AND e.run_id = {}",
+                sql_string(tenant_id),
+                sql_string(run_id)
+            ))
+        }
+        _ => Some(code.to_string()),
+    });
+    Ok(ctx.sql(&sql).await?)
+}
+
+/// Lake-wide counts that every money-reporting command mentions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caveats {
+    /// Model calls with no `cost_usd` and no price in force: counted at 0.
+    pub unpriced_model_calls: u64,
+    /// Runs without a `run_finished`, kept out of every metric.
+    pub open_runs: u64,
+    /// What the open runs have cost so far, in units of 10^-12 USD.
+    pub open_cost: i128,
+}
+
+/// Counts unpriced calls and open runs over the whole lake.
+pub async fn caveats(ctx: &SessionContext) -> Result<Caveats> {
+    let batches = ctx
+        .sql(
+            "SELECT \
+               (SELECT COUNT(*) FROM model_calls WHERE cost_source = 'unpriced') AS unpriced, \
+               (SELECT COUNT(*) FROM runs WHERE NOT finished) AS open_runs, \
+               (SELECT CAST(COALESCE(SUM(cost_usd), 0) AS DECIMAL(38, 12)) FROM runs WHERE NOT finished) AS open_cost",
+        )
+        .await?
+        .collect()
+        .await?;
+    let mut out = Caveats::default();
+    if let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) {
+        let count = |i: usize| {
+            let a = batch.column(i).as_primitive::<Int64Type>();
+            if a.is_null(0) {
+                0
+            } else {
+                u64::try_from(a.value(0)).unwrap_or(0)
+            }
+        };
+        out.unpriced_model_calls = count(0);
+        out.open_runs = count(1);
+        let cost = batch.column(2).as_primitive::<Decimal128Type>();
+        out.open_cost = if cost.is_null(0) { 0 } else { cost.value(0) };
+    }
+    Ok(out)
+}
+
+/// Formats 10^-12 units of money as decimal text with 12 digits.
+pub fn money_text(units: i128) -> String {
+    let sign = if units < 0 { "-" } else { "" };
+    let abs = units.unsigned_abs();
+    format!(
+        "{sign}{}.{:012}",
+        abs / 1_000_000_000_000,
+        abs % 1_000_000_000_000
+    )
+}
+
+/// A SQL string literal.
+fn sql_string(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn join_keys(keys: &[Key], prefix: &str) -> String {
+    keys.iter()
+        .map(|k| format!("{prefix}{}", k.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A `@keys` line with the default key list replaced; dropped when there are
+/// no keys (`GROUP BY`/`ORDER BY` of nothing, or the keys of a select list).
+fn keyed_line(code: &str, default: &str, keys: &str) -> Option<String> {
+    if keys.is_empty() {
+        None
+    } else {
+        Some(code.replacen(default, keys, 1))
+    }
+}
+
+/// Rewrites the lines of `sql` that end with a `-- @marker` comment: `f`
+/// gets the marker and the line without its comment, and returns the new
+/// line, or `None` to drop it. Other lines are kept as they are.
+pub fn render(sql: &str, mut f: impl FnMut(&str, &str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.lines() {
+        match line.rfind("-- @") {
+            Some(at) => {
+                let marker = line[at + 4..].trim();
+                let code = line[..at].trim_end();
+                if let Some(new) = f(marker, code) {
+                    out.push_str(&new);
+                    out.push('\n');
+                }
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> Option<NaiveDate> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn keys_parse_in_order_and_refuse_unknown_or_repeated_names() {
+        assert_eq!(
+            parse_keys("week, tenant_id").unwrap(),
+            vec![Key::Week, Key::TenantId]
+        );
+        assert!(
+            parse_keys("tenant")
+                .unwrap_err()
+                .contains("unknown key `tenant`")
+        );
+        assert!(parse_keys("week,week").unwrap_err().contains("twice"));
+        assert!(parse_keys("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn revenue_applies_exactly_where_spec_section_5_says() {
+        let q = |keys: &str, from, to| MetricsQuery::new(parse_keys(keys).unwrap(), from, to);
+        assert!(q("tenant_id,week", None, None).has_revenue());
+        assert!(q("month,tenant_id", None, None).has_revenue());
+        assert!(q("tenant_id,date", date("2026-01-01"), None).has_revenue());
+        assert!(q("tenant_id", date("2026-01-01"), date("2026-02-01")).has_revenue());
+        assert!(!q("tenant_id", date("2026-01-01"), None).has_revenue());
+        assert!(!q("tenant_id", None, None).has_revenue());
+        assert!(!q("tenant_id,week,month", None, None).has_revenue());
+        assert!(!q("tenant_id,workflow,week", None, None).has_revenue());
+        assert!(!q("week", None, None).has_revenue());
+    }
+
+    #[test]
+    fn every_marker_line_of_the_files_is_rewritten_and_nothing_else() {
+        let q = MetricsQuery::new(
+            vec![Key::Workflow, Key::Month],
+            date("2026-03-01"),
+            date("2026-04-01"),
+        );
+        let sql = q.metrics_sql();
+        assert!(!sql.contains("-- @"), "{sql}");
+        assert_eq!(sql.matches("workflow, month").count(), 4, "{sql}");
+        assert!(
+            sql.contains(
+                "WHERE finished AND date >= DATE '2026-03-01' AND date < DATE '2026-04-01'"
+            )
+        );
+        // The unmarked lines are those of the file.
+        let unmarked: Vec<&str> = METRICS_SQL
+            .lines()
+            .filter(|l| !l.contains("-- @"))
+            .collect();
+        let kept: Vec<&str> = sql.lines().filter(|l| unmarked.contains(l)).collect();
+        assert_eq!(kept, unmarked);
+        // No keys: one total row.
+        let total = MetricsQuery::new(vec![], None, None).metrics_sql();
+        assert!(
+            !total.contains("GROUP BY") && !total.contains("ORDER BY"),
+            "{total}"
+        );
+    }
+
+    #[test]
+    fn the_files_as_written_are_the_tenant_by_week_queries() {
+        let weekly = MetricsQuery::new(vec![Key::TenantId, Key::Week], None, None);
+        let strip = |s: &str| {
+            s.lines()
+                .map(|l| l.split("-- @").next().unwrap().trim_end().to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(strip(&weekly.metrics_sql()), strip(METRICS_SQL));
+        assert_eq!(strip(&weekly.revenue_sql().unwrap()), strip(REVENUE_SQL));
+        assert_eq!(strip(&weekly.margin_sql().unwrap()), strip(MARGIN_SQL));
+        let by_tenant = MetricsQuery::new(vec![Key::TenantId], None, None);
+        assert_eq!(strip(&by_tenant.open_runs_sql()), strip(OPEN_RUNS_SQL));
+    }
+
+    #[test]
+    fn every_file_names_its_grain_unit_and_definition() {
+        for (name, sql) in FILES {
+            for header in ["-- name:", "-- grain:", "-- unit:", "-- definition"] {
+                assert!(sql.contains(header), "{name} lacks {header}");
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_quoted_for_sql() {
+        assert_eq!(sql_string("o'brien"), "'o''brien'");
+        assert_eq!(money_text(-1_500_000_000_000), "-1.500000000000");
+        assert_eq!(money_text(7), "0.000000000007");
+    }
+}

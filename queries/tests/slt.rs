@@ -1,0 +1,282 @@
+//! Runs the sqllogictest files in `tests/slt/` against a fresh lake each.
+//!
+//! Besides SQL, a record's text may be one of these commands, so a case can
+//! hold its data and the command under test next to the expected answer:
+//!
+//! - `INGEST` followed by NDJSON lines: ingests them (as `agentledger ingest`)
+//! - `LOAD prices` / `LOAD plans` followed by CSV lines: loads the table
+//! - `METRICS [--by KEYS] [--from DATE] [--to DATE] [--open] [| COLUMNS]`:
+//!   the rows of `agentledger metrics`, or only the comma list COLUMNS
+//! - `GATE BASELINE CANDIDATE [--threshold PP] [--from DATE] [--to DATE]`:
+//!   verdict, both versions' runs and successes, and the drop in points
+//! - `TIMELINE TENANT RUN`: the rows of `agentledger timeline`
+//!
+//! Values print as DataFusion's sqllogictests print them: NULL for null,
+//! `(empty)` for an empty string, decimals with all their digits.
+//!
+//! `cargo test -p agentledger-queries --test slt [NAME]` runs the files
+//! whose name contains NAME.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agentledger_ingest::ingest::{IngestOptions, ingest};
+use agentledger_ingest::reference::{ReferenceKind, load_reference};
+use agentledger_lake::Lake;
+use agentledger_queries::{MetricsQuery, gate::gate, parse_keys};
+use arrow::array::{Array, RecordBatch};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::DataFrame;
+use sqllogictest::{DBOutput, DefaultColumnType};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SltError(String);
+
+fn err(e: impl std::fmt::Display) -> SltError {
+    SltError(e.to_string())
+}
+
+struct LakeDb {
+    dir: tempfile::TempDir,
+    lake: Lake,
+    files: usize,
+}
+
+impl LakeDb {
+    fn new() -> Result<Self, SltError> {
+        let dir = tempfile::tempdir().map_err(err)?;
+        let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).map_err(err)?;
+        Ok(Self {
+            dir,
+            lake,
+            files: 0,
+        })
+    }
+
+    fn write_file(&mut self, ext: &str, body: &str) -> Result<PathBuf, SltError> {
+        self.files += 1;
+        let path = self.dir.path().join(format!("input-{}.{ext}", self.files));
+        std::fs::write(&path, format!("{body}\n")).map_err(err)?;
+        Ok(path)
+    }
+
+    async fn rows(df: DataFrame) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let batches = df.collect().await.map_err(err)?;
+        let columns = batches.first().map_or(0, RecordBatch::num_columns);
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; columns],
+            rows: format_rows(&batches)?,
+        })
+    }
+
+    async fn command(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let (head, body) = sql.split_once('\n').unwrap_or((sql, ""));
+        let words: Vec<&str> = head.split_whitespace().collect();
+        match words.as_slice() {
+            ["INGEST"] => {
+                let path = self.write_file("ndjson", body)?;
+                let summary = ingest(
+                    &self.lake,
+                    &[path.display().to_string()],
+                    &IngestOptions::default(),
+                    None,
+                )
+                .await
+                .map_err(err)?;
+                Ok(DBOutput::StatementComplete(summary.stored))
+            }
+            ["LOAD", table] => {
+                let kind = match *table {
+                    "prices" => ReferenceKind::Prices,
+                    "plans" => ReferenceKind::Plans,
+                    other => return Err(SltError(format!("LOAD {other}?"))),
+                };
+                let path = self.write_file("csv", body)?;
+                let summary = load_reference(&self.lake, kind, &path).await.map_err(err)?;
+                Ok(DBOutput::StatementComplete(summary.rows))
+            }
+            ["METRICS", args @ ..] => {
+                // `METRICS ... | a,b,c` keeps only those columns.
+                let (args, columns) = match args.iter().position(|a| *a == "|") {
+                    Some(bar) => (&args[..bar], args.get(bar + 1).copied()),
+                    None => (args, None),
+                };
+                let (query, flags) = parse_period(args)?;
+                let ctx = agentledger_queries::open_session(&self.lake)
+                    .await
+                    .map_err(err)?;
+                let df = if flags.contains(&"--open") {
+                    agentledger_queries::open_runs(&ctx, &query).await
+                } else {
+                    agentledger_queries::metrics(&ctx, &query).await
+                }
+                .map_err(err)?;
+                let df = match columns {
+                    Some(list) => df
+                        .select_columns(&list.split(',').collect::<Vec<_>>())
+                        .map_err(err)?,
+                    None => df,
+                };
+                Self::rows(df).await
+            }
+            ["GATE", baseline, candidate, args @ ..] => {
+                let (query, _) = parse_period(args)?;
+                let threshold = flag(args, "--threshold")
+                    .map(|t| t.parse::<f64>().map_err(err))
+                    .transpose()?
+                    .unwrap_or(2.0);
+                let ctx = agentledger_queries::open_session(&self.lake)
+                    .await
+                    .map_err(err)?;
+                let r = gate(&ctx, baseline, candidate, threshold, &query)
+                    .await
+                    .map_err(err)?;
+                Ok(DBOutput::Rows {
+                    types: vec![DefaultColumnType::Any; 6],
+                    rows: vec![vec![
+                        r.verdict.to_string(),
+                        format!("{}/{}", r.baseline.successes, r.baseline.runs),
+                        format!("{}/{}", r.candidate.successes, r.candidate.runs),
+                        format!("{:.4}", r.drop_pp),
+                        format!("{:.4}", r.drop_ci_low_pp),
+                        format!("{:.4}", r.drop_ci_high_pp),
+                    ]],
+                })
+            }
+            ["TIMELINE", tenant, run] => {
+                let ctx = agentledger_queries::open_session(&self.lake)
+                    .await
+                    .map_err(err)?;
+                let df = agentledger_queries::timeline(&ctx, tenant, run)
+                    .await
+                    .map_err(err)?;
+                Self::rows(df).await
+            }
+            _ => {
+                let ctx = agentledger_queries::open_session(&self.lake)
+                    .await
+                    .map_err(err)?;
+                let df = agentledger_transforms::query(&ctx, sql)
+                    .await
+                    .map_err(err)?;
+                Self::rows(df).await
+            }
+        }
+    }
+}
+
+fn flag<'a>(args: &[&'a str], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| *a == name)
+        .and_then(|i| args.get(i + 1).copied())
+}
+
+fn parse_period<'a>(args: &[&'a str]) -> Result<(MetricsQuery, Vec<&'a str>), SltError> {
+    let keys = parse_keys(flag(args, "--by").unwrap_or("")).map_err(SltError)?;
+    let date = |name| flag(args, name).map(|d| d.parse().map_err(err)).transpose();
+    Ok((
+        MetricsQuery::new(keys, date("--from")?, date("--to")?),
+        args.to_vec(),
+    ))
+}
+
+fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
+    let options = FormatOptions::default()
+        .with_null("NULL")
+        .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.6fZ"));
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .zip(batch.columns())
+                    .map(|(f, c)| {
+                        let text = f.value(row).to_string();
+                        if c.is_valid(row) && text.is_empty() {
+                            "(empty)".to_string()
+                        } else {
+                            text
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+#[async_trait::async_trait]
+impl sqllogictest::AsyncDB for LakeDb {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        self.command(sql.trim()).await
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "agentledger"
+    }
+
+    async fn sleep(dur: std::time::Duration) {
+        tokio::time::sleep(dur).await;
+    }
+}
+
+fn slt_files(filter: Option<&str>) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/slt exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .filter(|p| filter.is_none_or(|f| p.to_string_lossy().contains(f)))
+        .collect();
+    files.sort();
+    files
+}
+
+fn main() {
+    // libtest-style arguments (--nocapture, --test-threads ...) are ignored;
+    // a bare word filters the files by name.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let files = slt_files(filter.as_deref());
+    assert!(!files.is_empty() || filter.is_some(), "no .slt files found");
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let result = runtime.block_on(async {
+            let mut runner = sqllogictest::Runner::new(|| async { LakeDb::new() });
+            runner.run_file_async(file).await
+        });
+        match result {
+            Ok(()) => println!("slt {name} ... ok"),
+            Err(e) => {
+                println!("slt {name} ... FAILED\n{}", e.display(false));
+                failures.lock().unwrap().push(name);
+            }
+        }
+    }
+    let failures = failures.lock().unwrap();
+    println!(
+        "\nslt: {} passed, {} failed",
+        files.len() - failures.len(),
+        failures.len()
+    );
+    if !failures.is_empty() {
+        std::process::exit(1);
+    }
+}
