@@ -71,7 +71,9 @@ def main():
             binary,
             lake,
             "SELECT count(*) AS n, CAST(sum(input_tokens) AS VARCHAR) AS tokens, "
-            "CAST(sum(cost_usd) AS VARCHAR) AS cost FROM model_calls",
+            "CAST(sum(event_cost_usd) AS VARCHAR) AS cost, "
+            "CAST(sum(cost_usd) AS VARCHAR) AS priced, "
+            "sum(CASE WHEN cost_source = 'unpriced' THEN 1 ELSE 0 END) AS unpriced FROM model_calls",
         )[0]
         ours_quarantine = sql(binary, lake, "SELECT count(*) AS n FROM quarantine")[0]["n"]
         ours_prices = sql(binary, lake, "SELECT count(*) AS n FROM model_prices")[0]["n"]
@@ -106,6 +108,42 @@ def main():
             f"SELECT count(*) FROM read_parquet('{lake / 'quarantine' / '*' / '*.parquet'}')"
         ).fetchone()
         check("duckdb quarantine rows", ours_quarantine, q)
+        # SPEC 2 pricing, computed independently by DuckDB from the stored
+        # events and the price table in force: the event's own cost, else the
+        # row with the latest effective_from on or before the call's UTC
+        # date, else unpriced (0). Exact decimals throughout.
+        priced, unpriced = con.execute(
+            f"""
+            WITH current AS (
+                SELECT * FROM read_parquet('{prices_glob}', hive_partitioning = true)
+                WHERE version = (SELECT max(version) FROM read_parquet('{prices_glob}', hive_partitioning = true))
+            ),
+            calls AS (
+                SELECT * FROM read_parquet('{events_glob}', hive_partitioning = true)
+                WHERE event_type = 'model_call'
+            ),
+            matched AS (
+                SELECT c.event_id, c.cost_usd, c.input_tokens, c.cached_input_tokens, c.output_tokens,
+                       p.input_usd_per_mtok AS i,
+                       coalesce(p.cached_input_usd_per_mtok, p.input_usd_per_mtok) AS ci,
+                       p.output_usd_per_mtok AS o,
+                       row_number() OVER (PARTITION BY c.event_id ORDER BY p.effective_from DESC) AS pick
+                FROM calls c
+                LEFT JOIN current p ON p.model = c.model AND p.effective_from <= CAST(c.date AS DATE)
+            )
+            SELECT
+                CAST(sum(CASE
+                    WHEN cost_usd IS NOT NULL THEN cost_usd
+                    WHEN i IS NOT NULL THEN CAST(
+                        ((input_tokens - cached_input_tokens) * i + cached_input_tokens * ci + output_tokens * o)
+                        * CAST('0.000001' AS DECIMAL(7, 6)) AS DECIMAL(38, 12))
+                    ELSE CAST(0 AS DECIMAL(38, 12)) END) AS VARCHAR),
+                count(*) FILTER (WHERE cost_usd IS NULL AND i IS NULL)
+            FROM matched WHERE pick = 1
+            """
+        ).fetchone()
+        check("duckdb priced model_call cost (SPEC 2)", Decimal(ours_model["priced"]), Decimal(priced))
+        check("duckdb unpriced model_calls", int(ours_model["unpriced"]), int(unpriced))
         (p,) = con.execute(
             f"SELECT count(*) FROM read_parquet('{prices_glob}', hive_partitioning = true) "
             f"WHERE version = (SELECT max(version) FROM read_parquet('{prices_glob}', "
