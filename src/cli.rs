@@ -37,8 +37,47 @@ pub enum Command {
     Gate(GateArgs),
     /// One run's events in order, with what each cost and the running total.
     Timeline(TimelineArgs),
+    /// Write the weekly margin report (HTML, charts, margin.csv, alerts.json) for an ISO week.
+    Report(ReportArgs),
+    /// The scheduled batch: ingest new landing files, reload reference files, report, alert.
+    Run(RunArgs),
     /// Write realistic, deterministic sample events and reference CSVs.
     Sample(SampleArgs),
+}
+
+/// `agentledger report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The ISO week, YYYY-Www (default: the last complete week).
+    #[arg(long, value_name = "YYYY-Www", value_parser = parse_week)]
+    pub week: Option<agentledger_reports::weekly::IsoWeek>,
+    /// The folder to write report.html, the charts, margin.csv, alerts.json and summary.json into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// POST each new negative account to this webhook (Slack-compatible JSON).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+}
+
+fn parse_week(text: &str) -> Result<agentledger_reports::weekly::IsoWeek, String> {
+    agentledger_reports::weekly::IsoWeek::parse(text)
+}
+
+/// `agentledger run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The batch's TOML config (lake, landing, prices, plans, reports, [alerts]).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Report this ISO week instead of the last complete one.
+    #[arg(long, value_name = "YYYY-Www", value_parser = parse_week)]
+    pub week: Option<agentledger_reports::weekly::IsoWeek>,
+    /// Exit 3 when the week has negative accounts (for schedulers that page).
+    #[arg(long)]
+    pub fail_on_alert: bool,
+    /// Log lines on stderr as text or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub log_format: SummaryFormat,
 }
 
 /// `agentledger metrics`.

@@ -115,7 +115,11 @@ pub async fn load_reference(lake: &Lake, kind: ReferenceKind, file: &Path) -> Re
             committed_at: now_rfc3339(),
             replaces: vec![kind.table().to_string()],
             files: vec![entry],
-            summary: serde_json::json!({ "file": name, "rows": count }),
+            summary: serde_json::json!({
+                "file": name,
+                "rows": count,
+                "content_hash": content_hash(&bytes),
+            }),
         };
         let version = snapshot.commit(lake, commit).await?;
         Ok::<_, Error>(version)
@@ -128,6 +132,29 @@ pub async fn load_reference(lake: &Lake, kind: ReferenceKind, file: &Path) -> Re
         version: result?,
         file: name,
     })
+}
+
+/// The xxh3-128 hash (hex) of a reference file's bytes, as recorded with
+/// each load, so the batch reloads a file only when it changed.
+pub fn content_hash(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+/// The content hash recorded by the load that put `kind`'s table in force,
+/// if any.
+pub fn loaded_hash(snapshot: &Snapshot, kind: ReferenceKind) -> Option<String> {
+    let wanted = match kind {
+        ReferenceKind::Prices => CommitKind::LoadPrices,
+        ReferenceKind::Plans => CommitKind::LoadPlans,
+    };
+    snapshot
+        .commits()
+        .iter()
+        .rev()
+        .find(|c| c.kind == wanted)
+        .and_then(|c| c.summary.get("content_hash"))
+        .and_then(|h| h.as_str())
+        .map(str::to_string)
 }
 
 /// Parses and validates a whole reference file into rows of the table.

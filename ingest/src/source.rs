@@ -63,13 +63,8 @@ impl Source {
         }
     }
 
-    /// Opens the source for reading lines, decompressing as needed. Bytes
-    /// read from storage are added to `counter` (for progress).
-    pub fn open(
-        &self,
-        handle: &tokio::runtime::Handle,
-        counter: Arc<AtomicU64>,
-    ) -> Result<Box<dyn BufRead + Send>> {
+    /// The stored bytes, not decompressed.
+    fn raw_reader(&self, handle: &tokio::runtime::Handle) -> Result<Box<dyn Read + Send>> {
         let raw: Box<dyn Read + Send> = match self {
             Source::Local { path } => {
                 Box::new(std::fs::File::open(path).map_err(|e| Error::Source {
@@ -94,6 +89,38 @@ impl Source {
                 ))
             }
         };
+        Ok(raw)
+    }
+
+    /// The number of stored bytes and their xxh3-128 hash (hex): how the
+    /// batch tells a landing file it has ingested from one that changed.
+    pub fn content_hash(&self, handle: &tokio::runtime::Handle) -> Result<(u64, String)> {
+        let mut reader = self.raw_reader(handle)?;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| Error::Source {
+                source_name: self.name(),
+                reason: e.to_string(),
+            })?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            hasher.update(&buf[..n]);
+        }
+        Ok((size, format!("{:032x}", hasher.digest128())))
+    }
+
+    /// Opens the source for reading lines, decompressing as needed. Bytes
+    /// read from storage are added to `counter` (for progress).
+    pub fn open(
+        &self,
+        handle: &tokio::runtime::Handle,
+        counter: Arc<AtomicU64>,
+    ) -> Result<Box<dyn BufRead + Send>> {
+        let raw = self.raw_reader(handle)?;
         let mut buffered = BufReader::with_capacity(
             256 * 1024,
             Counting {

@@ -16,6 +16,11 @@ use crate::store::Lake;
 /// Where the lock lives, relative to the lake root.
 pub const LOCK_PATH: &str = "_lock/writer.json";
 
+/// The scheduled batch's lock: one `agentledger run` at a time per lake. It
+/// is held for the whole run, while the writer lock is taken and released
+/// by each write inside it.
+pub const BATCH_LOCK_PATH: &str = "_lock/batch.json";
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Holder {
     pid: u32,
@@ -36,7 +41,12 @@ pub struct WriterLock {
 impl WriterLock {
     /// Takes the lock for `purpose` (shown to anyone who finds it held).
     pub async fn acquire(lake: &Lake, purpose: &str) -> Result<Self> {
-        let path = lake.path(LOCK_PATH);
+        Self::acquire_at(lake, LOCK_PATH, purpose).await
+    }
+
+    /// Takes the lock at `relative` (for example [`BATCH_LOCK_PATH`]).
+    pub async fn acquire_at(lake: &Lake, relative: &str, purpose: &str) -> Result<Self> {
+        let path = lake.path(relative);
         let me = Holder {
             pid: std::process::id(),
             host: hostname(),
@@ -81,20 +91,20 @@ impl WriterLock {
                             "pid {} on {} for '{}' since {}",
                             h.pid, h.host, h.purpose, h.since
                         ),
-                        path: format!("{}/{}", lake.display().trim_end_matches('/'), LOCK_PATH),
+                        path: format!("{}/{}", lake.display().trim_end_matches('/'), relative),
                     });
                 }
                 None => {
                     return Err(Error::Locked {
                         holder: "unreadable lock record".into(),
-                        path: format!("{}/{}", lake.display().trim_end_matches('/'), LOCK_PATH),
+                        path: format!("{}/{}", lake.display().trim_end_matches('/'), relative),
                     });
                 }
             }
         }
         Err(Error::Locked {
             holder: "lock changed hands repeatedly".into(),
-            path: format!("{}/{}", lake.display().trim_end_matches('/'), LOCK_PATH),
+            path: format!("{}/{}", lake.display().trim_end_matches('/'), relative),
         })
     }
 

@@ -29,6 +29,12 @@ pub enum CommitKind {
     LoadPrices,
     /// A new version of `customer_plans`.
     LoadPlans,
+    /// Landing files the scheduled batch has ingested (no data files; the
+    /// summary lists path, size and content hash of each).
+    Landing,
+    /// Alerts delivered to a webhook (no data files; the summary lists them),
+    /// so a re-run of the same week sends nothing twice.
+    Alerts,
 }
 
 /// One data file named by a commit.

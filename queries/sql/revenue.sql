@@ -1,5 +1,6 @@
 -- name:  revenue
--- grain: one row per tenant and period that has at least one finished run.
+-- grain: one row per tenant and period where the tenant has a finished run
+--        or, in a period with finished runs, a plan in force.
 --        `agentledger metrics` picks the period (date, week, month, or the
 --        whole [--from, --to) range); as written the period is the ISO week.
 -- unit:  US dollars, DECIMAL(38,12)
@@ -27,13 +28,33 @@ WITH plans AS (
     FROM customer_plans
 ),
 periods AS (
-    SELECT DISTINCT
-        tenant_id,
-        week AS period,                                                     -- @period
-        week AS period_start,                                               -- @period_start
-        CAST(week + INTERVAL '7' DAY AS DATE) AS period_end                 -- @period_end
-    FROM runs
-    WHERE finished                                                          -- @filter
+    -- The tenant-periods with finished runs, and in every period that has
+    -- finished runs at all, the tenants with a plan in force on one of its
+    -- days (they earn their fee without a run; `margin` keeps only the
+    -- first kind, the weekly report lists both).
+    SELECT DISTINCT tenant_id, period, period_start, period_end
+    FROM (
+        SELECT
+            tenant_id,
+            week AS period,                                                 -- @period
+            week AS period_start,                                           -- @period_start
+            CAST(week + INTERVAL '7' DAY AS DATE) AS period_end             -- @period_end
+        FROM runs
+        WHERE finished                                                      -- @filter
+        UNION ALL
+        SELECT p.tenant_id, r.period, r.period_start, r.period_end
+        FROM (
+            SELECT DISTINCT
+                week AS period,                                             -- @period
+                week AS period_start,                                       -- @period_start
+                CAST(week + INTERVAL '7' DAY AS DATE) AS period_end         -- @period_end
+            FROM runs
+            WHERE finished                                                  -- @filter
+        ) AS r
+        JOIN plans p
+            ON p.effective_from < r.period_end
+            AND (p.effective_until IS NULL OR p.effective_until > r.period_start)
+    ) AS candidates
 ),
 days AS (
     SELECT tenant_id, period, CAST(day AS DATE) AS day

@@ -37,8 +37,15 @@ pub const GATE_SQL: &str = include_str!("../sql/gate.sql");
 /// `timeline.sql`: one run's events in order with a running cost.
 pub const TIMELINE_SQL: &str = include_str!("../sql/timeline.sql");
 
+/// `cost_by_model.sql`: cost per tenant, week and model.
+pub const COST_BY_MODEL_SQL: &str = include_str!("../sql/cost_by_model.sql");
+/// `weekly_accounts.sql`: every tenant's week, runs or not, with margin.
+pub const WEEKLY_ACCOUNTS_SQL: &str = include_str!("../sql/weekly_accounts.sql");
+
 /// Every definition by file name, for documentation and tests.
 pub const FILES: &[(&str, &str)] = &[
+    ("cost_by_model.sql", COST_BY_MODEL_SQL),
+    ("weekly_accounts.sql", WEEKLY_ACCOUNTS_SQL),
     ("metrics.sql", METRICS_SQL),
     ("revenue.sql", REVENUE_SQL),
     ("margin.sql", MARGIN_SQL),
@@ -49,13 +56,16 @@ pub const FILES: &[(&str, &str)] = &[
 
 /// Opens a session over the lake with every table and view: the stored
 /// tables, `model_calls`, `tool_calls`, `runs`, and `metrics`, `revenue`,
-/// `margin` as written (tenant by ISO week).
+/// `margin`, `weekly_accounts`, `cost_by_model` as written (tenant by ISO
+/// week).
 pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
     let ctx = agentledger_transforms::open_session(lake).await?;
     let weekly = MetricsQuery::new(vec![Key::TenantId, Key::Week], None, None);
     register_view(&ctx, "metrics", &weekly.metrics_sql()).await?;
     register_view(&ctx, "revenue", &weekly.revenue_sql().unwrap_or_default()).await?;
     register_view(&ctx, "margin", &weekly.margin_sql().unwrap_or_default()).await?;
+    register_view(&ctx, "weekly_accounts", WEEKLY_ACCOUNTS_SQL).await?;
+    register_view(&ctx, "cost_by_model", COST_BY_MODEL_SQL).await?;
     Ok(ctx)
 }
 

@@ -5,5 +5,14 @@
 //! four formats behave the same everywhere: money stays decimal text, times
 //! are RFC 3339 UTC, and CSV cells a spreadsheet would run as a formula are
 //! escaped.
+//!
+//! [`weekly`] reads one ISO week's figures, [`report`] writes them as the
+//! weekly margin report (HTML, charts from [`charts`], `margin.csv`,
+//! `alerts.json`, `summary.json`) and [`webhook`] delivers the alerts once.
 
+pub mod charts;
 pub mod export;
+pub mod report;
+pub mod rows;
+pub mod webhook;
+pub mod weekly;

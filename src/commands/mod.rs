@@ -5,6 +5,8 @@ mod ingest;
 mod load;
 mod metrics;
 mod output;
+mod report;
+mod run;
 mod sample;
 mod sql;
 mod timeline;
@@ -25,6 +27,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Metrics(args) => metrics::run(&Lake::open_existing(&cli.lake)?, args).await,
         Command::Timeline(args) => timeline::run(&Lake::open_existing(&cli.lake)?, args).await,
         Command::Gate(args) => Ok(gate::run(&cli.lake, args).await),
+        Command::Report(args) => report::run(&Lake::open_existing(&cli.lake)?, args).await,
+        Command::Run(args) => Ok(run::run(&cli.lake, args).await),
     }
 }
 

@@ -6,5 +6,6 @@ mod ingest;
 mod kill;
 mod load;
 mod metrics;
+mod report;
 mod sample;
 mod sql;

@@ -1,0 +1,145 @@
+//! `agentledger run --config FILE`: the batch's TOML configuration.
+//!
+//! ```toml
+//! lake = "../lake"                  # lake URL or path (else --lake / AGENTLEDGER_LAKE)
+//! landing = "landing/"              # where new event files arrive: folder, glob or URL
+//! prices = "model_prices.csv"       # reference files, reloaded when they change
+//! plans = "customer_plans.csv"
+//! reports = "../reports"            # each week's report goes to <reports>/<YYYY-Www>/
+//!
+//! [alerts]
+//! webhook = "https://hooks.slack.com/services/..."   # optional
+//! timeout_seconds = 10
+//! attempts = 5
+//! ```
+//!
+//! Relative paths are relative to the config file's folder. Unknown keys
+//! are refused, naming the key and its line.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The batch configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The lake (path or URL).
+    pub lake: Option<String>,
+    /// The landing area (folder, glob or object-store URL).
+    pub landing: Option<String>,
+    /// `model_prices.csv` to keep loaded.
+    pub prices: Option<String>,
+    /// `customer_plans.csv` to keep loaded.
+    pub plans: Option<String>,
+    /// The folder reports go to.
+    pub reports: Option<String>,
+    /// Alert delivery.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Webhook URL (Slack-compatible `text`).
+    pub webhook: Option<String>,
+    /// Seconds per request.
+    pub timeout_seconds: Option<u64>,
+    /// Attempts per alert.
+    pub attempts: Option<u32>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message: line, column and the key.
+        message: String,
+    },
+}
+
+fn is_url(s: &str) -> bool {
+    s.contains("://")
+}
+
+impl Config {
+    /// Reads `path`; relative paths inside are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |v: &mut Option<String>| {
+            if let Some(s) = v.as_mut()
+                && !is_url(s)
+                && Path::new(s).is_relative()
+            {
+                *s = base.join(&*s).display().to_string();
+            }
+        };
+        resolve(&mut config.lake);
+        resolve(&mut config.landing);
+        resolve(&mut config.prices);
+        resolve(&mut config.plans);
+        resolve(&mut config.reports);
+        Ok(config)
+    }
+
+    /// Parses TOML text; the error names the line and the key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = Config::parse("lake = \"x\"\nlandng = \"y\"\n").unwrap_err();
+        assert!(err.contains("landng") && err.contains("line 2"), "{err}");
+        let err = Config::parse("[alerts]\nwebhok = \"http://x\"\n").unwrap_err();
+        assert!(err.contains("webhok"), "{err}");
+        let err = Config::parse("reports = 3\n").unwrap_err();
+        assert!(err.contains("reports") || err.contains("string"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("batch.toml");
+        std::fs::write(
+            &path,
+            "lake = \"lake\"\nlanding = \"s3://bucket/in/\"\nreports = \"/abs/reports\"\n[alerts]\nwebhook = \"http://127.0.0.1:9/\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(
+            c.lake.unwrap(),
+            dir.path().join("lake").display().to_string()
+        );
+        assert_eq!(c.landing.unwrap(), "s3://bucket/in/");
+        assert_eq!(c.reports.unwrap(), "/abs/reports");
+        assert_eq!(c.alerts.webhook.unwrap(), "http://127.0.0.1:9/");
+    }
+}

@@ -1,0 +1,354 @@
+//! `agentledger run`: the scheduled batch.
+//!
+//! One run: take the batch lock, reload reference files that changed,
+//! ingest the landing files not ingested before, write the report of the
+//! week, deliver its alerts. Every step is idempotent, so a run killed at any
+//! point is finished by the next one:
+//!
+//! - a reference file is reloaded only when its content hash differs from
+//!   the one recorded by the load in force;
+//! - landing files are recorded (path, size, content hash) in the lake's
+//!   log after their ingest commits; a kill in between makes the next run
+//!   ingest them again, which stores nothing twice (ingest is idempotent)
+//!   and then records them; a recorded file whose bytes changed is reported
+//!   and not read again;
+//! - the report's files are replaced whole; alerts already delivered to the
+//!   webhook are not sent again.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use agentledger_ingest::ingest::{IngestOptions, ingest};
+use agentledger_ingest::reference::{ReferenceKind, content_hash, load_reference, loaded_hash};
+use agentledger_ingest::source::expand;
+use agentledger_lake::Lake;
+use agentledger_lake::lock::{BATCH_LOCK_PATH, WriterLock};
+use agentledger_lake::log::{Commit, CommitKind, Snapshot, now_rfc3339};
+use agentledger_reports::report::write_report;
+use agentledger_reports::webhook::{WebhookOptions, deliver, redacted};
+use agentledger_reports::weekly::{IsoWeek, figures};
+use serde_json::{Value, json};
+
+pub use config::Config;
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `2026-11-24T02:00:00Z INFO  ingest  message key=value ...`
+    Text,
+    /// One JSON object per line: `ts`, `level`, `step`, `message`, and counts.
+    Json,
+}
+
+/// Writes the batch's log lines.
+#[derive(Debug, Clone, Copy)]
+pub struct Logger {
+    format: LogFormat,
+}
+
+impl Logger {
+    /// A logger in `format`.
+    pub fn new(format: LogFormat) -> Self {
+        Self { format }
+    }
+
+    /// One line: time, level, step, message and `fields` (a JSON object).
+    pub fn log(&self, level: &str, step: &str, message: &str, fields: Value) {
+        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let line = match self.format {
+            LogFormat::Json => {
+                let mut obj = json!({"ts": ts, "level": level, "step": step, "message": message});
+                if let (Some(o), Value::Object(extra)) = (obj.as_object_mut(), fields) {
+                    o.extend(extra);
+                }
+                obj.to_string()
+            }
+            LogFormat::Text => {
+                let mut line = format!("{ts} {:<5} {step:<9} {message}", level.to_uppercase());
+                if let Value::Object(extra) = fields {
+                    for (k, v) in extra {
+                        match v {
+                            Value::String(s) => line.push_str(&format!(" {k}={s}")),
+                            other => line.push_str(&format!(" {k}={other}")),
+                        }
+                    }
+                }
+                line
+            }
+        };
+        eprintln!("{line}");
+    }
+
+    /// An `info` line.
+    pub fn info(&self, step: &str, message: &str, fields: Value) {
+        self.log("info", step, message, fields);
+    }
+
+    /// A `warn` line.
+    pub fn warn(&self, step: &str, message: &str, fields: Value) {
+        self.log("warn", step, message, fields);
+    }
+}
+
+/// What the command line adds to the config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The week to report (default: the last complete ISO week).
+    pub week: Option<IsoWeek>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    /// Negative accounts in the week reported.
+    pub alerts: usize,
+    /// Alerts the webhook did not take after every retry.
+    pub failed_deliveries: usize,
+    /// Landing files whose bytes changed after they were ingested.
+    pub changed_files: usize,
+    /// The report page.
+    pub report: Option<PathBuf>,
+}
+
+/// The batch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The lake.
+    #[error(transparent)]
+    Lake(#[from] agentledger_lake::Error),
+    /// Ingest or a reference load.
+    #[error(transparent)]
+    Ingest(#[from] agentledger_ingest::error::Error),
+    /// The report.
+    #[error(transparent)]
+    Report(#[from] agentledger_reports::report::ReportError),
+    /// Reading the figures.
+    #[error(transparent)]
+    Query(#[from] agentledger_reports::export::Error),
+    /// Opening the session.
+    #[error(transparent)]
+    Session(#[from] agentledger_queries::Error),
+    /// The webhook.
+    #[error(transparent)]
+    Webhook(#[from] agentledger_reports::webhook::WebhookError),
+    /// The config lacks something.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Landing files already ingested: path → (size, hash).
+fn landed(snapshot: &Snapshot) -> HashMap<String, (u64, String)> {
+    let mut out = HashMap::new();
+    for commit in snapshot
+        .commits()
+        .iter()
+        .filter(|c| c.kind == CommitKind::Landing)
+    {
+        for f in commit.summary["files"].as_array().into_iter().flatten() {
+            if let (Some(p), Some(s), Some(h)) =
+                (f["path"].as_str(), f["size"].as_u64(), f["hash"].as_str())
+            {
+                out.insert(p.to_string(), (s, h.to_string()));
+            }
+        }
+    }
+    out
+}
+
+async fn reload_reference(
+    lake: &Lake,
+    kind: ReferenceKind,
+    file: &str,
+    log: &Logger,
+) -> Result<(), BatchError> {
+    let step = match kind {
+        ReferenceKind::Prices => "prices",
+        ReferenceKind::Plans => "plans",
+    };
+    let bytes = std::fs::read(file)
+        .map_err(|e| BatchError::Config(format!("cannot read {step} file {file}: {e}")))?;
+    let hash = content_hash(&bytes);
+    let snapshot = Snapshot::load(lake).await?;
+    if loaded_hash(&snapshot, kind).as_deref() == Some(hash.as_str()) {
+        log.info(step, "unchanged, not reloaded", json!({"file": file}));
+        return Ok(());
+    }
+    let summary = load_reference(lake, kind, std::path::Path::new(file)).await?;
+    log.info(
+        step,
+        "loaded",
+        json!({"file": file, "rows": summary.rows, "version": summary.version}),
+    );
+    Ok(())
+}
+
+async fn ingest_landing(
+    lake: &Lake,
+    landing: &str,
+    log: &Logger,
+    outcome: &mut RunOutcome,
+) -> Result<(), BatchError> {
+    let sources = expand(&[landing.to_string()]).await?;
+    let snapshot = Snapshot::load(lake).await?;
+    let seen = landed(&snapshot);
+    let handle = tokio::runtime::Handle::current();
+    let mut new = Vec::new();
+    let mut unchanged = 0;
+    for source in sources {
+        let s = source.clone();
+        let h = handle.clone();
+        let (size, hash) = tokio::task::spawn_blocking(move || s.content_hash(&h))
+            .await
+            .map_err(|e| BatchError::Config(format!("hashing failed: {e}")))??;
+        let name = source.name();
+        match seen.get(&name) {
+            Some((s, h)) if *s == size && *h == hash => unchanged += 1,
+            Some((s, _)) => {
+                outcome.changed_files += 1;
+                log.warn(
+                    "landing",
+                    "file changed after it was ingested; not read again (ingest it under a new name if the change is wanted)",
+                    json!({"file": name, "size_then": s, "size_now": size}),
+                );
+            }
+            None => new.push((name, size, hash)),
+        }
+    }
+    log.info(
+        "landing",
+        "scanned",
+        json!({"new": new.len(), "already_ingested": unchanged, "changed": outcome.changed_files}),
+    );
+    if new.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let names: Vec<String> = new.iter().map(|(n, _, _)| n.clone()).collect();
+    let summary = ingest(lake, &names, &IngestOptions::default(), None).await?;
+    log.info(
+        "ingest",
+        "done",
+        json!({"files": names.len(), "read": summary.read, "stored": summary.stored,
+               "duplicate": summary.duplicate, "quarantined": summary.quarantined,
+               "seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0}),
+    );
+    // Record what was ingested, after the ingest committed.
+    let lock = WriterLock::acquire(lake, "landing").await?;
+    let result = async {
+        let mut snapshot = Snapshot::load(lake).await?;
+        let commit = Commit {
+            version: 0,
+            kind: CommitKind::Landing,
+            id: summary.ingest_id.clone(),
+            committed_at: now_rfc3339(),
+            replaces: vec![],
+            files: vec![],
+            summary: json!({
+                "ingest_id": summary.ingest_id,
+                "files": new.iter().map(|(p, s, h)| json!({"path": p, "size": s, "hash": h})).collect::<Vec<_>>(),
+            }),
+        };
+        snapshot.commit(lake, commit).await
+    }
+    .await;
+    lock.release().await?;
+    result?;
+    Ok(())
+}
+
+/// Runs the batch on `lake`.
+pub async fn run(
+    lake: &Lake,
+    config: &Config,
+    options: &RunOptions,
+    log: &Logger,
+) -> Result<RunOutcome, BatchError> {
+    let lock = WriterLock::acquire_at(lake, BATCH_LOCK_PATH, "agentledger run").await?;
+    log.info("start", "batch started", json!({"lake": lake.display()}));
+    let result = run_locked(lake, config, options, log).await;
+    lock.release().await?;
+    result
+}
+
+async fn run_locked(
+    lake: &Lake,
+    config: &Config,
+    options: &RunOptions,
+    log: &Logger,
+) -> Result<RunOutcome, BatchError> {
+    let mut outcome = RunOutcome::default();
+    if let Some(prices) = &config.prices {
+        reload_reference(lake, ReferenceKind::Prices, prices, log).await?;
+    }
+    if let Some(plans) = &config.plans {
+        reload_reference(lake, ReferenceKind::Plans, plans, log).await?;
+    }
+    match &config.landing {
+        Some(landing) => ingest_landing(lake, landing, log, &mut outcome).await?,
+        None => log.info("landing", "no landing area configured", json!({})),
+    }
+
+    let week = options
+        .week
+        .unwrap_or_else(|| IsoWeek::last_complete(chrono::Utc::now().date_naive()));
+    let reports = config
+        .reports
+        .clone()
+        .ok_or_else(|| BatchError::Config("the config has no `reports` folder".into()))?;
+    let dir = PathBuf::from(reports).join(week.label());
+    let ctx = agentledger_queries::open_session(lake).await?;
+    let f = figures(&ctx, week).await?;
+    if f.unpriced_model_calls_lake > 0 {
+        log.warn(
+            "report",
+            "model calls without cost_usd or a price in force count as 0 USD",
+            json!({"unpriced_model_calls": f.unpriced_model_calls_lake}),
+        );
+    }
+    let files = write_report(&dir, &f)?;
+    outcome.alerts = files.alerts.len();
+    outcome.report = Some(files.html.clone());
+    log.info(
+        "report",
+        "written",
+        json!({"week": week.label(), "tenants": f.accounts.len(), "negative_accounts": files.alerts.len(),
+               "report": files.html.display().to_string()}),
+    );
+
+    if let Some(url) = &config.alerts.webhook {
+        let mut opts = WebhookOptions::default();
+        if let Some(t) = config.alerts.timeout_seconds {
+            opts.timeout = std::time::Duration::from_secs(t);
+        }
+        if let Some(a) = config.alerts.attempts {
+            opts.attempts = a.max(1);
+        }
+        let deliveries = deliver(lake, url, &files.alerts, &opts).await?;
+        let count = |s: &str| deliveries.iter().filter(|d| d.status == s).count();
+        outcome.failed_deliveries = count("failed");
+        for d in deliveries.iter().filter(|d| d.status == "failed") {
+            log.log(
+                "error",
+                "alerts",
+                "webhook did not take the alert",
+                json!({"tenant_id": d.tenant_id, "week": d.iso_week, "error": d.error}),
+            );
+        }
+        log.info(
+            "alerts",
+            "delivered",
+            json!({"webhook": redacted(url), "sent": count("sent"),
+                   "already_sent": count("already_sent"), "failed": outcome.failed_deliveries}),
+        );
+    } else {
+        log.info(
+            "alerts",
+            "no webhook configured; alerts are in alerts.json",
+            json!({"alerts": files.alerts.len()}),
+        );
+    }
+    Ok(outcome)
+}

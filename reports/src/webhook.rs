@@ -1,0 +1,302 @@
+//! Sending alerts to a webhook, once.
+//!
+//! Each negative account is POSTed as one JSON object: the alert's fields
+//! plus a Slack-compatible `text`. A request that times out, cannot connect
+//! or gets HTTP 429 or 5xx is retried with exponential backoff and full
+//! jitter; any other answer is final. Each delivery is then recorded in the
+//! lake's commit log (kind `alerts`: tenant, week and a hash of the URL, never
+//! the URL itself, which is usually a secret), and alerts already recorded
+//! for the same URL are skipped, so re-running a week sends nothing twice. A
+//! crash between a POST and its record can send that one alert again on the
+//! next run (at least once, never silently lost).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use agentledger_lake::Lake;
+use agentledger_lake::lock::WriterLock;
+use agentledger_lake::log::{Commit, CommitKind, Snapshot, now_rfc3339};
+use serde::Serialize;
+
+use crate::report::Alert;
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct WebhookOptions {
+    /// Timeout of one request, connect to last byte.
+    pub timeout: Duration,
+    /// Attempts per alert, the first included.
+    pub attempts: u32,
+    /// Delay before the first retry; doubled each time.
+    pub base_delay: Duration,
+    /// Longest delay between attempts.
+    pub max_delay: Duration,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What happened to one alert.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Delivery {
+    /// The tenant.
+    pub tenant_id: String,
+    /// `YYYY-Www`.
+    pub iso_week: String,
+    /// `sent`, `already_sent` or `failed`.
+    pub status: &'static str,
+    /// Requests made.
+    pub attempts: u32,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Delivery failed in a way that is not about one alert.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// Reading or writing the lake's log failed.
+    #[error(transparent)]
+    Lake(#[from] agentledger_lake::Error),
+    /// The URL is not http(s).
+    #[error("webhook URL must start with http:// or https://, not '{0}'")]
+    BadUrl(String),
+}
+
+/// Identifies a webhook without storing it: its xxh3-128 hash.
+pub fn url_hash(url: &str) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(url.as_bytes()))
+}
+
+/// The body POSTed for an alert.
+pub fn payload(alert: &Alert) -> serde_json::Value {
+    let mut body = serde_json::to_value(alert).expect("alerts serialize");
+    body["text"] = serde_json::Value::String(alert.text());
+    body
+}
+
+fn delivered(snapshot: &Snapshot, hash: &str) -> HashSet<(String, String)> {
+    let mut done = HashSet::new();
+    for commit in snapshot
+        .commits()
+        .iter()
+        .filter(|c| c.kind == CommitKind::Alerts)
+    {
+        if commit.summary.get("webhook_hash").and_then(|h| h.as_str()) != Some(hash) {
+            continue;
+        }
+        for d in commit.summary["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(t), Some(w)) = (d["tenant_id"].as_str(), d["iso_week"].as_str()) {
+                done.insert((t.to_string(), w.to_string()));
+            }
+        }
+    }
+    done
+}
+
+enum Outcome {
+    Sent,
+    Retry(String),
+    Final(String),
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> Outcome {
+    match agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body)
+    {
+        Ok(resp) => {
+            let code = resp.status().as_u16();
+            match code {
+                200..=299 => Outcome::Sent,
+                429 | 500..=599 => Outcome::Retry(format!("HTTP {code}")),
+                _ => Outcome::Final(format!("HTTP {code}")),
+            }
+        }
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}
+
+/// The wait before retry number `retry` (1-based): `base × 2^(retry−1)`,
+/// capped, with full jitter between half and all of it.
+pub fn backoff(options: &WebhookOptions, retry: u32) -> Duration {
+    let exp = options
+        .base_delay
+        .saturating_mul(1u32 << (retry.saturating_sub(1)).min(16));
+    let capped = exp.min(options.max_delay);
+    capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+/// Sends every alert not yet delivered to `url`, recording each delivery.
+pub async fn deliver(
+    lake: &Lake,
+    url: &str,
+    alerts: &[Alert],
+    options: &WebhookOptions,
+) -> Result<Vec<Delivery>, WebhookError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(WebhookError::BadUrl(url.to_string()));
+    }
+    let hash = url_hash(url);
+    let already = delivered(&Snapshot::load(lake).await?, &hash);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(options.timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut out = Vec::new();
+    for alert in alerts {
+        if already.contains(&(alert.tenant_id.clone(), alert.iso_week.clone())) {
+            out.push(Delivery {
+                tenant_id: alert.tenant_id.clone(),
+                iso_week: alert.iso_week.clone(),
+                status: "already_sent",
+                attempts: 0,
+                error: None,
+            });
+            continue;
+        }
+        let body = payload(alert).to_string();
+        let mut attempts = 0;
+        let error: Option<String>;
+        loop {
+            attempts += 1;
+            let (agent2, url2, body2) = (agent.clone(), url.to_string(), body.clone());
+            let outcome = tokio::task::spawn_blocking(move || post(&agent2, &url2, &body2))
+                .await
+                .unwrap_or_else(|e| Outcome::Final(e.to_string()));
+            match outcome {
+                Outcome::Sent => {
+                    error = None;
+                    break;
+                }
+                Outcome::Final(e) => {
+                    error = Some(e);
+                    break;
+                }
+                Outcome::Retry(e) => {
+                    if attempts >= options.attempts {
+                        error = Some(e);
+                        break;
+                    }
+                    tokio::time::sleep(backoff(options, attempts)).await;
+                }
+            }
+        }
+        let status = if error.is_none() { "sent" } else { "failed" };
+        if status == "sent" {
+            record(lake, &hash, url, alert, attempts).await?;
+        }
+        out.push(Delivery {
+            tenant_id: alert.tenant_id.clone(),
+            iso_week: alert.iso_week.clone(),
+            status,
+            attempts,
+            error: error.map(|e| format!("{e} after {attempts} attempt(s)")),
+        });
+    }
+    Ok(out)
+}
+
+/// The scheme and host of a URL, safe to log (no path, no credentials).
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("?")),
+        Err(_) => "(invalid URL)".into(),
+    }
+}
+
+async fn record(
+    lake: &Lake,
+    hash: &str,
+    url: &str,
+    alert: &Alert,
+    attempts: u32,
+) -> Result<(), WebhookError> {
+    let lock = WriterLock::acquire(lake, "alerts").await?;
+    let result = async {
+        let mut snapshot = Snapshot::load(lake).await?;
+        let commit = Commit {
+            version: 0,
+            kind: CommitKind::Alerts,
+            id: format!(
+                "{}-{}",
+                chrono::Utc::now().format("%Y%m%dT%H%M%S%6fZ"),
+                std::process::id()
+            ),
+            committed_at: now_rfc3339(),
+            replaces: vec![],
+            files: vec![],
+            summary: serde_json::json!({
+                "webhook": redacted(url),
+                "webhook_hash": hash,
+                "deliveries": [{
+                    "tenant_id": alert.tenant_id,
+                    "week": alert.week,
+                    "iso_week": alert.iso_week,
+                    "margin_usd": alert.margin_usd,
+                    "attempts": attempts,
+                    "delivered_at": now_rfc3339(),
+                }],
+            }),
+        };
+        snapshot.commit(lake, commit).await?;
+        Ok::<_, agentledger_lake::Error>(())
+    }
+    .await;
+    lock.release().await?;
+    Ok(result?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        let o = WebhookOptions {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            ..Default::default()
+        };
+        for _ in 0..50 {
+            let d1 = backoff(&o, 1);
+            assert!(
+                d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100),
+                "{d1:?}"
+            );
+            let d3 = backoff(&o, 3);
+            assert!(
+                d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400),
+                "{d3:?}"
+            );
+            let d9 = backoff(&o, 9);
+            assert!(
+                d9 >= Duration::from_millis(500) && d9 <= Duration::from_millis(1000),
+                "{d9:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn urls_are_logged_without_their_secret_path() {
+        assert_eq!(
+            redacted("https://hooks.slack.com/services/T000/B000/XXXX"),
+            "https://hooks.slack.com/…"
+        );
+        assert_ne!(url_hash("http://a/1"), url_hash("http://a/2"));
+    }
+}

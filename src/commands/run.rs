@@ -1,0 +1,56 @@
+//! `agentledger run`: the scheduled batch. Exit 0 done, 1 failed, 3 (with
+//! `--fail-on-alert`) done with negative accounts.
+
+use std::process::ExitCode;
+
+use agentledger_batch::{Config, LogFormat, Logger, RunOptions};
+use agentledger_lake::Lake;
+use serde_json::json;
+
+use crate::cli::{RunArgs, SummaryFormat};
+
+/// Exit status when the week has negative accounts and `--fail-on-alert`.
+pub const ALERT: u8 = 3;
+
+pub async fn run(lake_arg: &str, args: RunArgs) -> ExitCode {
+    let log = Logger::new(match args.log_format {
+        SummaryFormat::Text => LogFormat::Text,
+        SummaryFormat::Json => LogFormat::Json,
+    });
+    let fail = |message: String| {
+        log.log("error", "batch", &message.replace('\n', " "), json!({}));
+        ExitCode::FAILURE
+    };
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let lake_url = config.lake.clone().unwrap_or_else(|| lake_arg.to_string());
+    let lake = match Lake::open(&lake_url) {
+        Ok(l) => l,
+        Err(e) => return fail(e.to_string()),
+    };
+    let options = RunOptions { week: args.week };
+    match agentledger_batch::run(&lake, &config, &options, &log).await {
+        Ok(outcome) => {
+            if outcome.failed_deliveries > 0 {
+                return fail(format!(
+                    "{} alert(s) could not be delivered; run again to retry them",
+                    outcome.failed_deliveries
+                ));
+            }
+            log.info(
+                "done",
+                "batch finished",
+                json!({"negative_accounts": outcome.alerts, "changed_landing_files": outcome.changed_files,
+                       "report": outcome.report.map(|p| p.display().to_string())}),
+            );
+            if args.fail_on_alert && outcome.alerts > 0 {
+                ExitCode::from(ALERT)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}

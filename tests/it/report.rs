@@ -1,0 +1,557 @@
+//! `agentledger report` and `agentledger run` end to end: the report's
+//! numbers against `metrics`, CSV escaping, webhook retries and no resend,
+//! landing bookkeeping, the batch lock and exit codes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::common::Env;
+
+const WEEK: &str = "2026-W43";
+const MONDAY: &str = "2026-10-19";
+
+fn sample_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data")
+}
+
+fn sample_lake() -> Env {
+    let env = Env::new();
+    let root = sample_root();
+    env.ok(&[
+        "load",
+        "prices",
+        root.join("model_prices.csv").to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "load",
+        "plans",
+        root.join("customer_plans.csv").to_str().unwrap(),
+    ]);
+    env.ok(&["ingest", root.join("events.ndjson").to_str().unwrap()]);
+    env
+}
+
+fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_reports_numbers_are_the_metrics_numbers() {
+    let env = sample_lake();
+    let out = env.path("report");
+    let stdout = env.ok(&["report", "--week", WEEK, "--out", out.to_str().unwrap()]);
+    assert!(
+        stdout.contains(&out.join("report.html").display().to_string()),
+        "{stdout}"
+    );
+    for name in [
+        "report.html",
+        "margin.csv",
+        "alerts.json",
+        "summary.json",
+        "margin_by_tenant.png",
+        "margin_by_tenant.svg",
+        "cost_per_success_trend.png",
+        "cost_per_success_trend.svg",
+        "quality_rates_trend.png",
+        "quality_rates_trend.svg",
+        "cost_by_model.png",
+        "cost_by_model.svg",
+    ] {
+        let meta = std::fs::metadata(out.join(name)).unwrap_or_else(|_| panic!("{name} missing"));
+        assert!(meta.len() > 200, "{name} is nearly empty");
+    }
+    let png = std::fs::read(out.join("margin_by_tenant.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a real PNG");
+    let svg = std::fs::read_to_string(out.join("cost_by_model.svg")).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("Cost (USD)"),
+        "axis labelled with its unit"
+    );
+
+    // margin.csv against metrics --by tenant_id,week for the same week.
+    let margin = csv_rows(&std::fs::read_to_string(out.join("margin.csv")).unwrap());
+    let metrics: Vec<Value> = serde_json::from_str(&env.ok(&[
+        "metrics",
+        "--by",
+        "tenant_id,week",
+        "--from",
+        MONDAY,
+        "--to",
+        "2026-10-26",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert!(!metrics.is_empty());
+    for m in &metrics {
+        let row = margin
+            .iter()
+            .find(|r| r["tenant_id"] == m["tenant_id"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{} missing from margin.csv", m["tenant_id"]));
+        assert_eq!(row["week"], MONDAY);
+        assert_eq!(row["iso_week"], WEEK);
+        for (csv_name, metric) in [
+            ("revenue_usd", "revenue_usd"),
+            ("cost_usd", "cost_usd"),
+            ("margin_usd", "margin_usd"),
+        ] {
+            assert_eq!(
+                row[csv_name],
+                m[metric].as_str().unwrap(),
+                "{csv_name} of {}",
+                row["tenant_id"]
+            );
+        }
+        assert_eq!(row["runs"], m["runs"].to_string());
+        assert_eq!(row["successes"], m["successes"].to_string());
+        assert_eq!(
+            row["cost_per_success_usd"],
+            m["cost_per_success_usd"].as_str().unwrap_or("")
+        );
+    }
+    // Tenants with a plan in force and no run are listed too; nothing else.
+    let plan_only: Vec<_> = margin
+        .iter()
+        .filter(|r| {
+            !metrics
+                .iter()
+                .any(|m| m["tenant_id"] == r["tenant_id"].as_str())
+        })
+        .collect();
+    for r in &plan_only {
+        assert_eq!(r["runs"], "0");
+        assert_eq!(r["cost_usd"], "0.000000000000");
+    }
+
+    // alerts.json: exactly the negative rows, with SPEC's fields.
+    let alerts: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("alerts.json")).unwrap()).unwrap();
+    let negative: Vec<&str> = margin
+        .iter()
+        .filter(|r| r["margin_usd"].starts_with('-'))
+        .map(|r| r["tenant_id"].as_str())
+        .collect();
+    assert!(!negative.is_empty(), "the sample has negative accounts");
+    let mut alerted: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["tenant_id"].as_str().unwrap())
+        .collect();
+    alerted.sort_unstable();
+    let mut expected = negative.clone();
+    expected.sort_unstable();
+    assert_eq!(alerted, expected);
+    for a in &alerts {
+        for field in [
+            "tenant_id",
+            "week",
+            "iso_week",
+            "revenue_usd",
+            "cost_usd",
+            "margin_usd",
+            "gross_margin",
+            "runs",
+            "successes",
+            "cost_per_success_usd",
+            "consecutive_negative_weeks",
+            "top_cost_workflow",
+            "top_cost_model",
+        ] {
+            assert!(a.get(field).is_some(), "{field} missing in {a}");
+        }
+        assert_eq!(a["week"], MONDAY);
+        assert_eq!(a["iso_week"], WEEK);
+        assert!(a["margin_usd"].as_str().unwrap().starts_with('-'));
+        // The streak, from metrics of the weeks before.
+        let tenant = a["tenant_id"].as_str().unwrap();
+        let weekly: Vec<Value> = serde_json::from_str(&env.ok(&[
+            "metrics",
+            "--by",
+            "tenant_id,week",
+            "--to",
+            "2026-10-26",
+            "--format",
+            "json",
+        ]))
+        .unwrap();
+        let mut streak = 0;
+        let mut monday = chrono::NaiveDate::parse_from_str(MONDAY, "%Y-%m-%d").unwrap();
+        while weekly.iter().any(|w| {
+            w["tenant_id"] == tenant
+                && w["week"] == monday.to_string()
+                && w["margin_usd"].as_str().unwrap().starts_with('-')
+        }) {
+            streak += 1;
+            monday -= chrono::Duration::days(7);
+        }
+        assert_eq!(a["consecutive_negative_weeks"], streak, "{a}");
+        // The top workflow is the one with the largest cost.
+        let workflows: Vec<Value> = serde_json::from_str(&env.ok(&[
+            "metrics",
+            "--by",
+            "tenant_id,workflow",
+            "--from",
+            MONDAY,
+            "--to",
+            "2026-10-26",
+            "--format",
+            "json",
+        ]))
+        .unwrap();
+        let top = workflows
+            .iter()
+            .filter(|w| w["tenant_id"] == tenant)
+            .max_by(|x, y| {
+                let c = |v: &Value| v["cost_usd"].as_str().unwrap().parse::<f64>().unwrap();
+                c(x).partial_cmp(&c(y)).unwrap()
+            })
+            .unwrap();
+        assert_eq!(a["top_cost_workflow"], top["workflow"], "{a}");
+    }
+
+    // summary.json adds up margin.csv.
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let runs: i64 = margin
+        .iter()
+        .map(|r| r["runs"].parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(summary["runs"], runs);
+    assert_eq!(summary["negative_accounts"], alerts.len());
+    assert_eq!(summary["iso_week"], WEEK);
+
+    // The page is self-contained: no external reference at all.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("src=\"/"));
+    assert_eq!(html.matches("data:image/png;base64,").count(), 4);
+    assert!(html.contains("Negative accounts") && html.contains("Unpriced model calls"));
+}
+
+#[test]
+fn csv_cells_a_spreadsheet_would_run_are_escaped_in_margin_csv() {
+    let env = Env::new();
+    // A tenant id may start with `-`, which a spreadsheet reads as a formula.
+    let file = env.write(
+        "e.ndjson",
+        r#"{"event_id":"1","event_type":"tool_call","ts":"2026-10-20T10:00:00Z","tenant_id":"-cmd","run_id":"r","tool":"t","access":"read","status":"ok","cost_usd":"1"}
+{"event_id":"2","event_type":"run_finished","ts":"2026-10-20T11:00:00Z","tenant_id":"-cmd","run_id":"r","outcome":"success"}
+"#,
+    );
+    assert_eq!(env.ingest(&[&file])["stored"], 2);
+    let out = env.path("r");
+    env.ok(&["report", "--week", WEEK, "--out", out.to_str().unwrap()]);
+    let text = std::fs::read_to_string(out.join("margin.csv")).unwrap();
+    assert!(text.contains("\n'-cmd,"), "{text}");
+    assert!(
+        text.contains(",-1.000000000000,"),
+        "numbers stay numbers: {text}"
+    );
+}
+
+/// A webhook on loopback that answers 503 to the first `failures` requests.
+struct Hook {
+    url: String,
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+fn hook(failures: usize) -> Hook {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook/secret", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&bodies);
+    std::thread::spawn(move || {
+        let mut count = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            count += 1;
+            let status = if count <= failures {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            if count > failures {
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    Hook { url, bodies }
+}
+
+#[test]
+fn alerts_are_retried_through_failures_and_never_sent_twice() {
+    let env = sample_lake();
+    let out = env.path("report");
+    let h = hook(2);
+    let stdout = env.ok(&[
+        "report",
+        "--week",
+        WEEK,
+        "--out",
+        out.to_str().unwrap(),
+        "--webhook",
+        &h.url,
+    ]);
+    let alerts: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("alerts.json")).unwrap()).unwrap();
+    let bodies = h.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), alerts.len(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} sent, 0 already sent, 0 failed", alerts.len())),
+        "{stdout}"
+    );
+    for body in &bodies {
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert!(
+            v["text"].as_str().unwrap().contains(WEEK),
+            "Slack-compatible text: {v}"
+        );
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a["tenant_id"] == v["tenant_id"] && a["margin_usd"] == v["margin_usd"])
+        );
+    }
+    // Again: nothing new is sent.
+    let stdout = env.ok(&[
+        "report",
+        "--week",
+        WEEK,
+        "--out",
+        out.to_str().unwrap(),
+        "--webhook",
+        &h.url,
+    ]);
+    assert!(
+        stdout.contains(&format!("0 sent, {} already sent", alerts.len())),
+        "{stdout}"
+    );
+    assert_eq!(h.bodies.lock().unwrap().len(), alerts.len());
+    // The lake records deliveries without the secret URL.
+    let log = std::fs::read_dir(env.lake().join("_log"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(log.contains("\"alerts\"") && !log.contains("/hook/secret"));
+}
+
+#[test]
+fn a_webhook_that_keeps_failing_fails_the_command_and_a_rerun_retries() {
+    let env = sample_lake();
+    let out = env.path("report");
+    let h = hook(1000);
+    let err = env.fails(&[
+        "report",
+        "--week",
+        WEEK,
+        "--out",
+        out.to_str().unwrap(),
+        "--webhook",
+        &h.url,
+    ]);
+    assert!(
+        err.contains("did not take") && err.contains("HTTP 503"),
+        "{err}"
+    );
+    assert!(h.bodies.lock().unwrap().is_empty());
+}
+
+fn batch_env() -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    let root = sample_root();
+    let landing = env.path("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::copy(root.join("events.ndjson"), landing.join("a.ndjson")).unwrap();
+    let config = env.write(
+        "batch.toml",
+        &format!(
+            "lake = \"lake\"\nlanding = \"landing\"\nprices = \"{}\"\nplans = \"{}\"\nreports = \"reports\"\n",
+            root.join("model_prices.csv").display(),
+            root.join("customer_plans.csv").display()
+        ),
+    );
+    (env, config)
+}
+
+#[test]
+fn the_batch_ingests_each_landing_file_once_and_reports_changes() {
+    let (env, config) = batch_env();
+    let c = config.to_str().unwrap();
+    let out = env.run(&["run", "--config", c, "--week", WEEK, "--log-format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stderr)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for l in &lines {
+        assert!(
+            l["ts"].is_string() && l["level"].is_string() && l["step"].is_string(),
+            "{l}"
+        );
+    }
+    let ingest = lines
+        .iter()
+        .find(|l| l["step"] == "ingest")
+        .expect("an ingest line");
+    let stored = ingest["stored"].as_u64().unwrap();
+    assert!(stored > 1000);
+    let report = env.path("reports").join(WEEK).join("report.html");
+    assert!(report.exists());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["report"] == report.display().to_string())
+    );
+
+    // Again: nothing new, references unchanged, same report.
+    let out = env.run(&["run", "--config", c, "--week", WEEK]);
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("new=0") && text.contains("already_ingested=1"),
+        "{text}"
+    );
+    assert!(text.contains("unchanged, not reloaded"), "{text}");
+    assert!(!text.contains(" ingest "), "nothing re-read: {text}");
+
+    // A new file is ingested; a changed one is reported, not re-read.
+    std::fs::write(
+        env.path("landing/b.ndjson"),
+        r#"{"event_id":"new-1","event_type":"run_finished","ts":"2026-10-21T10:00:00Z","tenant_id":"acme","run_id":"late","outcome":"success"}
+"#,
+    )
+    .unwrap();
+    let mut a = std::fs::OpenOptions::new()
+        .append(true)
+        .open(env.path("landing/a.ndjson"))
+        .unwrap();
+    writeln!(a, r#"{{"event_id":"sneaky","event_type":"run_finished","ts":"2026-10-21T10:00:00Z","tenant_id":"acme","run_id":"x","outcome":"success"}}"#).unwrap();
+    let out = env.run(&["run", "--config", c, "--week", WEEK]);
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("file changed after it was ingested") && text.contains("a.ndjson"),
+        "{text}"
+    );
+    assert!(
+        text.contains("new=1") && text.contains("stored=1"),
+        "{text}"
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM events WHERE event_id = 'sneaky'"),
+        "0"
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM events WHERE event_id = 'new-1'"),
+        "1"
+    );
+}
+
+#[test]
+fn the_batch_exits_3_on_alerts_only_when_asked() {
+    let (env, config) = batch_env();
+    let c = config.to_str().unwrap();
+    assert_eq!(
+        env.run(&["run", "--config", c, "--week", WEEK])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        env.run(&["run", "--config", c, "--week", WEEK, "--fail-on-alert"])
+            .status
+            .code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn a_second_batch_is_refused_and_a_stale_lock_is_taken_over() {
+    let (env, config) = batch_env();
+    let c = config.to_str().unwrap();
+    std::fs::create_dir_all(env.lake().join("_lock")).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let lock = |pid: u32| {
+        format!(
+            r#"{{"pid":{pid},"host":"{}","purpose":"agentledger run","since":"2026-11-24T02:00:00Z"}}"#,
+            host.trim()
+        )
+    };
+    // A live holder: this test process.
+    std::fs::write(
+        env.lake().join("_lock/batch.json"),
+        lock(std::process::id()),
+    )
+    .unwrap();
+    let out = env.run(&["run", "--config", c, "--week", WEEK]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("locked") && err.contains("agentledger run"),
+        "{err}"
+    );
+    assert!(!env.path("reports").exists(), "the second run did nothing");
+    // A dead holder: a process that has exited.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(env.lake().join("_lock/batch.json"), lock(dead)).unwrap();
+    let out = env.run(&["run", "--config", c, "--week", WEEK]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!env.lake().join("_lock/batch.json").exists(), "released");
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_the_key() {
+    let env = Env::new();
+    let config = env.write("batch.toml", "lake = \"lake\"\nlandng = \"x\"\n");
+    let out = env.run(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("landng") && err.contains("batch.toml"),
+        "{err}"
+    );
+}
