@@ -41,8 +41,24 @@ pub enum Command {
     Report(ReportArgs),
     /// The scheduled batch: ingest new landing files, reload reference files, report, alert.
     Run(RunArgs),
+    /// Delete event and quarantine partitions older than N days.
+    Retain(RetainArgs),
     /// Write realistic, deterministic sample events and reference CSVs.
     Sample(SampleArgs),
+}
+
+/// `agentledger retain`.
+#[derive(Debug, Args)]
+pub struct RetainArgs {
+    /// Keep the last N days (UTC): partitions dated before today − N go.
+    #[arg(long, value_name = "N")]
+    pub days: u32,
+    /// List what would be deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How to print what was (or would be) deleted.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub format: SummaryFormat,
 }
 
 /// `agentledger report`.

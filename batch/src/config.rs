@@ -93,7 +93,7 @@ impl Config {
                 && !is_url(s)
                 && Path::new(s).is_relative()
             {
-                *s = base.join(&*s).display().to_string();
+                *s = normalize(&base.join(&*s)).display().to_string();
             }
         };
         resolve(&mut config.lake);
@@ -110,6 +110,33 @@ impl Config {
     }
 }
 
+/// `a/b/../c` as `a/c`, without touching the file system (the path may
+/// not exist yet), so log lines show the path a person would write.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                match out.components().next_back() {
+                    Some(Component::Normal(_)) => {
+                        out.pop();
+                    }
+                    // Above the root is the root.
+                    Some(Component::RootDir | Component::Prefix(_)) => {}
+                    _ => out.push(".."),
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +149,24 @@ mod tests {
         assert!(err.contains("webhok"), "{err}");
         let err = Config::parse("reports = 3\n").unwrap_err();
         assert!(err.contains("reports") || err.contains("string"), "{err}");
+    }
+
+    #[test]
+    fn paths_are_cleaned_lexically() {
+        assert_eq!(
+            normalize(Path::new("sample-data/../sample-lake")),
+            PathBuf::from("sample-lake")
+        );
+        assert_eq!(
+            normalize(Path::new("sample-data/.")),
+            PathBuf::from("sample-data")
+        );
+        assert_eq!(
+            normalize(Path::new("../x/./y/../z")),
+            PathBuf::from("../x/z")
+        );
+        assert_eq!(normalize(Path::new("/a/b/../../..")), PathBuf::from("/"));
+        assert_eq!(normalize(Path::new("a/..")), PathBuf::from("."));
     }
 
     #[test]

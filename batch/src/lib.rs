@@ -245,6 +245,7 @@ async fn ingest_landing(
             id: summary.ingest_id.clone(),
             committed_at: now_rfc3339(),
             replaces: vec![],
+            removes: vec![],
             files: vec![],
             summary: json!({
                 "ingest_id": summary.ingest_id,

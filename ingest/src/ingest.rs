@@ -158,6 +158,7 @@ async fn ingest_locked(
             id: ingest_id,
             committed_at: now_rfc3339(),
             replaces: vec![],
+            removes: vec![],
             files,
             summary: serde_json::json!({
                 "read": summary.read,

@@ -114,6 +114,7 @@ pub async fn load_reference(lake: &Lake, kind: ReferenceKind, file: &Path) -> Re
             id,
             committed_at: now_rfc3339(),
             replaces: vec![kind.table().to_string()],
+            removes: vec![],
             files: vec![entry],
             summary: serde_json::json!({
                 "file": name,

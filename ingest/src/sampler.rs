@@ -208,13 +208,17 @@ fn prices_csv(start: i64) -> String {
     )
 }
 
+/// Plans: acme, hooli and initech pay a fee and earn well; globex pays only
+/// per success, about what its premium-model runs cost, so its margin goes
+/// negative in some weeks and not others; umbrella has no plan at all (a
+/// negative account every week it runs). initech's plan changes mid-month.
 fn plans_csv(start: i64) -> String {
     let (y, m, _) = civil_from_days(start);
     let mid_month = format!("{y:04}-{m:02}-16");
     format!(
         "tenant_id,effective_from,price_per_success_usd,monthly_fee_usd\n\
          acme,2026-01-01,0.90,500.00\n\
-         globex,2026-01-01,0.05,0\n\
+         globex,2026-01-01,0.12,0\n\
          initech,2026-01-01,0.40,200.00\n\
          initech,{mid_month},0.60,200.00\n\
          hooli,2026-01-01,0.75,1000.00\n"

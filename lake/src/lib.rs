@@ -18,6 +18,8 @@ pub mod error;
 pub mod lock;
 pub mod log;
 pub mod parquet_io;
+pub mod retain;
+pub mod retry;
 pub mod schema;
 pub mod store;
 pub mod writer;

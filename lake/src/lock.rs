@@ -21,7 +21,7 @@ pub const LOCK_PATH: &str = "_lock/writer.json";
 /// by each write inside it.
 pub const BATCH_LOCK_PATH: &str = "_lock/batch.json";
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Holder {
     pid: u32,
     host: String,
@@ -39,13 +39,56 @@ pub struct WriterLock {
 }
 
 impl WriterLock {
-    /// Takes the lock for `purpose` (shown to anyone who finds it held).
+    /// Takes the writer lock for `purpose` (shown to anyone who finds it
+    /// held). While another live writer holds it, waits for it to be
+    /// released, up to `AGENTLEDGER_LOCK_WAIT_SECS` (default 60), so two
+    /// ingests started together both complete, one after the other.
     pub async fn acquire(lake: &Lake, purpose: &str) -> Result<Self> {
-        Self::acquire_at(lake, LOCK_PATH, purpose).await
+        let wait = std::env::var("AGENTLEDGER_LOCK_WAIT_SECS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(60);
+        Self::acquire_waiting(
+            lake,
+            LOCK_PATH,
+            purpose,
+            std::time::Duration::from_secs(wait),
+        )
+        .await
     }
 
-    /// Takes the lock at `relative` (for example [`BATCH_LOCK_PATH`]).
+    /// Takes the lock at `relative` (for example [`BATCH_LOCK_PATH`]) without
+    /// waiting: held by a live process, it is an error at once.
     pub async fn acquire_at(lake: &Lake, relative: &str, purpose: &str) -> Result<Self> {
+        Self::acquire_waiting(lake, relative, purpose, std::time::Duration::ZERO).await
+    }
+
+    /// Takes the lock at `relative`, waiting up to `wait` for a live holder.
+    pub async fn acquire_waiting(
+        lake: &Lake,
+        relative: &str,
+        purpose: &str,
+        wait: std::time::Duration,
+    ) -> Result<Self> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            match Self::try_acquire(lake, relative, purpose).await {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    // Jittered, growing pauses: two waiters do not poll in step.
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos());
+                    let jitter = 0.5 + f64::from((nanos ^ std::process::id()) % 1000) / 2000.0;
+                    tokio::time::sleep(pause.mul_f64(jitter)).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_acquire(lake: &Lake, relative: &str, purpose: &str) -> Result<Self> {
         let path = lake.path(relative);
         let me = Holder {
             pid: std::process::id(),
@@ -59,11 +102,12 @@ impl WriterLock {
                 mode: PutMode::Create,
                 ..Default::default()
             };
-            match lake
-                .store()
-                .put_opts(&path, PutPayload::from(body.clone()), opts)
-                .await
-            {
+            let put = crate::retry::retrying(lake, || {
+                lake.store()
+                    .put_opts(&path, PutPayload::from(body.clone()), opts.clone())
+            })
+            .await;
+            match put {
                 Ok(_) => {
                     return Ok(Self {
                         lake: lake.clone(),
@@ -74,16 +118,31 @@ impl WriterLock {
                 Err(object_store::Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            let holder = match lake.store().get(&path).await {
-                Ok(got) => serde_json::from_slice::<Holder>(&got.bytes().await?).ok(),
+            let got = crate::retry::retrying(lake, || async {
+                lake.store().get(&path).await?.bytes().await
+            })
+            .await;
+            let holder = match got {
+                Ok(bytes) => serde_json::from_slice::<Holder>(&bytes).ok(),
                 // Released between our put and our read: try again.
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
             match holder {
+                // Our own earlier attempt landed before its answer was lost.
+                Some(h) if h == me => {
+                    return Ok(Self {
+                        lake: lake.clone(),
+                        path,
+                        released: false,
+                    });
+                }
                 Some(h) if h.host == me.host && !pid_alive(h.pid) => {
                     // Stale: its process is gone. Take it over.
-                    lake.store().delete(&path).await?;
+                    match crate::retry::retrying(lake, || lake.store().delete(&path)).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 Some(h) => {
                     return Err(Error::Locked {
@@ -111,7 +170,8 @@ impl WriterLock {
     /// Releases the lock.
     pub async fn release(mut self) -> Result<()> {
         self.released = true;
-        match self.lake.store().delete(&self.path).await {
+        let (lake, path) = (&self.lake, &self.path);
+        match crate::retry::retrying(lake, || lake.store().delete(path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -159,12 +219,25 @@ mod tests {
     async fn a_held_lock_refuses_a_second_writer_until_released() {
         let lake = Lake::open("memory://lock-test").unwrap();
         let first = WriterLock::acquire(&lake, "ingest").await.unwrap();
-        let err = WriterLock::acquire(&lake, "load")
+        let err = WriterLock::acquire_at(&lake, LOCK_PATH, "load")
             .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("locked by another writer"), "{err}");
         assert!(err.contains("'ingest'"), "{err}");
+        // A waiting writer gives up after its wait, with the same reason.
+        let started = std::time::Instant::now();
+        let err = WriterLock::acquire_waiting(
+            &lake,
+            LOCK_PATH,
+            "load",
+            std::time::Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("locked by another writer"), "{err}");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
         first.release().await.unwrap();
         WriterLock::acquire(&lake, "load")
             .await

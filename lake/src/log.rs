@@ -35,6 +35,8 @@ pub enum CommitKind {
     /// Alerts delivered to a webhook (no data files; the summary lists them),
     /// so a re-run of the same week sends nothing twice.
     Alerts,
+    /// Partitions older than the retention period taken out of the lake.
+    Retain,
 }
 
 /// One data file named by a commit.
@@ -67,6 +69,12 @@ pub struct Commit {
     /// Tables this commit replaces whole (reference loads).
     #[serde(default)]
     pub replaces: Vec<String>,
+    /// Files of append tables this commit takes out of the lake (retention).
+    /// Readers stop seeing them at this version; the files themselves are
+    /// deleted after a grace period, so a query that started earlier can
+    /// still read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removes: Vec<String>,
     /// Data files added.
     pub files: Vec<FileEntry>,
     /// Free-form facts about the operation (ingest counts, source file...).
@@ -126,15 +134,23 @@ impl Snapshot {
             .find(|c| c.replaces.iter().any(|t| t == table));
         match replacing {
             Some(commit) => commit.files.iter().filter(|f| f.table == table).collect(),
-            None => self
-                .commits
-                .iter()
-                .flat_map(|c| c.files.iter().filter(|f| f.table == table))
-                .collect(),
+            None => {
+                let removed: BTreeSet<&str> = self
+                    .commits
+                    .iter()
+                    .flat_map(|c| c.removes.iter().map(String::as_str))
+                    .collect();
+                self.commits
+                    .iter()
+                    .flat_map(|c| c.files.iter().filter(|f| f.table == table))
+                    .filter(|f| !removed.contains(f.path.as_str()))
+                    .collect()
+            }
         }
     }
 
-    /// Every file path named by any commit (current or superseded).
+    /// Every file path named by any commit (current, superseded or removed
+    /// by retention): none of them is an orphan.
     pub fn all_paths(&self) -> BTreeSet<&str> {
         self.commits
             .iter()
@@ -213,21 +229,34 @@ impl Snapshot {
         commit.version = version;
         let path = lake.path(&format!("{LOG_DIR}/{version:020}.json"));
         let body = serde_json::to_vec_pretty(&commit).expect("commit serializes");
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match lake
-            .store()
-            .put_opts(&path, PutPayload::from(body), opts)
-            .await
-        {
+        let put = crate::retry::retrying(lake, || {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            lake.store()
+                .put_opts(&path, PutPayload::from(body.clone()), opts)
+        })
+        .await;
+        match put {
             Ok(_) => {
                 self.commits.push(commit);
                 Ok(version)
             }
             Err(object_store::Error::AlreadyExists { .. }) => {
-                Err(Error::CommitConflict { version })
+                // A retried create whose first attempt did land finds its own
+                // record: that is success, not a conflict.
+                let existing = crate::retry::retrying(lake, || async {
+                    lake.store().get(&path).await?.bytes().await
+                })
+                .await?;
+                match serde_json::from_slice::<Commit>(&existing) {
+                    Ok(c) if c.id == commit.id && c.kind == commit.kind => {
+                        self.commits.push(commit);
+                        Ok(version)
+                    }
+                    _ => Err(Error::CommitConflict { version }),
+                }
             }
             Err(e) => Err(e.into()),
         }
@@ -254,6 +283,7 @@ mod tests {
             } else {
                 vec![]
             },
+            removes: vec![],
             files: vec![FileEntry {
                 table: table.into(),
                 path: path.into(),

@@ -27,7 +27,8 @@ pub struct Lake {
 }
 
 impl Lake {
-    /// Opens the lake at `url`: a local path, `file://...` or `memory://NAME`.
+    /// Opens the lake at `url`: a local path, `file://...`, `s3://BUCKET/PREFIX`,
+    /// `gs://BUCKET/PREFIX`, `az://CONTAINER/PREFIX` or `memory://NAME`.
     ///
     /// A local lake's directory is created if missing.
     pub fn open(url: &str) -> Result<Self> {
@@ -63,11 +64,17 @@ impl Lake {
                         display: url.to_string(),
                     })
                 }
-                "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => Err(invalid(
-                    "cloud object stores are not compiled into this build yet; use a local path, file:// or memory://",
-                )),
+                "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => {
+                    let (store, store_url) = cloud_store(&parsed).map_err(|e| invalid(&e))?;
+                    Ok(Self {
+                        store,
+                        root: Path::from(parsed.path().trim_matches('/')),
+                        store_url,
+                        display: url.to_string(),
+                    })
+                }
                 other => Err(invalid(&format!(
-                    "unsupported scheme '{other}' (use a local path, file://, or memory://)"
+                    "unsupported scheme '{other}' (use a local path, file://, s3://, gs://, az:// or memory://)"
                 ))),
             },
             // Not a URL (or a Windows drive letter): a local path.
@@ -153,6 +160,69 @@ impl Lake {
                 .join("/")
         })
     }
+}
+
+/// How long one storage request may be retried before it fails: transient
+/// errors (HTTP 5xx, 429, timeouts, dropped connections) are retried with
+/// exponential backoff and jitter within this time. Set
+/// `AGENTLEDGER_RETRY_TIMEOUT_SECS` to change it (default 120).
+pub fn retry_timeout() -> std::time::Duration {
+    let secs = std::env::var("AGENTLEDGER_RETRY_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(120);
+    std::time::Duration::from_secs(secs)
+}
+
+fn retry_config() -> object_store::RetryConfig {
+    let timeout = retry_timeout();
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(10).min(timeout),
+            base: 2.0,
+        },
+        // The time budget bounds the retries, not a count: an outage of a
+        // few seconds fails fast, refused connections, many times.
+        max_retries: 1000,
+        retry_timeout: timeout,
+    }
+}
+
+/// The store for an `s3://`, `gs://` or `az://` URL, configured the
+/// standard way from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`
+/// variables, as object_store's builders read them), and the URL it is
+/// registered under with DataFusion.
+fn cloud_store(url: &Url) -> std::result::Result<(Arc<dyn ObjectStore>, Url), String> {
+    let bucket = url
+        .host_str()
+        .filter(|b| !b.is_empty())
+        .ok_or("the URL names no bucket or container")?;
+    let base = Url::parse(&format!("{}://{bucket}", url.scheme())).map_err(|e| e.to_string())?;
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "s3" | "s3a" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url.as_str())
+                .with_retry(retry_config())
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(url.as_str())
+                .with_retry(retry_config())
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url.as_str())
+                .with_retry(retry_config())
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    Ok((store, base))
 }
 
 /// Process-wide registry of named in-memory stores, so that two opens of

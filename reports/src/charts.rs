@@ -229,16 +229,24 @@ fn write(
     };
     let png = dir.join(format!("{name}.png"));
     let svg = dir.join(format!("{name}.svg"));
+    // Drawn under temporary names and renamed, so a reader (or a killed
+    // run) never leaves half a chart in place.
+    let pid = std::process::id();
+    // The extension stays last: the PNG encoder picks the format from it.
+    let png_tmp = dir.join(format!("{name}.tmp-{pid}.png"));
+    let svg_tmp = dir.join(format!("{name}.tmp-{pid}.svg"));
     {
-        let root = BitMapBackend::new(&png, (WIDTH * 2, HEIGHT * 2)).into_drawing_area();
+        let root = BitMapBackend::new(&png_tmp, (WIDTH * 2, HEIGHT * 2)).into_drawing_area();
         draw_spec(&root, 2.0, &spec).map_err(err)?;
         root.present().map_err(|e| err(e.to_string()))?;
     }
     {
-        let root = SVGBackend::new(&svg, (WIDTH, HEIGHT)).into_drawing_area();
+        let root = SVGBackend::new(&svg_tmp, (WIDTH, HEIGHT)).into_drawing_area();
         draw_spec(&root, 1.0, &spec).map_err(err)?;
         root.present().map_err(|e| err(e.to_string()))?;
     }
+    std::fs::rename(&png_tmp, &png).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&svg_tmp, &svg).map_err(|e| err(e.to_string()))?;
     Ok(Chart {
         name,
         title,

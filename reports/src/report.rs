@@ -419,12 +419,32 @@ fn summary_json(f: &WeeklyFigures, alerts: &[Alert], generated_at: &str) -> serd
     s
 }
 
+/// Removes temporary files a killed earlier run left in `dir` (our own
+/// `name.ext.tmp-PID` and `name.tmp-PID.ext` patterns only).
+fn remove_partial_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name.rsplit_once(".tmp-").is_some_and(|(_, rest)| {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            digits > 0 && (digits == rest.len() || rest.as_bytes()[digits] == b'.')
+        });
+        if ours {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Writes the report of `figures` into `dir` (created if missing).
 pub fn write_report(dir: &Path, figures: &WeeklyFigures) -> Result<ReportFiles, ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
+    remove_partial_files(dir);
     let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
     let charts = charts::draw_all(dir, figures)?;
     let alerts = alerts(figures);

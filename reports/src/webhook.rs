@@ -239,6 +239,7 @@ async fn record(
             ),
             committed_at: now_rfc3339(),
             replaces: vec![],
+            removes: vec![],
             files: vec![],
             summary: serde_json::json!({
                 "webhook": redacted(url),

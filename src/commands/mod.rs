@@ -6,6 +6,7 @@ mod load;
 mod metrics;
 mod output;
 mod report;
+mod retain;
 mod run;
 mod sample;
 mod sql;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate(args) => Ok(gate::run(&cli.lake, args).await),
         Command::Report(args) => report::run(&Lake::open_existing(&cli.lake)?, args).await,
         Command::Run(args) => Ok(run::run(&cli.lake, args).await),
+        Command::Retain(args) => retain::run(&Lake::open_existing(&cli.lake)?, args).await,
     }
 }
 

@@ -7,5 +7,7 @@ mod kill;
 mod load;
 mod metrics;
 mod report;
+mod retain;
+mod s3;
 mod sample;
 mod sql;

@@ -555,3 +555,62 @@ fn a_bad_config_is_refused_naming_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn a_batch_killed_at_any_moment_is_finished_by_the_next_run() {
+    // The clean result, for comparison.
+    let (clean, clean_config) = batch_env();
+    clean.ok(&[
+        "run",
+        "--config",
+        clean_config.to_str().unwrap(),
+        "--week",
+        WEEK,
+    ]);
+    let events = clean.scalar("SELECT count(*) FROM events");
+    let margin =
+        std::fs::read_to_string(clean.path("reports").join(WEEK).join("margin.csv")).unwrap();
+
+    for delay_ms in [30, 120, 250, 400, 700, 1000, 1500] {
+        let (env, config) = batch_env();
+        let c = config.to_str().unwrap();
+        let mut child = env
+            .command()
+            .args(["run", "--config", c, "--week", WEEK])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // The next run completes the job; the one after has nothing to do.
+        let out = env.run(&["run", "--config", c, "--week", WEEK]);
+        assert!(
+            out.status.success(),
+            "after a kill at {delay_ms} ms: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            env.scalar("SELECT count(*) FROM events"),
+            events,
+            "kill at {delay_ms} ms"
+        );
+        assert_eq!(
+            std::fs::read_to_string(env.path("reports").join(WEEK).join("margin.csv")).unwrap(),
+            margin,
+            "kill at {delay_ms} ms"
+        );
+        let again = env.run(&["run", "--config", c, "--week", WEEK]);
+        let text = String::from_utf8(again.stderr).unwrap();
+        assert!(text.contains("new=0"), "kill at {delay_ms} ms: {text}");
+        let leftovers: Vec<_> = std::fs::read_dir(env.path("reports").join(WEEK))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "half-written files left behind: {leftovers:?}"
+        );
+    }
+}

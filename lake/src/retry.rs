@@ -1,0 +1,47 @@
+//! Retrying the few storage calls object_store does not retry itself.
+//!
+//! object_store retries reads, overwrites and uploads through transient
+//! errors, but not a conditional create (`PutMode::Create`) or a delete whose
+//! connection dropped after the request went out: it cannot know whether the
+//! server acted. The lake's own such calls (commit records, the lock) are
+//! safe to repeat because the caller checks, on `AlreadyExists`, whether the
+//! object is its own; this module repeats them with exponential backoff and
+//! jitter until the retry budget ([`crate::store::retry_timeout`]) is spent.
+//! Local and in-memory stores are never retried: their errors are final.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::store::{Lake, retry_timeout};
+
+/// Runs `op` until it succeeds, fails with a non-transient error, or the
+/// budget is spent.
+pub async fn retrying<T, F, Fut>(lake: &Lake, mut op: F) -> Result<T, object_store::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, object_store::Error>>,
+{
+    let remote = !matches!(lake.store_url().scheme(), "file" | "memory");
+    let deadline = Instant::now() + retry_timeout();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Err(e @ object_store::Error::Generic { .. })
+                if remote && Instant::now() + pause < deadline =>
+            {
+                let _ = e;
+                tokio::time::sleep(jittered(pause)).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Between half and all of `d`.
+fn jittered(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    d.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
+}
