@@ -26,7 +26,7 @@ use agentledger_ingest::reference::{ReferenceKind, content_hash, load_reference,
 use agentledger_ingest::source::expand;
 use agentledger_lake::Lake;
 use agentledger_lake::lock::{BATCH_LOCK_PATH, WriterLock};
-use agentledger_lake::log::{Commit, CommitKind, Snapshot, now_rfc3339};
+use agentledger_lake::log::{Commit, CommitKind, Snapshot, append_locked};
 use agentledger_reports::report::write_report;
 use agentledger_reports::webhook::{WebhookOptions, deliver, redacted};
 use agentledger_reports::weekly::{IsoWeek, figures};
@@ -236,27 +236,15 @@ async fn ingest_landing(
                "seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0}),
     );
     // Record what was ingested, after the ingest committed.
-    let lock = WriterLock::acquire(lake, "landing").await?;
-    let result = async {
-        let mut snapshot = Snapshot::load(lake).await?;
-        let commit = Commit {
-            version: 0,
-            kind: CommitKind::Landing,
-            id: summary.ingest_id.clone(),
-            committed_at: now_rfc3339(),
-            replaces: vec![],
-            removes: vec![],
-            files: vec![],
-            summary: json!({
-                "ingest_id": summary.ingest_id,
-                "files": new.iter().map(|(p, s, h)| json!({"path": p, "size": s, "hash": h})).collect::<Vec<_>>(),
-            }),
-        };
-        snapshot.commit(lake, commit).await
-    }
-    .await;
-    lock.release().await?;
-    result?;
+    let mut commit = Commit::record(
+        CommitKind::Landing,
+        json!({
+            "ingest_id": summary.ingest_id,
+            "files": new.iter().map(|(p, s, h)| json!({"path": p, "size": s, "hash": h})).collect::<Vec<_>>(),
+        }),
+    );
+    commit.id = summary.ingest_id.clone();
+    append_locked(lake, "landing", commit).await?;
     Ok(())
 }
 

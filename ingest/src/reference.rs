@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use agentledger_lake::Lake;
 use agentledger_lake::lock::WriterLock;
-use agentledger_lake::log::{Commit, CommitKind, Snapshot, now_rfc3339};
+use agentledger_lake::log::{Commit, CommitKind, Snapshot, new_id, now_rfc3339};
 use agentledger_lake::schema::{
     CUSTOMER_PLANS, CUSTOMER_PLANS_SCHEMA, MODEL_PRICES, MODEL_PRICES_SCHEMA,
 };
@@ -98,11 +98,7 @@ pub async fn load_reference(lake: &Lake, kind: ReferenceKind, file: &Path) -> Re
     let result = async {
         let mut snapshot = Snapshot::load(lake).await?;
         let version = snapshot.version() + 1;
-        let id = format!(
-            "{}-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S%6fZ"),
-            std::process::id()
-        );
+        let id = new_id();
         let relative = format!("{}/version={version}/part-{id}.parquet", kind.table());
         let entry = write_file(lake, kind.table(), &relative, &batch).await?;
         let commit = Commit {

@@ -82,6 +82,45 @@ pub struct Commit {
     pub summary: serde_json::Value,
 }
 
+impl Commit {
+    /// A commit of `kind` that adds no data: a record in the log (landing
+    /// files, delivered alerts, removals).
+    pub fn record(kind: CommitKind, summary: serde_json::Value) -> Self {
+        Self {
+            version: 0,
+            kind,
+            id: new_id(),
+            committed_at: now_rfc3339(),
+            replaces: vec![],
+            removes: vec![],
+            files: vec![],
+            summary,
+        }
+    }
+}
+
+/// A unique operation id: the UTC time to the microsecond and the process
+/// id (also the prefix of the data files an operation writes).
+pub fn new_id() -> String {
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%6fZ"),
+        std::process::id()
+    )
+}
+
+/// Appends `commit` as the next version under the writer lock.
+pub async fn append_locked(lake: &Lake, purpose: &str, commit: Commit) -> Result<u64> {
+    let lock = crate::lock::WriterLock::acquire(lake, purpose).await?;
+    let result = async {
+        let mut snapshot = Snapshot::load(lake).await?;
+        snapshot.commit(lake, commit).await
+    }
+    .await;
+    lock.release().await?;
+    result
+}
+
 /// The lake as of one version: every commit up to it.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::lock::WriterLock;
-use crate::log::{Commit, CommitKind, Snapshot, now_rfc3339};
+use crate::log::{Commit, CommitKind, Snapshot};
 use crate::schema::{EVENTS, QUARANTINE};
 use crate::store::Lake;
 
@@ -100,20 +100,11 @@ async fn retain_locked(lake: &Lake, cutoff: NaiveDate, dry_run: bool) -> Result<
     }
     let mut version = None;
     if !dry_run && !paths.is_empty() {
-        let commit = Commit {
-            version: 0,
-            kind: CommitKind::Retain,
-            id: format!(
-                "{}-{}",
-                chrono::Utc::now().format("%Y%m%dT%H%M%S%6fZ"),
-                std::process::id()
-            ),
-            committed_at: now_rfc3339(),
-            replaces: vec![],
-            removes: paths,
-            files: vec![],
-            summary: serde_json::json!({ "cutoff": cutoff_text }),
-        };
+        let mut commit = Commit::record(
+            CommitKind::Retain,
+            serde_json::json!({ "cutoff": cutoff_text }),
+        );
+        commit.removes = paths;
         version = Some(snapshot.commit(lake, commit).await?);
     }
     let files_deleted = if dry_run {

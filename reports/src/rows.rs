@@ -121,15 +121,7 @@ pub fn to_rows(batches: &[RecordBatch]) -> Result<Vec<Row>> {
 }
 
 /// Money as decimal text with 12 fractional digits.
-pub fn money_text(units: i128) -> String {
-    let sign = if units < 0 { "-" } else { "" };
-    let abs = units.unsigned_abs();
-    format!(
-        "{sign}{}.{:012}",
-        abs / 1_000_000_000_000,
-        abs % 1_000_000_000_000
-    )
-}
+pub use agentledger_queries::money_text;
 
 /// Money for people: dollars with cents and thousands separators
 /// (`-1,234.57`); amounts under a cent keep up to 6 digits.

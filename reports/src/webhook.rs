@@ -14,8 +14,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use agentledger_lake::Lake;
-use agentledger_lake::lock::WriterLock;
-use agentledger_lake::log::{Commit, CommitKind, Snapshot, now_rfc3339};
+use agentledger_lake::log::{Commit, CommitKind, Snapshot, append_locked, now_rfc3339};
 use serde::Serialize;
 
 use crate::report::Alert;
@@ -226,40 +225,23 @@ async fn record(
     alert: &Alert,
     attempts: u32,
 ) -> Result<(), WebhookError> {
-    let lock = WriterLock::acquire(lake, "alerts").await?;
-    let result = async {
-        let mut snapshot = Snapshot::load(lake).await?;
-        let commit = Commit {
-            version: 0,
-            kind: CommitKind::Alerts,
-            id: format!(
-                "{}-{}",
-                chrono::Utc::now().format("%Y%m%dT%H%M%S%6fZ"),
-                std::process::id()
-            ),
-            committed_at: now_rfc3339(),
-            replaces: vec![],
-            removes: vec![],
-            files: vec![],
-            summary: serde_json::json!({
-                "webhook": redacted(url),
-                "webhook_hash": hash,
-                "deliveries": [{
-                    "tenant_id": alert.tenant_id,
-                    "week": alert.week,
-                    "iso_week": alert.iso_week,
-                    "margin_usd": alert.margin_usd,
-                    "attempts": attempts,
-                    "delivered_at": now_rfc3339(),
-                }],
-            }),
-        };
-        snapshot.commit(lake, commit).await?;
-        Ok::<_, agentledger_lake::Error>(())
-    }
-    .await;
-    lock.release().await?;
-    Ok(result?)
+    let commit = Commit::record(
+        CommitKind::Alerts,
+        serde_json::json!({
+            "webhook": redacted(url),
+            "webhook_hash": hash,
+            "deliveries": [{
+                "tenant_id": alert.tenant_id,
+                "week": alert.week,
+                "iso_week": alert.iso_week,
+                "margin_usd": alert.margin_usd,
+                "attempts": attempts,
+                "delivered_at": now_rfc3339(),
+            }],
+        }),
+    );
+    append_locked(lake, "alerts", commit).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -129,3 +129,21 @@ pub fn data_files(lake: &Path, table: &str) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A file of the bundled sample (`sample-data/NAME`).
+pub fn sample(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sample-data")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A lake holding the bundled sample: both reference tables and the events.
+pub fn sample_lake() -> Env {
+    let env = Env::new();
+    env.ok(&["load", "prices", &sample("model_prices.csv")]);
+    env.ok(&["load", "plans", &sample("customer_plans.csv")]);
+    env.ok(&["ingest", &sample("events.ndjson")]);
+    env
+}

@@ -1,28 +1,9 @@
 //! `agentledger metrics`, `gate` and `timeline` end to end, on the bundled
 //! sample and on small hand-made lakes.
 
-use std::path::Path;
-
 use serde_json::Value;
 
-use crate::common::Env;
-
-fn sample_lake() -> Env {
-    let env = Env::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data");
-    env.ok(&[
-        "load",
-        "prices",
-        root.join("model_prices.csv").to_str().unwrap(),
-    ]);
-    env.ok(&[
-        "load",
-        "plans",
-        root.join("customer_plans.csv").to_str().unwrap(),
-    ]);
-    env.ok(&["ingest", root.join("events.ndjson").to_str().unwrap()]);
-    env
-}
+use crate::common::{Env, sample_lake};
 
 /// Decimal text with 12 fractional digits as units of 10^-12.
 fn units(v: &Value) -> i128 {

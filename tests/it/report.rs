@@ -4,36 +4,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::common::Env;
+use crate::common::{Env, sample, sample_lake};
 
 const WEEK: &str = "2026-W43";
 const MONDAY: &str = "2026-10-19";
-
-fn sample_root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data")
-}
-
-fn sample_lake() -> Env {
-    let env = Env::new();
-    let root = sample_root();
-    env.ok(&[
-        "load",
-        "prices",
-        root.join("model_prices.csv").to_str().unwrap(),
-    ]);
-    env.ok(&[
-        "load",
-        "plans",
-        root.join("customer_plans.csv").to_str().unwrap(),
-    ]);
-    env.ok(&["ingest", root.join("events.ndjson").to_str().unwrap()]);
-    env
-}
 
 fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
@@ -311,20 +289,32 @@ fn hook(failures: usize) -> Hook {
     Hook { url, bodies }
 }
 
-#[test]
-fn alerts_are_retried_through_failures_and_never_sent_twice() {
-    let env = sample_lake();
-    let out = env.path("report");
-    let h = hook(2);
-    let stdout = env.ok(&[
+/// `agentledger report` of WEEK into `out`, posting alerts to `url`:
+/// success, stdout and stderr.
+fn report_to_hook(env: &Env, out: &std::path::Path, url: &str) -> (bool, String, String) {
+    let o = env.run(&[
         "report",
         "--week",
         WEEK,
         "--out",
         out.to_str().unwrap(),
         "--webhook",
-        &h.url,
+        url,
     ]);
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn alerts_are_retried_through_failures_and_never_sent_twice() {
+    let env = sample_lake();
+    let out = env.path("report");
+    let h = hook(2);
+    let (ok, stdout, stderr) = report_to_hook(&env, &out, &h.url);
+    assert!(ok, "{stderr}");
     let alerts: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(out.join("alerts.json")).unwrap()).unwrap();
     let bodies = h.bodies.lock().unwrap().clone();
@@ -346,15 +336,8 @@ fn alerts_are_retried_through_failures_and_never_sent_twice() {
         );
     }
     // Again: nothing new is sent.
-    let stdout = env.ok(&[
-        "report",
-        "--week",
-        WEEK,
-        "--out",
-        out.to_str().unwrap(),
-        "--webhook",
-        &h.url,
-    ]);
+    let (ok, stdout, stderr) = report_to_hook(&env, &out, &h.url);
+    assert!(ok, "{stderr}");
     assert!(
         stdout.contains(&format!("0 sent, {} already sent", alerts.len())),
         "{stdout}"
@@ -372,35 +355,37 @@ fn alerts_are_retried_through_failures_and_never_sent_twice() {
 fn a_webhook_that_keeps_failing_fails_the_command_and_a_rerun_retries() {
     let env = sample_lake();
     let out = env.path("report");
-    let h = hook(1000);
-    let err = env.fails(&[
-        "report",
-        "--week",
-        WEEK,
-        "--out",
-        out.to_str().unwrap(),
-        "--webhook",
-        &h.url,
-    ]);
+    // Every attempt of the first run fails (5 per alert, 2 alerts).
+    let h = hook(10);
+    let (ok, _, err) = report_to_hook(&env, &out, &h.url);
+    assert!(!ok);
     assert!(
         err.contains("did not take") && err.contains("HTTP 503"),
         "{err}"
     );
     assert!(h.bodies.lock().unwrap().is_empty());
+    // The server is back: a re-run delivers what failed, once.
+    let (ok, stdout, err) = report_to_hook(&env, &out, &h.url);
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("2 sent, 0 already sent, 0 failed"),
+        "{stdout}"
+    );
+    assert_eq!(h.bodies.lock().unwrap().len(), 2);
 }
 
 fn batch_env() -> (Env, std::path::PathBuf) {
     let env = Env::new();
-    let root = sample_root();
+
     let landing = env.path("landing");
     std::fs::create_dir_all(&landing).unwrap();
-    std::fs::copy(root.join("events.ndjson"), landing.join("a.ndjson")).unwrap();
+    std::fs::copy(sample("events.ndjson"), landing.join("a.ndjson")).unwrap();
     let config = env.write(
         "batch.toml",
         &format!(
             "lake = \"lake\"\nlanding = \"landing\"\nprices = \"{}\"\nplans = \"{}\"\nreports = \"reports\"\n",
-            root.join("model_prices.csv").display(),
-            root.join("customer_plans.csv").display()
+            sample("model_prices.csv"),
+            sample("customer_plans.csv")
         ),
     );
     (env, config)

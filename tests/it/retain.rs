@@ -1,16 +1,6 @@
 //! `agentledger retain`: old partitions out, atomically, with a dry run.
 
-use std::path::Path;
-
-use crate::common::{Env, data_files};
-
-fn sample(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sample-data")
-        .join(name)
-        .display()
-        .to_string()
-}
+use crate::common::{Env, data_files, sample};
 
 #[test]
 fn retain_lists_then_removes_old_partitions_and_keeps_the_rest() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::Env;
+use crate::common::{Env, sample};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -171,8 +171,21 @@ fn scalar(env: &Env, port: u16, prefix: &str, sql: &str) -> String {
     }
 }
 
-fn sample(name: &str) -> String {
-    root().join("sample-data").join(name).display().to_string()
+/// The lake holds exactly `events` events, each once.
+fn assert_exact(env: &Env, port: u16, prefix: &str, events: &str) {
+    assert_eq!(
+        scalar(env, port, prefix, "SELECT count(*) FROM events"),
+        events
+    );
+    assert_eq!(
+        scalar(
+            env,
+            port,
+            prefix,
+            "SELECT count(DISTINCT event_id) FROM events"
+        ),
+        events
+    );
 }
 
 /// Events of the sample, split into `parts` files, plus the count of
@@ -406,19 +419,7 @@ fn two_ingests_at_once_never_lose_or_duplicate_an_event() {
             );
         }
     }
-    assert_eq!(
-        scalar(&env, p, "race", "SELECT count(*) FROM events"),
-        events
-    );
-    assert_eq!(
-        scalar(
-            &env,
-            p,
-            "race",
-            "SELECT count(DISTINCT event_id) FROM events"
-        ),
-        events
-    );
+    assert_exact(&env, p, "race", &events);
 }
 
 #[test]
@@ -456,19 +457,7 @@ fn transient_faults_are_retried_and_the_event_set_is_exact() {
     assert!(proxy.faults() > 0, "faults were injected");
     assert!(started.elapsed() < Duration::from_secs(120));
     // Read back straight from the server.
-    assert_eq!(
-        scalar(&env, s3.port, "f", "SELECT count(*) FROM events"),
-        events
-    );
-    assert_eq!(
-        scalar(
-            &env,
-            s3.port,
-            "f",
-            "SELECT count(DISTINCT event_id) FROM events"
-        ),
-        events
-    );
+    assert_exact(&env, s3.port, "f", &events);
 }
 
 #[test]
@@ -532,17 +521,5 @@ fn persistent_faults_fail_in_bounded_time_and_a_rerun_completes() {
         before
     );
     ok(&env, s3.port, "p", &["ingest", &sample("events.ndjson")]);
-    assert_eq!(
-        scalar(&env, s3.port, "p", "SELECT count(*) FROM events"),
-        events
-    );
-    assert_eq!(
-        scalar(
-            &env,
-            s3.port,
-            "p",
-            "SELECT count(DISTINCT event_id) FROM events"
-        ),
-        events
-    );
+    assert_exact(&env, s3.port, "p", &events);
 }
