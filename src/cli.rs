@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "agentledger", version, about, long_about = None)]
 pub struct Cli {
-    /// The lake: a local path, file://, or memory:// URL.
+    /// The lake: a local path, or a file://, s3://, gs://, az:// or memory:// URL.
     #[arg(
         long,
         global = true,
