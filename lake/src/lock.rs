@@ -44,17 +44,8 @@ impl WriterLock {
     /// released, up to `AGENTLEDGER_LOCK_WAIT_SECS` (default 60), so two
     /// ingests started together both complete, one after the other.
     pub async fn acquire(lake: &Lake, purpose: &str) -> Result<Self> {
-        let wait = std::env::var("AGENTLEDGER_LOCK_WAIT_SECS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(60);
-        Self::acquire_waiting(
-            lake,
-            LOCK_PATH,
-            purpose,
-            std::time::Duration::from_secs(wait),
-        )
-        .await
+        let wait = crate::retry::env_secs("AGENTLEDGER_LOCK_WAIT_SECS", 60);
+        Self::acquire_waiting(lake, LOCK_PATH, purpose, wait).await
     }
 
     /// Takes the lock at `relative` (for example [`BATCH_LOCK_PATH`]) without
@@ -76,11 +67,7 @@ impl WriterLock {
             match Self::try_acquire(lake, relative, purpose).await {
                 Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
                     // Jittered, growing pauses: two waiters do not poll in step.
-                    let nanos = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.subsec_nanos());
-                    let jitter = 0.5 + f64::from((nanos ^ std::process::id()) % 1000) / 2000.0;
-                    tokio::time::sleep(pause.mul_f64(jitter)).await;
+                    tokio::time::sleep(crate::retry::jittered(pause)).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(2));
                 }
                 other => return other,

@@ -54,11 +54,7 @@ pub struct RetainSummary {
 
 /// The grace period before removed files are deleted.
 pub fn grace_period() -> Duration {
-    let secs = std::env::var("AGENTLEDGER_RETAIN_GRACE_SECS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(3600);
-    Duration::from_secs(secs)
+    crate::retry::env_secs("AGENTLEDGER_RETAIN_GRACE_SECS", 3600)
 }
 
 /// Takes partitions dated before `cutoff` out of `events` and `quarantine`.

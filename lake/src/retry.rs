@@ -38,8 +38,22 @@ where
     }
 }
 
-/// Between half and all of `d`.
-fn jittered(d: Duration) -> Duration {
+/// A duration in whole seconds from the environment variable `name`, or
+/// `default` when it is unset. A value that is not a whole number is
+/// reported on stderr (naming the variable) and the default is used.
+pub fn env_secs(name: &str, default: u64) -> Duration {
+    let secs = match std::env::var(name) {
+        Ok(v) => v.trim().parse::<u64>().unwrap_or_else(|_| {
+            eprintln!("warning: {name}={v:?} is not a whole number of seconds; using {default}");
+            default
+        }),
+        Err(_) => default,
+    };
+    Duration::from_secs(secs)
+}
+
+/// Between half and all of `d`, so waiters and retries do not move in step.
+pub(crate) fn jittered(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.subsec_nanos());

@@ -167,11 +167,7 @@ impl Lake {
 /// exponential backoff and jitter within this time. Set
 /// `AGENTLEDGER_RETRY_TIMEOUT_SECS` to change it (default 120).
 pub fn retry_timeout() -> std::time::Duration {
-    let secs = std::env::var("AGENTLEDGER_RETRY_TIMEOUT_SECS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(120);
-    std::time::Duration::from_secs(secs)
+    crate::retry::env_secs("AGENTLEDGER_RETRY_TIMEOUT_SECS", 120)
 }
 
 fn retry_config() -> object_store::RetryConfig {

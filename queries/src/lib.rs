@@ -375,10 +375,13 @@ pub struct Caveats {
 pub async fn caveats(ctx: &SessionContext) -> Result<Caveats> {
     let batches = ctx
         .sql(
+            // One pass over `runs`: every model call belongs to a run, so
+            // the runs' unpriced counts add up to the lake's.
             "SELECT \
-               (SELECT COUNT(*) FROM model_calls WHERE cost_source = 'unpriced') AS unpriced, \
-               (SELECT COUNT(*) FROM runs WHERE NOT finished) AS open_runs, \
-               (SELECT CAST(COALESCE(SUM(cost_usd), 0) AS DECIMAL(38, 12)) FROM runs WHERE NOT finished) AS open_cost",
+               COALESCE(SUM(unpriced_model_calls), 0) AS unpriced, \
+               COALESCE(SUM(CASE WHEN finished THEN 0 ELSE 1 END), 0) AS open_runs, \
+               CAST(COALESCE(SUM(CASE WHEN finished THEN 0 ELSE cost_usd END), 0) AS DECIMAL(38, 12)) AS open_cost \
+             FROM runs",
         )
         .await?
         .collect()

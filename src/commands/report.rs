@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use agentledger_lake::Lake;
+use agentledger_queries::Caveats;
 use agentledger_reports::report::write_report;
 use agentledger_reports::webhook::{WebhookOptions, deliver};
 use agentledger_reports::weekly::{IsoWeek, figures};
@@ -16,8 +17,13 @@ pub async fn run(lake: &Lake, args: ReportArgs) -> anyhow::Result<ExitCode> {
         .week
         .unwrap_or_else(|| IsoWeek::last_complete(chrono::Utc::now().date_naive()));
     let ctx = agentledger_queries::open_session(lake).await?;
-    warn_unpriced(&agentledger_queries::caveats(&ctx).await?);
     let f = figures(&ctx, week).await?;
+    // The figures already counted them: no second pass over the lake.
+    warn_unpriced(&Caveats {
+        unpriced_model_calls: f.unpriced_model_calls_lake,
+        open_runs: f.open_runs,
+        open_cost: 0,
+    });
     let files = write_report(&args.out, &f)?;
     println!(
         "{week} ({} to {}): {} tenant{}, {} negative account{}",

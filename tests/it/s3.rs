@@ -155,6 +155,13 @@ fn ok(env: &Env, port: u16, prefix: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `agentledger ingest --format json SOURCES...`: the summary.
+fn ingest_json(env: &Env, port: u16, prefix: &str, sources: &[&str]) -> Value {
+    let mut args = vec!["ingest", "--format", "json"];
+    args.extend_from_slice(sources);
+    serde_json::from_str(&ok(env, port, prefix, &args)).unwrap()
+}
+
 fn scalar(env: &Env, port: u16, prefix: &str, sql: &str) -> String {
     let rows: Vec<Value> =
         serde_json::from_str(&ok(env, port, prefix, &["sql", "--format", "json", sql])).unwrap();
@@ -232,19 +239,12 @@ fn every_command_works_on_an_s3_lake_and_agrees_with_a_local_one() {
     // Sources on S3 too: half the sample uploaded, half local.
     let parts = split_sample(&env, 2);
     s3.put("landing/part-0.ndjson", &std::fs::read(&parts[0]).unwrap());
-    let summary: Value = serde_json::from_str(&ok(
+    let summary: Value = ingest_json(
         &env,
         p,
         "a",
-        &[
-            "ingest",
-            "--format",
-            "json",
-            "s3://lake/landing/",
-            parts[1].to_str().unwrap(),
-        ],
-    ))
-    .unwrap();
+        &["s3://lake/landing/", parts[1].to_str().unwrap()],
+    );
     assert!(
         summary["sources"][0]["source"]
             .as_str()
@@ -262,19 +262,12 @@ fn every_command_works_on_an_s3_lake_and_agrees_with_a_local_one() {
         metrics
     );
     // The same sources again: nothing new, not even in the quarantine.
-    let again: Value = serde_json::from_str(&ok(
+    let again: Value = ingest_json(
         &env,
         p,
         "a",
-        &[
-            "ingest",
-            "--format",
-            "json",
-            "s3://lake/landing/",
-            parts[1].to_str().unwrap(),
-        ],
-    ))
-    .unwrap();
+        &["s3://lake/landing/", parts[1].to_str().unwrap()],
+    );
     assert_eq!(again["stored"], 0);
     assert_eq!(again["quarantined_new"], 0);
     // The weekly report from S3 equals the one from the local lake.
