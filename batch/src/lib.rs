@@ -280,6 +280,15 @@ async fn run_locked(
         None => log.info("landing", "no landing area configured", json!({})),
     }
 
+    let refreshed = agentledger_queries::refresh_runs(lake).await?;
+    if let Some(version) = refreshed.version {
+        log.info(
+            "runs",
+            "run parts brought up to date",
+            json!({"events": refreshed.events, "parts": refreshed.parts, "full": refreshed.full, "version": version}),
+        );
+    }
+
     let week = options
         .week
         .unwrap_or_else(|| IsoWeek::last_complete(chrono::Utc::now().date_naive()));

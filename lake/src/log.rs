@@ -37,6 +37,13 @@ pub enum CommitKind {
     Alerts,
     /// Partitions older than the retention period taken out of the lake.
     Retain,
+    /// New `run_parts` files for events that had none, or a rebuild of all
+    /// of them (after a price load or retention); see [`RunCoverage`].
+    Runs,
+    /// Small files merged into larger ones (`agentledger compact`): the
+    /// commit removes the small files and adds the merged ones, with the
+    /// same rows.
+    Compact,
 }
 
 /// One data file named by a commit.
@@ -302,6 +309,101 @@ impl Snapshot {
     }
 }
 
+/// Which events the stored `run_parts` cover at one snapshot.
+///
+/// Run parts are priced with the prices in force when they were made, and
+/// sum the events that existed then; a price load or a retention commit makes
+/// every earlier part stale. A `runs` or `compact` commit says in its summary
+/// (`"run_parts": {"full": bool, "covers": [versions]}`) which events its
+/// parts cover: all events committed up to it (`full`), or those of the
+/// listed commits. Readers merge the current parts with parts computed on the
+/// fly from the uncovered events, so the answer never depends on whether
+/// parts are up to date, only the speed does.
+#[derive(Debug, Default)]
+pub struct RunCoverage<'a> {
+    /// Current parts: made after the last price load and retention.
+    pub parts: Vec<&'a FileEntry>,
+    /// Parts older than the last price load or retention: to be ignored by
+    /// readers and replaced by the next rebuild.
+    pub stale_parts: Vec<&'a FileEntry>,
+    /// Events files no current part covers, with the version that added each.
+    pub uncovered_events: Vec<(u64, &'a FileEntry)>,
+    /// Every events file a reader sees, with the version that added each.
+    pub events: Vec<(u64, &'a FileEntry)>,
+}
+
+/// What a `runs` or `compact` commit's summary says its parts cover.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RunPartsCover {
+    /// The parts cover every event committed up to this commit.
+    #[serde(default)]
+    pub full: bool,
+    /// The parts cover the events added by these versions.
+    #[serde(default)]
+    pub covers: Vec<u64>,
+}
+
+impl RunPartsCover {
+    /// The cover a commit's summary states, if any.
+    pub fn of(commit: &Commit) -> Option<Self> {
+        commit
+            .summary
+            .get("run_parts")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+}
+
+impl Snapshot {
+    /// Which events the current `run_parts` files cover.
+    pub fn run_coverage(&self) -> RunCoverage<'_> {
+        use crate::schema::{EVENTS, RUN_PARTS};
+        let removed: BTreeSet<&str> = self
+            .commits
+            .iter()
+            .flat_map(|c| c.removes.iter().map(String::as_str))
+            .collect();
+        // Versions are 1-based; 0 means "no such commit".
+        let invalidated = self
+            .commits
+            .iter()
+            .rev()
+            .find(|c| matches!(c.kind, CommitKind::LoadPrices | CommitKind::Retain))
+            .map_or(0, |c| c.version);
+        let mut full_through = 0;
+        let mut covered: BTreeSet<u64> = BTreeSet::new();
+        for c in self.commits.iter().filter(|c| c.version > invalidated) {
+            if let Some(cover) = RunPartsCover::of(c) {
+                if cover.full {
+                    full_through = c.version;
+                }
+                covered.extend(cover.covers);
+            }
+        }
+        let mut out = RunCoverage::default();
+        for c in &self.commits {
+            for f in c
+                .files
+                .iter()
+                .filter(|f| !removed.contains(f.path.as_str()))
+            {
+                if f.table == EVENTS {
+                    out.events.push((c.version, f));
+                    if c.version > full_through && !covered.contains(&c.version) {
+                        out.uncovered_events.push((c.version, f));
+                    }
+                } else if f.table == RUN_PARTS {
+                    if c.version > invalidated {
+                        out.parts.push(f);
+                    } else {
+                        out.stale_parts.push(f);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The current time as RFC 3339 UTC with microseconds.
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -332,6 +434,79 @@ mod tests {
             }],
             summary: serde_json::Value::Null,
         }
+    }
+
+    #[tokio::test]
+    async fn run_parts_cover_what_their_commits_say_until_prices_change() {
+        let lake = Lake::open("memory://coverage-test").unwrap();
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        let runs = |path: &str, cover: serde_json::Value, removes: &[&str]| {
+            let mut c = commit(CommitKind::Runs, "run_parts", path, false);
+            c.summary = serde_json::json!({ "run_parts": cover });
+            c.removes = removes.iter().map(|r| r.to_string()).collect();
+            c
+        };
+        let paths = |files: Vec<&FileEntry>| -> Vec<String> {
+            files.iter().map(|f| f.path.clone()).collect()
+        };
+        let uncovered = |s: &Snapshot| -> Vec<(u64, String)> {
+            s.run_coverage()
+                .uncovered_events
+                .iter()
+                .map(|(v, f)| (*v, f.path.clone()))
+                .collect()
+        };
+        // v1 events, v2 parts covering v1, v3 more events.
+        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e1", false))
+            .await
+            .unwrap();
+        snap.commit(&lake, runs("r2", serde_json::json!({"covers": [1]}), &[]))
+            .await
+            .unwrap();
+        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e3", false))
+            .await
+            .unwrap();
+        assert_eq!(paths(snap.run_coverage().parts), ["r2"]);
+        assert_eq!(uncovered(&snap), [(3, "e3".to_string())]);
+        // A price load: r2 is stale, every event uncovered.
+        snap.commit(
+            &lake,
+            commit(CommitKind::LoadPrices, "model_prices", "p4", true),
+        )
+        .await
+        .unwrap();
+        let cov = snap.run_coverage();
+        assert!(cov.parts.is_empty());
+        assert_eq!(paths(cov.stale_parts), ["r2"]);
+        assert_eq!(uncovered(&snap).len(), 2);
+        // A full rebuild covers everything before it and removes r2.
+        snap.commit(
+            &lake,
+            runs("r5", serde_json::json!({"full": true}), &["r2"]),
+        )
+        .await
+        .unwrap();
+        let cov = snap.run_coverage();
+        assert_eq!(paths(cov.parts), ["r5"]);
+        assert!(cov.stale_parts.is_empty() && cov.uncovered_events.is_empty());
+        assert_eq!(cov.events.len(), 2);
+        // Plans do not touch runs; a later ingest is uncovered until covered.
+        snap.commit(
+            &lake,
+            commit(CommitKind::LoadPlans, "customer_plans", "c6", true),
+        )
+        .await
+        .unwrap();
+        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e7", false))
+            .await
+            .unwrap();
+        assert_eq!(uncovered(&snap), [(7, "e7".to_string())]);
+        snap.commit(&lake, runs("r8", serde_json::json!({"covers": [7]}), &[]))
+            .await
+            .unwrap();
+        let reread = Snapshot::load(&lake).await.unwrap();
+        assert_eq!(paths(reread.run_coverage().parts), ["r5", "r8"]);
+        assert!(uncovered(&reread).is_empty());
     }
 
     #[tokio::test]

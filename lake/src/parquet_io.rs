@@ -92,3 +92,20 @@ pub async fn read_columns(
         .build()?;
     Ok(stream.map_err(Into::into).boxed())
 }
+
+/// Streams every column of one committed file.
+pub async fn read_all(
+    lake: &Lake,
+    file: &FileEntry,
+) -> Result<impl Stream<Item = Result<RecordBatch>> + use<>> {
+    let reader = ObjectReader {
+        store: Arc::clone(lake.store()),
+        path: lake.path(&file.path),
+        size: file.size,
+    };
+    let stream = ParquetRecordBatchStreamBuilder::new(reader)
+        .await?
+        .with_batch_size(64 * 1024)
+        .build()?;
+    Ok(stream.map_err(Into::into).boxed())
+}

@@ -117,8 +117,9 @@ async fn retain_locked(lake: &Lake, cutoff: NaiveDate, dry_run: bool) -> Result<
     })
 }
 
-/// Deletes the files of removals older than `grace`.
-async fn delete_due(lake: &Lake, snapshot: &Snapshot, grace: Duration) -> Result<usize> {
+/// Deletes the files of removals (retention, compaction, run-part
+/// rebuilds) older than `grace`; returns how many were deleted.
+pub async fn delete_due(lake: &Lake, snapshot: &Snapshot, grace: Duration) -> Result<usize> {
     let now = chrono::Utc::now();
     let mut deleted = 0;
     for commit in snapshot.commits().iter().filter(|c| !c.removes.is_empty()) {

@@ -23,6 +23,9 @@ pub const QUARANTINE: &str = "quarantine";
 pub const MODEL_PRICES: &str = "model_prices";
 /// Reference table of customer plans.
 pub const CUSTOMER_PLANS: &str = "customer_plans";
+/// Derived table of per-run partial sums (`run_parts.sql`), kept up to date
+/// as events arrive so that `runs` reads runs, not every event.
+pub const RUN_PARTS: &str = "run_parts";
 
 /// The Arrow type of money.
 pub fn money() -> DataType {
@@ -135,6 +138,52 @@ pub static CUSTOMER_PLANS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// Columns of `run_parts`: the output of `transforms/sql/run_parts.sql`, one
+/// row per run and part of the lake (a test there checks the two agree).
+pub static RUN_PARTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let ts = |name: &str| Field::new(name, timestamp(), true);
+    let dec = |name: &str| Field::new(name, money(), true);
+    let mut fields = vec![
+        Field::new("tenant_id", DataType::Utf8, false),
+        Field::new("run_id", DataType::Utf8, false),
+        ts("started_at"),
+        text("started_event_id"),
+        text("workflow"),
+        text("agent_version"),
+        ts("finished_at"),
+        text("finished_event_id"),
+        text("outcome"),
+        text("cap_hit"),
+        int("run_finished_events"),
+        dec("model_cost_usd"),
+        dec("tool_cost_usd"),
+    ];
+    fields.extend(
+        [
+            "model_calls",
+            "input_tokens",
+            "cached_input_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "cache_hits",
+            "model_errors",
+            "unpriced_model_calls",
+            "tool_calls",
+            "tool_errors",
+            "policy_blocks",
+            "approvals_requested",
+            "approvals_approved",
+            "approvals_rejected",
+            "human_overrides",
+            "bad_run_reports",
+            "events",
+        ]
+        .map(int),
+    );
+    fields.extend([ts("first_event_at"), ts("last_event_at")]);
+    Arc::new(Schema::new(fields))
+});
+
 /// The file schema of a stored table by name.
 pub fn table_schema(table: &str) -> Option<SchemaRef> {
     match table {
@@ -142,6 +191,7 @@ pub fn table_schema(table: &str) -> Option<SchemaRef> {
         QUARANTINE => Some(Arc::clone(&QUARANTINE_SCHEMA)),
         MODEL_PRICES => Some(Arc::clone(&MODEL_PRICES_SCHEMA)),
         CUSTOMER_PLANS => Some(Arc::clone(&CUSTOMER_PLANS_SCHEMA)),
+        RUN_PARTS => Some(Arc::clone(&RUN_PARTS_SCHEMA)),
         _ => None,
     }
 }

@@ -20,6 +20,7 @@ use datafusion::datasource::ViewTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 pub use agentledger_transforms::Error;
+pub use agentledger_transforms::runs::{RefreshSummary, refresh_runs};
 
 /// Result with the session's error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

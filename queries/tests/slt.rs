@@ -14,6 +14,14 @@
 //! Values print as DataFusion's sqllogictests print them: NULL for null,
 //! `(empty)` for an empty string, decimals with all their digits.
 //!
+//! Every file runs three times, in each of the ways `runs` can be read:
+//! - `events`: no run parts are stored; `runs` is computed from the events;
+//! - `parts`: run parts are refreshed after every INGEST and LOAD, as the
+//!   commands do, so `runs` merges stored parts;
+//! - `split`: every INGEST line is its own ingest, each followed by a
+//!   refresh, so runs are merged from many parts (and parts files get
+//!   merged as they pile up).
+//!
 //! `cargo test -p agentledger-queries --test slt [NAME]` runs the files
 //! whose name contains NAME.
 
@@ -37,21 +45,74 @@ fn err(e: impl std::fmt::Display) -> SltError {
     SltError(e.to_string())
 }
 
+/// How `runs` is read; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Events,
+    Parts,
+    Split,
+}
+
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::Events, Mode::Parts, Mode::Split];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Events => "events",
+            Mode::Parts => "parts",
+            Mode::Split => "split",
+        }
+    }
+}
+
 struct LakeDb {
     dir: tempfile::TempDir,
     lake: Lake,
     files: usize,
+    mode: Mode,
 }
 
 impl LakeDb {
-    fn new() -> Result<Self, SltError> {
+    fn new(mode: Mode) -> Result<Self, SltError> {
         let dir = tempfile::tempdir().map_err(err)?;
         let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).map_err(err)?;
         Ok(Self {
             dir,
             lake,
             files: 0,
+            mode,
         })
+    }
+
+    async fn refresh(&self) -> Result<(), SltError> {
+        if self.mode != Mode::Events {
+            agentledger_queries::refresh_runs(&self.lake)
+                .await
+                .map_err(err)?;
+            // What follows reads stored parts only.
+            let snapshot = agentledger_lake::log::Snapshot::load(&self.lake)
+                .await
+                .map_err(err)?;
+            let coverage = snapshot.run_coverage();
+            if !coverage.uncovered_events.is_empty() || !coverage.stale_parts.is_empty() {
+                return Err(SltError("the refresh left events uncovered".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn ingest_text(&mut self, body: &str) -> Result<u64, SltError> {
+        let path = self.write_file("ndjson", body)?;
+        let summary = ingest(
+            &self.lake,
+            &[path.display().to_string()],
+            &IngestOptions::default(),
+            None,
+        )
+        .await
+        .map_err(err)?;
+        self.refresh().await?;
+        Ok(summary.stored)
     }
 
     fn write_file(&mut self, ext: &str, body: &str) -> Result<PathBuf, SltError> {
@@ -75,16 +136,16 @@ impl LakeDb {
         let words: Vec<&str> = head.split_whitespace().collect();
         match words.as_slice() {
             ["INGEST"] => {
-                let path = self.write_file("ndjson", body)?;
-                let summary = ingest(
-                    &self.lake,
-                    &[path.display().to_string()],
-                    &IngestOptions::default(),
-                    None,
-                )
-                .await
-                .map_err(err)?;
-                Ok(DBOutput::StatementComplete(summary.stored))
+                let stored = if self.mode == Mode::Split {
+                    let mut stored = 0;
+                    for line in body.lines().filter(|l| !l.trim().is_empty()) {
+                        stored += self.ingest_text(line).await?;
+                    }
+                    stored
+                } else {
+                    self.ingest_text(body).await?
+                };
+                Ok(DBOutput::StatementComplete(stored))
             }
             ["LOAD", table] => {
                 let kind = match *table {
@@ -94,6 +155,7 @@ impl LakeDb {
                 };
                 let path = self.write_file("csv", body)?;
                 let summary = load_reference(&self.lake, kind, &path).await.map_err(err)?;
+                self.refresh().await?;
                 Ok(DBOutput::StatementComplete(summary.rows))
             }
             ["METRICS", args @ ..] => {
@@ -257,23 +319,31 @@ fn main() {
     assert!(!files.is_empty() || filter.is_some(), "no .slt files found");
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     for file in &files {
-        let name = file.file_name().unwrap().to_string_lossy().to_string();
-        let result = runtime.block_on(async {
-            let mut runner = sqllogictest::Runner::new(|| async { LakeDb::new() });
-            runner.run_file_async(file).await
-        });
-        match result {
-            Ok(()) => println!("slt {name} ... ok"),
-            Err(e) => {
-                println!("slt {name} ... FAILED\n{}", e.display(false));
-                failures.lock().unwrap().push(name);
+        for mode in Mode::ALL {
+            let name = format!(
+                "{} [{}]",
+                file.file_name().unwrap().to_string_lossy(),
+                mode.name()
+            );
+            let result = runtime.block_on(async {
+                let mut runner =
+                    sqllogictest::Runner::new(move || async move { LakeDb::new(mode) });
+                runner.run_file_async(file).await
+            });
+            match result {
+                Ok(()) => println!("slt {name} ... ok"),
+                Err(e) => {
+                    println!("slt {name} ... FAILED\n{}", e.display(false));
+                    failures.lock().unwrap().push(name);
+                }
             }
         }
     }
     let failures = failures.lock().unwrap();
+    let total = files.len() * Mode::ALL.len();
     println!(
         "\nslt: {} passed, {} failed",
-        files.len() - failures.len(),
+        total - failures.len(),
         failures.len()
     );
     if !failures.is_empty() {

@@ -42,6 +42,10 @@ pub async fn run(lake: &Lake, args: IngestArgs) -> anyhow::Result<ExitCode> {
         Some(progress),
     )
     .await?;
+    if summary.version.is_some() {
+        // Keep `runs` reading run parts, not events (see docs/lake.md).
+        agentledger_transforms::runs::refresh_runs(lake).await?;
+    }
     let mut out = std::io::stdout().lock();
     match args.format {
         SummaryFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?,

@@ -11,6 +11,10 @@ pub async fn run(lake: &Lake, args: RetainArgs) -> anyhow::Result<ExitCode> {
     let today = chrono::Utc::now().date_naive();
     let cutoff = today - chrono::Duration::days(i64::from(args.days));
     let summary = retain(lake, cutoff, args.dry_run).await?;
+    if summary.version.is_some() {
+        // The removed events leave every run part stale.
+        agentledger_transforms::runs::refresh_runs(lake).await?;
+    }
     match args.format {
         SummaryFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
         SummaryFormat::Text => {

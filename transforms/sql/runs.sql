@@ -18,102 +18,82 @@
 --   every count covers all of the run's events, whatever their ts.
 -- Event ids compare byte-wise and timestamps at microseconds, so ties are
 -- broken the same way on every run of the query.
-WITH started AS (
-    SELECT tenant_id, run_id, workflow, agent_version
-    FROM (
-        SELECT
-            tenant_id, run_id, workflow, agent_version,
-            ROW_NUMBER() OVER (PARTITION BY tenant_id, run_id ORDER BY ts ASC, event_id ASC) AS pick
-        FROM events
-        WHERE event_type = 'run_started'
-    ) AS s
-    WHERE pick = 1
-),
-finishes AS (
-    SELECT tenant_id, run_id, ts AS finished_at, outcome, cap_hit, run_finished_events
-    FROM (
-        SELECT
-            tenant_id, run_id, ts, outcome, cap_hit,
-            ROW_NUMBER() OVER (PARTITION BY tenant_id, run_id ORDER BY ts DESC, event_id DESC) AS pick,
-            COUNT(*) OVER (PARTITION BY tenant_id, run_id) AS run_finished_events
-        FROM events
-        WHERE event_type = 'run_finished'
-    ) AS f
-    WHERE pick = 1
-),
-model AS (
+--
+-- How: `run_parts` (run_parts.sql) holds per-run partial sums, one row per
+-- run and part of the lake (an ingest's events, kept up to date by agentledger
+-- as events arrive and prices change). A run whose events came in several
+-- ingests has several parts; this query merges them: counts and costs add,
+-- the earliest start and the latest finish win by (ts, event_id). A late event
+-- therefore changes its run as if every event had come at once.
+WITH merged AS (
     SELECT
         tenant_id,
         run_id,
-        COUNT(*) AS model_calls,
+        first_value(workflow ORDER BY started_at ASC NULLS LAST, started_event_id ASC) AS workflow,
+        first_value(agent_version ORDER BY started_at ASC NULLS LAST, started_event_id ASC) AS agent_version,
+        MAX(finished_at) AS finished_at,
+        first_value(outcome ORDER BY finished_at DESC NULLS LAST, finished_event_id DESC) AS outcome,
+        first_value(cap_hit ORDER BY finished_at DESC NULLS LAST, finished_event_id DESC) AS cap_hit,
+        SUM(run_finished_events) AS run_finished_events,
+        SUM(model_cost_usd) AS model_cost_usd,
+        SUM(tool_cost_usd) AS tool_cost_usd,
+        SUM(model_calls) AS model_calls,
         SUM(input_tokens) AS input_tokens,
         SUM(cached_input_tokens) AS cached_input_tokens,
         SUM(output_tokens) AS output_tokens,
         SUM(reasoning_tokens) AS reasoning_tokens,
-        SUM(CASE WHEN cache_hit THEN 1 ELSE 0 END) AS cache_hits,
-        SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS model_errors,
-        SUM(CASE WHEN cost_source = 'unpriced' THEN 1 ELSE 0 END) AS unpriced_model_calls,
-        SUM(cost_usd) AS model_cost_usd
-    FROM model_calls
-    GROUP BY tenant_id, run_id
-),
-counts AS (
-    SELECT
-        tenant_id,
-        run_id,
-        COUNT(*) AS events,
-        MIN(ts) AS first_event_at,
-        MAX(ts) AS last_event_at,
-        SUM(CASE WHEN event_type = 'tool_call' THEN 1 ELSE 0 END) AS tool_calls,
-        SUM(CASE WHEN event_type = 'tool_call' AND status IN ('error', 'timeout') THEN 1 ELSE 0 END) AS tool_errors,
-        SUM(CASE WHEN event_type = 'tool_call' THEN cost_usd END) AS tool_cost_usd,
-        SUM(CASE WHEN event_type = 'policy_block' THEN 1 ELSE 0 END) AS policy_blocks,
-        SUM(CASE WHEN event_type = 'approval' AND decision = 'requested' THEN 1 ELSE 0 END) AS approvals_requested,
-        SUM(CASE WHEN event_type = 'approval' AND decision = 'approved' THEN 1 ELSE 0 END) AS approvals_approved,
-        SUM(CASE WHEN event_type = 'approval' AND decision = 'rejected' THEN 1 ELSE 0 END) AS approvals_rejected,
-        SUM(CASE WHEN event_type = 'human_override' THEN 1 ELSE 0 END) AS human_overrides,
-        SUM(CASE WHEN event_type = 'feedback' AND kind = 'bad_run_report' THEN 1 ELSE 0 END) AS bad_run_reports
-    FROM events
+        SUM(cache_hits) AS cache_hits,
+        SUM(model_errors) AS model_errors,
+        SUM(unpriced_model_calls) AS unpriced_model_calls,
+        SUM(tool_calls) AS tool_calls,
+        SUM(tool_errors) AS tool_errors,
+        SUM(policy_blocks) AS policy_blocks,
+        SUM(approvals_requested) AS approvals_requested,
+        SUM(approvals_approved) AS approvals_approved,
+        SUM(approvals_rejected) AS approvals_rejected,
+        SUM(human_overrides) AS human_overrides,
+        SUM(bad_run_reports) AS bad_run_reports,
+        SUM(events) AS events,
+        MIN(first_event_at) AS first_event_at,
+        MAX(last_event_at) AS last_event_at
+    FROM run_parts
     GROUP BY tenant_id, run_id
 )
 SELECT
-    c.tenant_id,
-    c.run_id,
-    COALESCE(s.workflow, 'unknown') AS workflow,
-    COALESCE(s.agent_version, 'unknown') AS agent_version,
-    f.finished_at IS NOT NULL AS finished,
-    f.finished_at,
-    f.outcome,
-    f.cap_hit,
-    c.human_overrides > 0 AS overridden,
-    COALESCE(f.outcome = 'success', FALSE) AND c.human_overrides = 0 AS succeeded,
-    CAST(f.finished_at AS DATE) AS date,
-    CAST(date_trunc('week', f.finished_at) AS DATE) AS week,
-    to_char(f.finished_at, '%Y-%m') AS month,
-    CAST(COALESCE(m.model_cost_usd, 0) AS DECIMAL(38, 12)) AS model_cost_usd,
-    CAST(COALESCE(c.tool_cost_usd, 0) AS DECIMAL(38, 12)) AS tool_cost_usd,
-    CAST(COALESCE(m.model_cost_usd, 0) + COALESCE(c.tool_cost_usd, 0) AS DECIMAL(38, 12)) AS cost_usd,
-    COALESCE(m.model_calls, 0) AS model_calls,
-    COALESCE(m.input_tokens, 0) AS input_tokens,
-    COALESCE(m.cached_input_tokens, 0) AS cached_input_tokens,
-    COALESCE(m.output_tokens, 0) AS output_tokens,
-    COALESCE(m.reasoning_tokens, 0) AS reasoning_tokens,
-    COALESCE(m.cache_hits, 0) AS cache_hits,
-    COALESCE(m.model_errors, 0) AS model_errors,
-    COALESCE(m.unpriced_model_calls, 0) AS unpriced_model_calls,
-    c.tool_calls,
-    c.tool_errors,
-    c.policy_blocks,
-    c.approvals_requested,
-    c.approvals_approved,
-    c.approvals_rejected,
-    c.human_overrides,
-    c.bad_run_reports,
-    COALESCE(f.run_finished_events, 0) AS run_finished_events,
-    c.events,
-    c.first_event_at,
-    c.last_event_at
-FROM counts c
-LEFT JOIN started s ON s.tenant_id = c.tenant_id AND s.run_id = c.run_id
-LEFT JOIN finishes f ON f.tenant_id = c.tenant_id AND f.run_id = c.run_id
-LEFT JOIN model m ON m.tenant_id = c.tenant_id AND m.run_id = c.run_id
+    tenant_id,
+    run_id,
+    COALESCE(workflow, 'unknown') AS workflow,
+    COALESCE(agent_version, 'unknown') AS agent_version,
+    finished_at IS NOT NULL AS finished,
+    finished_at,
+    outcome,
+    cap_hit,
+    human_overrides > 0 AS overridden,
+    COALESCE(outcome = 'success', FALSE) AND human_overrides = 0 AS succeeded,
+    CAST(finished_at AS DATE) AS date,
+    CAST(date_trunc('week', finished_at) AS DATE) AS week,
+    to_char(finished_at, '%Y-%m') AS month,
+    CAST(model_cost_usd AS DECIMAL(38, 12)) AS model_cost_usd,
+    CAST(tool_cost_usd AS DECIMAL(38, 12)) AS tool_cost_usd,
+    CAST(model_cost_usd + tool_cost_usd AS DECIMAL(38, 12)) AS cost_usd,
+    model_calls,
+    input_tokens,
+    cached_input_tokens,
+    output_tokens,
+    reasoning_tokens,
+    cache_hits,
+    model_errors,
+    unpriced_model_calls,
+    tool_calls,
+    tool_errors,
+    policy_blocks,
+    approvals_requested,
+    approvals_approved,
+    approvals_rejected,
+    human_overrides,
+    bad_run_reports,
+    run_finished_events,
+    events,
+    first_event_at,
+    last_event_at
+FROM merged

@@ -6,15 +6,18 @@
 //! Derived tables are SQL views whose text lives in `sql/*.sql`, embedded
 //! here and readable by analysts.
 
+pub mod runs;
 mod table;
 pub mod udf;
 
 use std::sync::Arc;
 
 use agentledger_lake::Lake;
-use agentledger_lake::log::Snapshot;
-use agentledger_lake::schema::{CUSTOMER_PLANS, EVENTS, MODEL_PRICES, QUARANTINE};
+use agentledger_lake::log::{FileEntry, Snapshot};
+use agentledger_lake::schema::{CUSTOMER_PLANS, EVENTS, MODEL_PRICES, QUARANTINE, RUN_PARTS};
+use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 pub use table::LakeTable;
@@ -38,13 +41,17 @@ pub enum Error {
     ReadOnly(String),
 }
 
-/// Views derived from the stored tables, by name: `(name, SQL)`, each
-/// defined before the views that read it.
+/// Views derived from the events, by name: `(name, SQL)`.
 pub const VIEWS: &[(&str, &str)] = &[
     ("model_calls", include_str!("../sql/model_calls.sql")),
     ("tool_calls", include_str!("../sql/tool_calls.sql")),
-    ("runs", include_str!("../sql/runs.sql")),
 ];
+
+/// `run_parts.sql`: per-run partial sums of a set of events.
+pub const RUN_PARTS_SQL: &str = include_str!("../sql/run_parts.sql");
+
+/// `runs.sql`: one row per run, merged from `run_parts`.
+pub const RUNS_SQL: &str = include_str!("../sql/runs.sql");
 
 /// The stored tables every session registers.
 pub const STORED_TABLES: &[&str] = &[EVENTS, QUARANTINE, MODEL_PRICES, CUSTOMER_PLANS];
@@ -56,7 +63,40 @@ pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
 }
 
 /// Opens a session over a given snapshot.
+///
+/// `run_parts` is the stored parts that are current plus, for events no
+/// current part covers yet (a new ingest, a price load not yet followed by a
+/// rebuild), the same sums computed from those events on the fly; `runs`
+/// merges them. See [`runs`] for how the stored parts are kept up to date.
 pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionContext> {
+    let ctx = base_session(lake)?;
+    let store_url = ObjectStoreUrl::parse(lake.store_url().as_str())?;
+    for table in STORED_TABLES {
+        let provider = LakeTable::new(lake, snapshot, table, store_url.clone());
+        ctx.register_table(*table, Arc::new(provider))?;
+    }
+    register_views(&ctx).await?;
+
+    let coverage = snapshot.run_coverage();
+    let stored = LakeTable::with_files(lake, RUN_PARTS, &coverage.parts, store_url.clone());
+    let mut plan =
+        LogicalPlanBuilder::scan(RUN_PARTS, provider_as_source(Arc::new(stored)), None)?.build()?;
+    if !coverage.uncovered_events.is_empty() {
+        let files: Vec<&FileEntry> = coverage.uncovered_events.iter().map(|(_, f)| *f).collect();
+        let (_, pending) = run_parts_over(lake, snapshot, &files).await?;
+        plan = LogicalPlanBuilder::from(plan)
+            .union(pending.into_unoptimized_plan())?
+            .build()?;
+    }
+    register_view(&ctx, RUN_PARTS, plan, None)?;
+    let runs = ctx.sql(RUNS_SQL).await?.into_unoptimized_plan();
+    register_view(&ctx, "runs", runs, Some(RUNS_SQL))?;
+    Ok(ctx)
+}
+
+/// A session with agentledger's settings and functions and the lake's
+/// object store, but no tables.
+fn base_session(lake: &Lake) -> Result<SessionContext> {
     // DATAFUSION_* variables (target partitions, batch size...) apply.
     let mut config = SessionConfig::from_env()?.with_information_schema(true);
     let parquet = &mut config.options_mut().execution.parquet;
@@ -64,23 +104,45 @@ pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionConte
     parquet.reorder_filters = true;
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udf(udf::DivMoney::udf());
-    let store_url = ObjectStoreUrl::parse(lake.store_url().as_str())?;
     ctx.register_object_store(lake.store_url(), Arc::clone(lake.store()));
-    for table in STORED_TABLES {
-        let provider = LakeTable::new(lake, snapshot, table, store_url.clone());
-        ctx.register_table(*table, Arc::new(provider))?;
-    }
+    Ok(ctx)
+}
+
+async fn register_views(ctx: &SessionContext) -> Result<()> {
     for (name, sql) in VIEWS {
         let plan = ctx.sql(sql).await?.into_unoptimized_plan();
-        ctx.register_table(
-            *name,
-            Arc::new(datafusion::datasource::ViewTable::new(
-                plan,
-                Some(sql.to_string()),
-            )),
-        )?;
+        register_view(ctx, name, plan, Some(sql))?;
     }
-    Ok(ctx)
+    Ok(())
+}
+
+fn register_view(
+    ctx: &SessionContext,
+    name: &str,
+    plan: LogicalPlan,
+    sql: Option<&str>,
+) -> Result<()> {
+    let view = ViewTable::new(plan, sql.map(str::to_string));
+    ctx.register_table(name, Arc::new(view))?;
+    Ok(())
+}
+
+/// `run_parts.sql` over exactly the events in `files`, priced with the
+/// snapshot's model prices: a session of its own, and the query.
+pub(crate) async fn run_parts_over(
+    lake: &Lake,
+    snapshot: &Snapshot,
+    files: &[&FileEntry],
+) -> Result<(SessionContext, DataFrame)> {
+    let ctx = base_session(lake)?;
+    let store_url = ObjectStoreUrl::parse(lake.store_url().as_str())?;
+    let events = LakeTable::with_files(lake, EVENTS, files, store_url.clone());
+    ctx.register_table(EVENTS, Arc::new(events))?;
+    let prices = LakeTable::new(lake, snapshot, MODEL_PRICES, store_url);
+    ctx.register_table(MODEL_PRICES, Arc::new(prices))?;
+    register_views(&ctx).await?;
+    let df = ctx.sql(RUN_PARTS_SQL).await?;
+    Ok((ctx, df))
 }
 
 /// Plans `sql` as a read-only query: DDL, DML (INSERT, UPDATE, DELETE,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use agentledger_lake::Lake;
-use agentledger_lake::log::Snapshot;
+use agentledger_lake::log::{FileEntry, Snapshot};
 use agentledger_lake::schema::{is_partitioned, partition_field, table_schema};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -39,6 +39,16 @@ pub struct LakeTable {
 impl LakeTable {
     /// The table `name` as of `snapshot`.
     pub fn new(lake: &Lake, snapshot: &Snapshot, name: &str, store_url: ObjectStoreUrl) -> Self {
+        Self::with_files(lake, name, &snapshot.files(name), store_url)
+    }
+
+    /// The table `name` over exactly `files`.
+    pub fn with_files(
+        lake: &Lake,
+        name: &str,
+        files: &[&FileEntry],
+        store_url: ObjectStoreUrl,
+    ) -> Self {
         let file_schema = table_schema(name).expect("a stored table");
         let partition_cols: Vec<Arc<Field>> = if is_partitioned(name) {
             vec![Arc::new(partition_field())]
@@ -48,9 +58,8 @@ impl LakeTable {
         let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().cloned().collect();
         fields.extend(partition_cols.iter().cloned());
         let schema = Arc::new(Schema::new(fields));
-        let files = snapshot
-            .files(name)
-            .into_iter()
+        let files = files
+            .iter()
             .map(|f| {
                 let file = PartitionedFile::new(lake.path(&f.path).to_string(), f.size);
                 match (&f.date, partition_cols.is_empty()) {
