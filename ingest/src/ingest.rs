@@ -8,9 +8,8 @@
 //! ingesting the same file twice adds nothing to the quarantine either.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::BufRead;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use agentledger_lake::Lake;
 use agentledger_lake::lock::WriterLock;
@@ -18,8 +17,12 @@ use agentledger_lake::log::{Commit, CommitKind, FileEntry, Snapshot, now_rfc3339
 use agentledger_lake::parquet_io::read_columns;
 use agentledger_lake::schema::{EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_SCHEMA};
 use agentledger_lake::writer::PartitionedWriter;
-use arrow::array::{AsArray, Date32Array};
-use arrow::datatypes::Int64Type;
+use arrow::array::{
+    AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Int64Type, SchemaRef};
 use futures::StreamExt;
 use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
@@ -28,7 +31,7 @@ use crate::batch::RowBuilder;
 use crate::dedup::Bloom;
 use crate::error::{Error, Result};
 use crate::source::{Source, expand};
-use crate::validate::{Rejection, Val, validate};
+use crate::validate::{EVENT_COLUMNS, Rejection, Val, validate};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -276,6 +279,172 @@ pub fn raw_text(line: &[u8]) -> String {
     out
 }
 
+/// Bytes of input a decoding worker takes at once (whole lines).
+const BLOCK_BYTES: usize = 4 << 20;
+
+/// Decoding threads: the machine's cores, or `AGENTLEDGER_INGEST_THREADS`.
+fn decode_threads() -> usize {
+    std::env::var("AGENTLEDGER_INGEST_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+}
+
+/// Whole lines of one source, numbered from `first_line`.
+struct Block {
+    seq: u64,
+    first_line: i64,
+    data: Vec<u8>,
+}
+
+/// What the workers need to know of the ingest.
+#[derive(Clone, Copy)]
+struct BlockMeta<'a> {
+    source: &'a str,
+    ingest_id: &'a str,
+    ingested_at: i64,
+}
+
+/// One block validated: the valid lines as events rows (provenance
+/// included) with what deduplication needs, and the rejected lines.
+struct Decoded {
+    read: u64,
+    batch: Option<RecordBatch>,
+    keys: Vec<u128>,
+    hashes: Vec<i64>,
+    dates: Vec<i32>,
+    lines: Vec<i64>,
+    /// Byte range of each valid row's line in `data`.
+    spans: Vec<(usize, usize)>,
+    data: Vec<u8>,
+    rejections: Vec<(i64, String, Rejection)>,
+}
+
+/// Cuts `reader` into blocks of whole lines and sends them in order.
+fn cut_blocks(
+    mut reader: Box<dyn std::io::BufRead + Send>,
+    name: &str,
+    tx: &mpsc::SyncSender<Block>,
+) -> Result<()> {
+    let mut seq = 0u64;
+    let mut next_line: i64 = 1;
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut data = std::mem::take(&mut carry);
+        data.reserve(BLOCK_BYTES + 256 * 1024);
+        let mut eof = false;
+        // At least BLOCK_BYTES and one line end, or the rest of the input.
+        while data.len() < BLOCK_BYTES || memchr::memrchr(b'\n', &data).is_none() {
+            let buf = reader.fill_buf().map_err(|e| Error::Source {
+                source_name: name.to_string(),
+                reason: format!("read failed after line {}: {e}", next_line - 1),
+            })?;
+            if buf.is_empty() {
+                eof = true;
+                break;
+            }
+            let n = buf.len();
+            data.extend_from_slice(buf);
+            reader.consume(n);
+        }
+        if !eof {
+            // The unfinished last line goes to the next block.
+            let end = memchr::memrchr(b'\n', &data).expect("checked above");
+            carry = data.split_off(end + 1);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let lines = memchr::memchr_iter(b'\n', &data).count() as i64
+            + i64::from(data.last() != Some(&b'\n'));
+        let block = Block {
+            seq,
+            first_line: next_line,
+            data,
+        };
+        next_line += lines;
+        seq += 1;
+        // A closed channel means the consumer failed; it reports why.
+        if tx.send(block).is_err() || eof {
+            return Ok(());
+        }
+    }
+}
+
+/// Validates every line of a block.
+fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
+    let data = block.data;
+    let mut rows = RowBuilder::new(Arc::clone(&EVENT_COLUMNS_SCHEMA));
+    let mut out = Decoded {
+        read: 0,
+        batch: None,
+        keys: Vec::new(),
+        hashes: Vec::new(),
+        dates: Vec::new(),
+        lines: Vec::new(),
+        spans: Vec::new(),
+        data: Vec::new(),
+        rejections: Vec::new(),
+    };
+    let mut line_no = block.first_line - 1;
+    let mut start = 0;
+    while start < data.len() {
+        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+        let line_start = start;
+        start = end + 1;
+        line_no += 1;
+        let mut line = &data[line_start..end];
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        out.read += 1;
+        match validate(line) {
+            Ok(event) => {
+                out.keys.push(xxh3_128(event.event_id.as_bytes()));
+                out.hashes.push(event.content_hash as i64);
+                out.dates
+                    .push(event.ts_micros.div_euclid(MICROS_PER_DAY) as i32);
+                out.lines.push(line_no);
+                out.spans.push((line_start, line_start + line.len()));
+                rows.push(event.values);
+            }
+            Err(rejection) => out.rejections.push((line_no, raw_text(line), rejection)),
+        }
+    }
+    let n = out.keys.len();
+    if n > 0 {
+        let events = rows.finish()?;
+        let mut columns = events.columns().to_vec();
+        columns.push(Arc::new(StringArray::from_iter_values(
+            std::iter::repeat_n(meta.source, n),
+        )));
+        columns.push(Arc::new(Int64Array::from(out.lines.clone())));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            std::iter::repeat_n(meta.ingest_id, n),
+        )));
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(vec![meta.ingested_at; n]).with_timezone("UTC"),
+        ));
+        columns.push(Arc::new(Int64Array::from(out.hashes.clone())));
+        out.batch = Some(RecordBatch::try_new(Arc::clone(&EVENTS_SCHEMA), columns)?);
+    }
+    out.data = data;
+    Ok(out)
+}
+
+/// The events schema without its provenance columns: what validation fills.
+static EVENT_COLUMNS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(
+        EVENTS_SCHEMA
+            .project(&(0..*EVENT_COLUMNS).collect::<Vec<_>>())
+            .expect("in range"),
+    )
+});
+
 struct Job {
     lake: Lake,
     ingest_id: String,
@@ -286,15 +455,14 @@ struct Job {
 }
 
 /// A valid event whose id the filter may have seen: resolved exactly at the
-/// end of the ingest.
+/// end of the ingest (or when the suspects outgrow their budget). Only the
+/// line is kept; a suspect that proves new is validated again to store it.
 struct Suspect {
     source: usize,
     line: i64,
     key: u128,
     hash: i64,
     event_id: String,
-    date: i32,
-    row: Vec<Option<Val>>,
     raw: String,
 }
 
@@ -379,6 +547,11 @@ impl Job {
         Ok((summary, written))
     }
 
+    /// Reads one source through the decoding pipeline: a reader thread cuts
+    /// the input into blocks of whole lines, worker threads validate blocks
+    /// into Arrow batches in parallel, and this thread takes the results in
+    /// input order to deduplicate and write them, so every decision is the
+    /// same as reading line by line.
     fn read_source(
         &self,
         index: usize,
@@ -387,76 +560,109 @@ impl Job {
         counter: &Arc<AtomicU64>,
     ) -> Result<()> {
         let name = source.name();
-        let mut reader = source.open(&self.handle, Arc::clone(counter))?;
-        let mut buf = Vec::with_capacity(4096);
-        let mut line_no: i64 = 0;
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| Error::Source {
-                    source_name: name.clone(),
-                    reason: format!("read failed after line {line_no}: {e}"),
-                })?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            if buf.last() == Some(&b'\n') {
-                buf.pop();
-            }
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-            if buf.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            st.sources[index].read += 1;
-            match validate(&buf) {
-                Ok(event) => {
-                    let key = xxh3_128(event.event_id.as_bytes());
-                    let hash = event.content_hash as i64;
-                    let date = event.ts_micros.div_euclid(MICROS_PER_DAY) as i32;
-                    let row: Vec<Option<Val>> = event
-                        .values
-                        .into_iter()
-                        .chain([
-                            Some(Val::Str(name.clone())),
-                            Some(Val::Int(line_no)),
-                            Some(Val::Str(self.ingest_id.clone())),
-                            Some(Val::Ts(self.ingested_at)),
-                            Some(Val::Int(hash)),
-                        ])
-                        .collect();
-                    if st.index.filter.insert(key) {
-                        let raw = raw_text(&buf);
-                        // The row holds about the line's text again, plus overhead.
-                        st.suspect_bytes += 2 * raw.len() + 512;
-                        st.suspects.push(Suspect {
-                            source: index,
-                            line: line_no,
-                            key,
-                            hash,
-                            event_id: event.event_id,
-                            date,
-                            row,
-                            raw,
-                        });
-                        if st.suspect_bytes >= self.options.suspect_budget {
-                            self.resolve_suspects(st)?;
+        let reader = source.open(&self.handle, Arc::clone(counter))?;
+        let workers = decode_threads();
+        let meta = BlockMeta {
+            source: &name,
+            ingest_id: &self.ingest_id,
+            ingested_at: self.ingested_at,
+        };
+        std::thread::scope(|scope| -> Result<()> {
+            let (block_tx, block_rx) = mpsc::sync_channel::<Block>(workers);
+            let block_rx = Arc::new(Mutex::new(block_rx));
+            let (out_tx, out_rx) = mpsc::sync_channel::<(u64, Result<Decoded>)>(workers);
+            let read_name = name.clone();
+            let reading = scope.spawn(move || cut_blocks(reader, &read_name, &block_tx));
+            for _ in 0..workers {
+                let rx = Arc::clone(&block_rx);
+                let tx = out_tx.clone();
+                scope.spawn(move || {
+                    loop {
+                        let next = rx.lock().map(|r| r.recv());
+                        let Ok(Ok(block)) = next else { break };
+                        let seq = block.seq;
+                        if tx.send((seq, decode_block(block, meta))).is_err() {
+                            break;
                         }
-                    } else {
-                        st.sources[index].stored += 1;
-                        self.store(st, row, date)?;
+                    }
+                });
+            }
+            drop(out_tx);
+            let mut pending: BTreeMap<u64, Result<Decoded>> = BTreeMap::new();
+            let mut next = 0u64;
+            for (seq, decoded) in out_rx.iter() {
+                pending.insert(seq, decoded);
+                while let Some(decoded) = pending.remove(&next) {
+                    next += 1;
+                    self.take_block(index, decoded?, st)?;
+                    if let Some(p) = &self.progress {
+                        p.update(counter.load(Ordering::Relaxed));
                     }
                 }
-                Err(rejection) => self.reject(st, index, line_no, raw_text(&buf), rejection)?,
             }
-            if line_no % 8192 == 0
-                && let Some(p) = &self.progress
-            {
-                p.update(counter.load(Ordering::Relaxed));
+            reading
+                .join()
+                .map_err(|_| Error::Task("reader thread panicked".into()))??;
+            Ok(())
+        })
+    }
+
+    /// Deduplicates one decoded block and hands its new events to the writers.
+    fn take_block(&self, index: usize, d: Decoded, st: &mut State) -> Result<()> {
+        st.sources[index].read += d.read;
+        for (line, raw, rejection) in d.rejections {
+            self.reject(st, index, line, raw, rejection)?;
+        }
+        let Some(batch) = d.batch else {
+            return Ok(());
+        };
+        let ids = batch.column(0).as_string::<i32>();
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let key = d.keys[i];
+            if st.index.filter.insert(key) {
+                keep.push(false);
+                let (start, end) = d.spans[i];
+                let raw = String::from_utf8_lossy(&d.data[start..end]).into_owned();
+                st.suspect_bytes += 2 * raw.len() + 512;
+                st.suspects.push(Suspect {
+                    source: index,
+                    line: d.lines[i],
+                    key,
+                    hash: d.hashes[i],
+                    event_id: ids.value(i).to_string(),
+                    raw,
+                });
+            } else {
+                keep.push(true);
             }
+        }
+        let kept = keep.iter().filter(|k| **k).count();
+        st.sources[index].stored += kept as u64;
+        if kept > 0 {
+            let (batch, dates) = if kept == batch.num_rows() {
+                (batch, d.dates)
+            } else {
+                let mask = BooleanArray::from(keep.clone());
+                let dates: Vec<i32> = d
+                    .dates
+                    .iter()
+                    .zip(&keep)
+                    .filter(|(_, k)| **k)
+                    .map(|(d, _)| *d)
+                    .collect();
+                (filter_record_batch(&batch, &mask)?, dates)
+            };
+            let step = self.options.batch_rows.max(1);
+            for offset in (0..batch.num_rows()).step_by(step) {
+                let len = step.min(batch.num_rows() - offset);
+                let dates = Date32Array::from(dates[offset..offset + len].to_vec());
+                self.handle
+                    .block_on(st.event_writer.write(&batch.slice(offset, len), &dates))?;
+            }
+        }
+        if st.suspect_bytes >= self.options.suspect_budget {
+            self.resolve_suspects(st)?;
         }
         Ok(())
     }
@@ -550,7 +756,21 @@ impl Job {
                 None => {
                     *slot = Some(s.hash);
                     st.sources[s.source].stored += 1;
-                    self.store(st, s.row, s.date)?;
+                    let event = validate(s.raw.as_bytes()).expect("a suspect was valid when read");
+                    let date = event.ts_micros.div_euclid(MICROS_PER_DAY) as i32;
+                    let name = st.sources[s.source].source.clone();
+                    let row: Vec<Option<Val>> = event
+                        .values
+                        .into_iter()
+                        .chain([
+                            Some(Val::Str(name)),
+                            Some(Val::Int(s.line)),
+                            Some(Val::Str(self.ingest_id.clone())),
+                            Some(Val::Ts(self.ingested_at)),
+                            Some(Val::Int(s.hash)),
+                        ])
+                        .collect();
+                    self.store(st, row, date)?;
                 }
             }
         }
