@@ -63,7 +63,7 @@ impl RowBuilder {
     }
 
     /// Appends one row; `values` follow the schema's column order.
-    pub fn push(&mut self, values: impl IntoIterator<Item = Option<Val>>) {
+    pub fn push<'a>(&mut self, values: impl IntoIterator<Item = Option<Val<'a>>>) {
         let mut n = 0;
         for (column, value) in self.columns.iter_mut().zip(values) {
             append(column, value);
@@ -99,9 +99,9 @@ fn new_column(t: &DataType) -> Column {
     }
 }
 
-fn append(column: &mut Column, value: Option<Val>) {
+fn append(column: &mut Column, value: Option<Val<'_>>) {
     match (column, value) {
-        (Column::Str(b), Some(Val::Str(s))) => b.append_value(s),
+        (Column::Str(b), Some(Val::Str(s))) => b.append_value(&*s),
         (Column::Str(b), None) => b.append_null(),
         (Column::Int(b), Some(Val::Int(v))) => b.append_value(v),
         (Column::Int(b), None) => b.append_null(),

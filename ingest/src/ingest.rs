@@ -667,7 +667,7 @@ impl Job {
         Ok(())
     }
 
-    fn store(&self, st: &mut State, row: Vec<Option<Val>>, date: i32) -> Result<()> {
+    fn store(&self, st: &mut State, row: Vec<Option<Val<'_>>>, date: i32) -> Result<()> {
         st.events.push(row);
         st.event_dates.push(date);
         if st.events.len() >= self.options.batch_rows {
@@ -690,14 +690,14 @@ impl Job {
         if st.index.quarantine.insert(quarantine_key(name, line, &raw)) {
             st.quarantined_new += 1;
             st.quarantine.push([
-                Some(Val::Str(self.ingest_id.clone())),
+                Some(Val::Str(self.ingest_id.as_str().into())),
                 Some(Val::Ts(self.ingested_at)),
-                Some(Val::Str(name.clone())),
+                Some(Val::Str(name.as_str().into())),
                 Some(Val::Int(line)),
-                Some(Val::Str(r.code.to_string())),
-                Some(Val::Str(r.message)),
-                r.event_id.map(Val::Str),
-                Some(Val::Str(raw)),
+                Some(Val::Str(r.code.into())),
+                Some(Val::Str(r.message.into())),
+                r.event_id.map(|id| Val::Str(id.into())),
+                Some(Val::Str(raw.into())),
             ]);
             if st.quarantine.len() >= self.options.batch_rows {
                 self.flush_quarantine(st)?;
@@ -759,13 +759,13 @@ impl Job {
                     let event = validate(s.raw.as_bytes()).expect("a suspect was valid when read");
                     let date = event.ts_micros.div_euclid(MICROS_PER_DAY) as i32;
                     let name = st.sources[s.source].source.clone();
-                    let row: Vec<Option<Val>> = event
+                    let row: Vec<Option<Val<'_>>> = event
                         .values
                         .into_iter()
                         .chain([
-                            Some(Val::Str(name)),
+                            Some(Val::Str(name.into())),
                             Some(Val::Int(s.line)),
-                            Some(Val::Str(self.ingest_id.clone())),
+                            Some(Val::Str(self.ingest_id.as_str().into())),
                             Some(Val::Ts(self.ingested_at)),
                             Some(Val::Int(s.hash)),
                         ])

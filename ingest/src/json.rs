@@ -7,16 +7,44 @@
 //! normalized numbers) whose hash tells an exact repeat from a conflicting
 //! one, and a compact text for storing `attributes`.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::decimal::Decimal;
 
 /// The members of a JSON object in document order, values as raw text.
+/// Keys are borrowed from the text where they need no unescaping.
 #[derive(Debug)]
-pub struct RawObject<'a>(pub Vec<(String, &'a RawValue)>);
+pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// Deserializes a key, borrowing it from the input where possible.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -27,8 +55,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
                 f.write_str("a JSON object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut members: Vec<(String, &'a RawValue)> = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
+                let mut members: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::with_capacity(16);
+                while let Some(key) = map.next_key_seed(KeySeed)? {
                     if members.iter().any(|(k, _)| *k == key) {
                         return Err(de::Error::custom(format!("duplicate key \"{key}\"")));
                     }
@@ -89,11 +117,20 @@ pub fn write_value(raw: &RawValue, form: Form, out: &mut Vec<u8>) -> Result<(), 
             Ok(())
         }
         Some(b'"') => {
-            let s: String = serde_json::from_str(text)?;
-            push_string(out, &s);
+            if text.contains('\\') {
+                let s: String = serde_json::from_str(text)?;
+                push_string(out, &s);
+            } else {
+                // Checked by the parser and free of escapes: re-encoding
+                // would give the same bytes.
+                out.extend_from_slice(text.as_bytes());
+            }
             Ok(())
         }
         Some(b'-' | b'0'..=b'9') if form == Form::Canonical => {
+            if write_canonical_integer(text, out) {
+                return Ok(());
+            }
             match Decimal::from_json_number(text) {
                 Some(d) => out.extend_from_slice(d.canonical().as_bytes()),
                 None => out.extend_from_slice(text.as_bytes()),
@@ -107,9 +144,35 @@ pub fn write_value(raw: &RawValue, form: Form, out: &mut Vec<u8>) -> Result<(), 
     }
 }
 
+/// Writes a plain JSON integer (no fraction or exponent) in the canonical
+/// number form of [`Decimal::canonical`] without building a `Decimal`;
+/// false for any other number.
+fn write_canonical_integer(text: &str, out: &mut Vec<u8>) -> bool {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", text),
+    };
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return false;
+    }
+    let significant = digits.trim_end_matches('0');
+    if significant.is_empty() {
+        out.push(b'0');
+        return true;
+    }
+    out.extend_from_slice(sign.as_bytes());
+    out.extend_from_slice(significant.as_bytes());
+    out.push(b'e');
+    out.extend_from_slice((digits.len() - significant.len()).to_string().as_bytes());
+    true
+}
+
 /// Writes an object from its members (sorted by key in canonical form).
 pub fn write_members(
-    mut members: Vec<(String, &RawValue)>,
+    mut members: Vec<(Cow<'_, str>, &RawValue)>,
     form: Form,
     out: &mut Vec<u8>,
 ) -> Result<(), serde_json::Error> {
@@ -121,7 +184,15 @@ pub fn write_members(
         if i > 0 {
             out.push(b',');
         }
-        push_string(out, &key);
+        match &key {
+            // Borrowed keys had no escapes in the text: they need none.
+            Cow::Borrowed(k) => {
+                out.push(b'"');
+                out.extend_from_slice(k.as_bytes());
+                out.push(b'"');
+            }
+            Cow::Owned(k) => push_string(out, k),
+        }
         out.push(b':');
         write_value(value, form, out)?;
     }
@@ -146,6 +217,38 @@ mod tests {
         let b = canonical(r#"{"a":{"x":"A","y":[1.0,2]},"b":15e-1}"#);
         assert_eq!(a, b);
         assert_ne!(a, canonical(r#"{"a":{"x":"A","y":[2,1]},"b":1.5}"#));
+    }
+
+    #[test]
+    fn the_integer_fast_path_matches_decimal() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "10",
+            "1500",
+            "-1500",
+            "123456789000",
+            "100000",
+            "5",
+        ] {
+            let mut fast = Vec::new();
+            assert!(write_canonical_integer(text, &mut fast), "{text}");
+            let slow = Decimal::from_json_number(text).unwrap().canonical();
+            assert_eq!(String::from_utf8(fast).unwrap(), slow, "{text}");
+        }
+        for text in ["1.5", "1e3", "01", "-", "", "1-"] {
+            assert!(!write_canonical_integer(text, &mut Vec::new()), "{text}");
+        }
+    }
+
+    #[test]
+    fn escaped_and_plain_spellings_hash_alike() {
+        assert_eq!(
+            canonical(r#"{"k\u0065y":"v\u0061l","n":10}"#),
+            canonical(r#"{"key":"val","n":1e1}"#)
+        );
     }
 
     #[test]

@@ -155,7 +155,11 @@ pub fn loaded_hash(snapshot: &Snapshot, kind: ReferenceKind) -> Option<String> {
 }
 
 /// Parses and validates a whole reference file into rows of the table.
-pub fn parse(kind: ReferenceKind, name: &str, bytes: &[u8]) -> Result<Vec<Vec<Option<Val>>>> {
+pub fn parse(
+    kind: ReferenceKind,
+    name: &str,
+    bytes: &[u8],
+) -> Result<Vec<Vec<Option<Val<'static>>>>> {
     let fail = |line: u64, reason: String| Error::Reference {
         file: name.to_string(),
         line,
@@ -237,8 +241,8 @@ pub fn parse(kind: ReferenceKind, name: &str, bytes: &[u8]) -> Result<Vec<Vec<Op
                     ))
                 };
                 vec![
-                    Some(Val::Str(model.to_string())),
-                    (!cell(1).is_empty()).then(|| Val::Str(cell(1).to_string())),
+                    Some(Val::Str(model.to_string().into())),
+                    (!cell(1).is_empty()).then(|| Val::Str(cell(1).to_string().into())),
                     Some(Val::Int(i64::from(date))),
                     Some(Val::Dec(
                         money(cell(3), "input_usd_per_mtok", 6).map_err(&row_fail)?,
@@ -264,7 +268,7 @@ pub fn parse(kind: ReferenceKind, name: &str, bytes: &[u8]) -> Result<Vec<Vec<Op
                     )));
                 }
                 vec![
-                    Some(Val::Str(tenant.to_string())),
+                    Some(Val::Str(tenant.to_string().into())),
                     Some(Val::Int(i64::from(date))),
                     Some(Val::Dec(
                         money(cell(2), "price_per_success_usd", 12).map_err(&row_fail)?,
@@ -317,7 +321,7 @@ mod tests {
     const PRICES: &str = "model,provider,effective_from,input_usd_per_mtok,cached_input_usd_per_mtok,output_usd_per_mtok\n";
     const PLANS: &str = "tenant_id,effective_from,price_per_success_usd,monthly_fee_usd\n";
 
-    fn prices(body: &str) -> Result<Vec<Vec<Option<Val>>>> {
+    fn prices(body: &str) -> Result<Vec<Vec<Option<Val<'static>>>>> {
         parse(
             ReferenceKind::Prices,
             "p.csv",

@@ -5,6 +5,7 @@
 //! one line. A rejection carries a stable `code` for scripts and a message
 //! that names the field and what was wrong with it, for people.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -16,9 +17,9 @@ use crate::json::{Form, RawObject, describe, write_members};
 
 /// A typed value of one column.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Val {
-    /// Text.
-    Str(String),
+pub enum Val<'a> {
+    /// Text (borrowed from the line where it needed no unescaping).
+    Str(Cow<'a, str>),
     /// An integer.
     Int(i64),
     /// Money scaled by 10^12.
@@ -57,15 +58,15 @@ pub const REASON_CODES: &[&str] = &[
 
 /// A valid event, ready for the events table.
 #[derive(Debug, Clone)]
-pub struct ValidEvent {
+pub struct ValidEvent<'a> {
     /// The idempotency key.
-    pub event_id: String,
+    pub event_id: Cow<'a, str>,
     /// `ts` in UTC microseconds.
     pub ts_micros: i64,
     /// Hash of the canonical JSON of the whole line.
     pub content_hash: u64,
     /// Values of the schema's event columns (all columns before `source`).
-    pub values: Vec<Option<Val>>,
+    pub values: Vec<Option<Val<'a>>>,
 }
 
 /// Number of event columns (the schema's columns before the provenance ones).
@@ -81,6 +82,48 @@ static COLUMN_INDEX: LazyLock<HashMap<String, usize>> = LazyLock::new(|| {
         .map(|(i, f)| (f.name().clone(), i))
         .collect()
 });
+
+/// Column indexes of the fields every event has.
+struct CommonColumns {
+    event_id: usize,
+    event_type: usize,
+    ts: usize,
+    tenant_id: usize,
+    run_id: usize,
+    attributes: usize,
+}
+
+static COMMON_COLUMNS: LazyLock<CommonColumns> = LazyLock::new(|| CommonColumns {
+    event_id: COLUMN_INDEX["event_id"],
+    event_type: COLUMN_INDEX["event_type"],
+    ts: COLUMN_INDEX["ts"],
+    tenant_id: COLUMN_INDEX["tenant_id"],
+    run_id: COLUMN_INDEX["run_id"],
+    attributes: COLUMN_INDEX["attributes"],
+});
+
+/// The column of each field of each event type, in spec order.
+static SPEC_COLUMNS: LazyLock<Vec<Vec<usize>>> = LazyLock::new(|| {
+    EVENT_TYPES
+        .iter()
+        .map(|t| {
+            specs(t)
+                .expect("a known type")
+                .iter()
+                .map(|spec| COLUMN_INDEX[spec.name])
+                .collect()
+        })
+        .collect()
+});
+
+/// The columns of the fields of `event_type` (a known type), in spec order.
+fn spec_columns(event_type: &str) -> &'static [usize] {
+    let i = EVENT_TYPES
+        .iter()
+        .position(|t| *t == event_type)
+        .expect("a known type");
+    &SPEC_COLUMNS[i]
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -209,10 +252,10 @@ fn specs(event_type: &str) -> Option<&'static [Spec]> {
 }
 
 /// Defaults SPEC section 1 gives to absent optional fields.
-fn default_for(event_type: &str, field: &str) -> Option<Val> {
+fn default_for(event_type: &str, field: &str) -> Option<Val<'static>> {
     match (event_type, field) {
         ("model_call", "cached_input_tokens" | "reasoning_tokens") => Some(Val::Int(0)),
-        ("model_call", "status") => Some(Val::Str("ok".into())),
+        ("model_call", "status") => Some(Val::Str(Cow::Borrowed("ok"))),
         ("model_call", "cache_hit") => Some(Val::Bool(false)),
         ("tool_call", "cost_usd") => Some(Val::Dec(0)),
         _ => None,
@@ -229,9 +272,9 @@ const COMMON: &[&str] = &[
 ];
 
 struct Checker<'a> {
-    members: Vec<(String, &'a RawValue)>,
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
     used: Vec<bool>,
-    event_id: Option<String>,
+    event_id: Option<Cow<'a, str>>,
 }
 
 impl<'a> Checker<'a> {
@@ -239,7 +282,7 @@ impl<'a> Checker<'a> {
         Rejection {
             code,
             message,
-            event_id: self.event_id.clone(),
+            event_id: self.event_id.as_deref().map(str::to_string),
         }
     }
 
@@ -271,15 +314,26 @@ impl<'a> Checker<'a> {
         )
     }
 
-    fn string(&self, name: &str, raw: &RawValue) -> Result<String, Rejection> {
-        if !raw.get().starts_with('"') {
+    fn string(&self, name: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, Rejection> {
+        let text = raw.get();
+        if !text.starts_with('"') {
             return Err(self.wrong_type(name, "a string", raw));
         }
-        serde_json::from_str(raw.get())
+        // The parser checked the string; without escapes it is its own text.
+        if !text.contains('\\') {
+            return Ok(Cow::Borrowed(&text[1..text.len() - 1]));
+        }
+        serde_json::from_str::<String>(text)
+            .map(Cow::Owned)
             .map_err(|e| self.reject("invalid_json", format!("field '{name}': {e}")))
     }
 
-    fn bounded(&self, name: &str, raw: &RawValue, max: usize) -> Result<String, Rejection> {
+    fn bounded(
+        &self,
+        name: &str,
+        raw: &'a RawValue,
+        max: usize,
+    ) -> Result<Cow<'a, str>, Rejection> {
         let s = self.string(name, raw)?;
         let n = s.chars().count();
         if n == 0 || n > max {
@@ -291,7 +345,7 @@ impl<'a> Checker<'a> {
         Ok(s)
     }
 
-    fn value(&self, spec: &Spec, raw: &RawValue) -> Result<Val, Rejection> {
+    fn value(&self, spec: &Spec, raw: &'a RawValue) -> Result<Val<'a>, Rejection> {
         let name = spec.name;
         let text = raw.get();
         match spec.kind {
@@ -304,7 +358,7 @@ impl<'a> Checker<'a> {
             },
             Kind::OneOf(allowed) => {
                 let s = self.string(name, raw)?;
-                if allowed.contains(&s.as_str()) {
+                if allowed.contains(&&*s) {
                     Ok(Val::Str(s))
                 } else {
                     Err(self.reject(
@@ -411,7 +465,7 @@ pub fn parse_ts(s: &str) -> Option<i64> {
 }
 
 /// Validates one line (without its line terminator).
-pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
+pub fn validate(line: &[u8]) -> Result<ValidEvent<'_>, Rejection> {
     let bare = |code, message| Rejection {
         code,
         message,
@@ -444,12 +498,8 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
     };
 
     let mut canonical = Vec::with_capacity(text.len());
-    write_members(
-        obj.0.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        Form::Canonical,
-        &mut canonical,
-    )
-    .map_err(|e| bare("invalid_json", format!("line is not valid JSON: {e}")))?;
+    write_members(obj.0.clone(), Form::Canonical, &mut canonical)
+        .map_err(|e| bare("invalid_json", format!("line is not valid JSON: {e}")))?;
     let content_hash = xxhash_rust::xxh3::xxh3_64(&canonical);
 
     let n = obj.0.len();
@@ -515,13 +565,14 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
 
     let mut values: Vec<Option<Val>> = vec![None; *EVENT_COLUMNS];
     let col = |name: &str| COLUMN_INDEX[name];
-    values[col("event_id")] = Some(Val::Str(event_id.clone()));
-    values[col("event_type")] = Some(Val::Str(event_type.clone()));
-    values[col("ts")] = Some(Val::Ts(ts_micros));
-    values[col("tenant_id")] = Some(Val::Str(tenant_id));
-    values[col("run_id")] = Some(Val::Str(run_id));
+    let common = &*COMMON_COLUMNS;
+    values[common.event_id] = Some(Val::Str(event_id.clone()));
+    values[common.event_type] = Some(Val::Str(event_type.clone()));
+    values[common.ts] = Some(Val::Ts(ts_micros));
+    values[common.tenant_id] = Some(Val::Str(tenant_id));
+    values[common.run_id] = Some(Val::Str(run_id));
 
-    for spec in type_specs {
+    for (spec, &column) in type_specs.iter().zip(spec_columns(&event_type)) {
         let value = match c.take(spec.name) {
             Some(raw) => Some(c.value(spec, raw)?),
             None if spec.required => {
@@ -535,7 +586,7 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
             }
             None => default_for(&event_type, spec.name),
         };
-        values[col(spec.name)] = value;
+        values[column] = value;
     }
 
     if event_type == "model_call" {
@@ -561,14 +612,14 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
     }
 
     // Unknown top-level fields are kept inside attributes.
-    let unknown: Vec<(String, &RawValue)> = c
+    let unknown: Vec<(Cow<'_, str>, &RawValue)> = c
         .members
         .iter()
         .zip(&c.used)
-        .filter(|((k, _), used)| !**used && !COMMON.contains(&k.as_str()))
+        .filter(|((k, _), used)| !**used && !COMMON.contains(&&**k))
         .map(|((k, v), _)| (k.clone(), *v))
         .collect();
-    let mut merged: Option<Vec<(String, &RawValue)>> = attributes.map(|a| a.0);
+    let mut merged: Option<Vec<(Cow<'_, str>, &RawValue)>> = attributes.map(|a| a.0);
     if !unknown.is_empty() {
         let list = merged.get_or_insert_with(Vec::new);
         for (k, v) in unknown {
@@ -585,7 +636,9 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent, Rejection> {
         let mut out = Vec::new();
         write_members(members, Form::Compact, &mut out)
             .map_err(|e| c.reject("invalid_json", format!("field 'attributes': {e}")))?;
-        values[col("attributes")] = Some(Val::Str(String::from_utf8(out).expect("JSON is UTF-8")));
+        values[common.attributes] = Some(Val::Str(Cow::Owned(
+            String::from_utf8(out).expect("JSON is UTF-8"),
+        )));
     }
 
     Ok(ValidEvent {
@@ -603,15 +656,16 @@ mod tests {
     const BASE: &str =
         r#""event_id":"e1","ts":"2026-10-05T10:00:00Z","tenant_id":"acme","run_id":"r1""#;
 
-    fn line(rest: &str) -> String {
-        format!("{{{BASE},{rest}}}")
+    /// A test line; leaked, so validated events may borrow from it.
+    fn line(rest: &str) -> &'static str {
+        Box::leak(format!("{{{BASE},{rest}}}").into_boxed_str())
     }
 
     fn code(l: &str) -> &'static str {
         validate(l.as_bytes()).unwrap_err().code
     }
 
-    fn col(ev: &ValidEvent, name: &str) -> Option<Val> {
+    fn col<'a>(ev: &ValidEvent<'a>, name: &str) -> Option<Val<'a>> {
         ev.values[COLUMN_INDEX[name]].clone()
     }
 
@@ -819,14 +873,14 @@ mod tests {
 
     #[test]
     fn the_content_hash_ignores_spelling_but_not_values() {
-        let a = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"ok","cost_usd":0.50"#).as_bytes()).unwrap();
+        let a = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"ok","cost_usd":0.50"#).as_bytes()).unwrap().content_hash;
         let b = validate(
             r#"{ "cost_usd" : 5e-1, "status":"ok","access":"read","tool":"t","event_type":"tool_call","run_id":"r1","tenant_id":"acme","ts":"2026-10-05T10:00:00Z","event_id":"e1" }"#
                 .as_bytes(),
         )
         .unwrap();
-        assert_eq!(a.content_hash, b.content_hash);
-        let c = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"error","cost_usd":0.50"#).as_bytes()).unwrap();
-        assert_ne!(a.content_hash, c.content_hash);
+        assert_eq!(a, b.content_hash);
+        let c = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"error","cost_usd":0.50"#).as_bytes()).unwrap().content_hash;
+        assert_ne!(a, c);
     }
 }

@@ -330,6 +330,9 @@ pub struct RunCoverage<'a> {
     pub uncovered_events: Vec<(u64, &'a FileEntry)>,
     /// Every events file a reader sees, with the version that added each.
     pub events: Vec<(u64, &'a FileEntry)>,
+    /// The current parts hold one row per run and cover every event, so
+    /// `runs` can read them without merging.
+    pub unique: bool,
 }
 
 /// What a `runs` or `compact` commit's summary says its parts cover.
@@ -341,6 +344,10 @@ pub struct RunPartsCover {
     /// The parts cover the events added by these versions.
     #[serde(default)]
     pub covers: Vec<u64>,
+    /// The commit's parts hold one row per run and are the only current
+    /// parts when written.
+    #[serde(default)]
+    pub unique: bool,
 }
 
 impl RunPartsCover {
@@ -371,11 +378,13 @@ impl Snapshot {
             .map_or(0, |c| c.version);
         let mut full_through = 0;
         let mut covered: BTreeSet<u64> = BTreeSet::new();
+        let mut unique_in: Option<u64> = None;
         for c in self.commits.iter().filter(|c| c.version > invalidated) {
             if let Some(cover) = RunPartsCover::of(c) {
                 if cover.full {
                     full_through = c.version;
                 }
+                unique_in = cover.unique.then_some(c.version);
                 covered.extend(cover.covers);
             }
         }
@@ -400,6 +409,16 @@ impl Snapshot {
                 }
             }
         }
+        // Unique parts stay unique until another commit adds parts or events.
+        let parts_from = |v: u64| {
+            self.commits
+                .iter()
+                .find(|c| c.version == v)
+                .is_some_and(|c| c.files.iter().any(|f| out.parts.contains(&f)))
+        };
+        out.unique = unique_in.is_some_and(|v| {
+            out.uncovered_events.is_empty() && out.parts.len() == 1 && parts_from(v)
+        });
         out
     }
 }

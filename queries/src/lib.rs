@@ -20,7 +20,9 @@ use datafusion::datasource::ViewTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 pub use agentledger_transforms::Error;
-pub use agentledger_transforms::runs::{RefreshSummary, refresh_runs};
+pub use agentledger_transforms::runs::{
+    RefreshOptions, RefreshSummary, refresh_runs, refresh_runs_with,
+};
 
 /// Result with the session's error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -338,6 +340,50 @@ pub async fn metrics(ctx: &SessionContext, query: &MetricsQuery) -> Result<DataF
         }
         _ => Ok(ctx.sql(&metrics_sql).await?),
     }
+}
+
+/// The columns of `runs` that `metrics.sql`, `revenue.sql` and
+/// [`caveats`] read.
+const METRICS_RUN_COLUMNS: &[&str] = &[
+    "tenant_id",
+    "workflow",
+    "agent_version",
+    "finished",
+    "cap_hit",
+    "overridden",
+    "succeeded",
+    "date",
+    "week",
+    "month",
+    "cost_usd",
+    "model_calls",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cache_hits",
+    "unpriced_model_calls",
+    "tool_calls",
+    "tool_errors",
+    "policy_blocks",
+    "approvals_requested",
+    "approvals_rejected",
+    "bad_run_reports",
+];
+
+/// Reads `runs` once into memory (the columns [`metrics`] and [`caveats`]
+/// use) and puts that in its place on `ctx`: the metrics, their revenue and
+/// the caveats then scan it instead of merging the run parts four or five
+/// times. Only for a session that asks nothing else of `runs`.
+pub async fn cache_runs_for_metrics(ctx: &SessionContext) -> Result<()> {
+    let cached = ctx
+        .table("runs")
+        .await?
+        .select_columns(METRICS_RUN_COLUMNS)?
+        .cache()
+        .await?;
+    ctx.deregister_table("runs")?;
+    ctx.register_table("runs", cached.into_view())?;
+    Ok(())
 }
 
 /// Plans the open runs of `query`.

@@ -19,8 +19,8 @@
 //! - `parts`: run parts are refreshed after every INGEST and LOAD, as the
 //!   commands do, so `runs` merges stored parts;
 //! - `split`: every INGEST line is its own ingest, each followed by a
-//!   refresh, so runs are merged from many parts (and parts files get
-//!   merged as they pile up).
+//!   refresh reading in buckets of a few events, so runs are merged from
+//!   many parts (and parts files get merged as they pile up).
 //!
 //! `cargo test -p agentledger-queries --test slt [NAME]` runs the files
 //! whose name contains NAME.
@@ -86,7 +86,16 @@ impl LakeDb {
 
     async fn refresh(&self) -> Result<(), SltError> {
         if self.mode != Mode::Events {
-            agentledger_queries::refresh_runs(&self.lake)
+            // Split mode also reads in buckets of a few events, so runs
+            // are computed and merged bucket by bucket.
+            let options = agentledger_queries::RefreshOptions {
+                chunk_rows: if self.mode == Mode::Split {
+                    3
+                } else {
+                    1_000_000
+                },
+            };
+            agentledger_queries::refresh_runs_with(&self.lake, options)
                 .await
                 .map_err(err)?;
             // What follows reads stored parts only.

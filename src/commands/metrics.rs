@@ -19,6 +19,9 @@ pub async fn run(lake: &Lake, args: MetricsArgs) -> anyhow::Result<ExitCode> {
     let format = output_format(args.format, args.out.as_deref())?;
     let query = MetricsQuery::new(args.by.0, args.from, args.to);
     let ctx = agentledger_queries::open_session(lake).await?;
+    if !args.open {
+        agentledger_queries::cache_runs_for_metrics(&ctx).await?;
+    }
     let notes = caveats(&ctx).await?;
     warn_unpriced(&notes);
     let df = if args.open {

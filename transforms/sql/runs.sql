@@ -21,44 +21,10 @@
 --
 -- How: `run_parts` (run_parts.sql) holds per-run partial sums, one row per
 -- run and part of the lake (an ingest's events, kept up to date by agentledger
--- as events arrive and prices change). A run whose events came in several
--- ingests has several parts; this query merges them: counts and costs add,
--- the earliest start and the latest finish win by (ts, event_id). A late event
--- therefore changes its run as if every event had come at once.
-WITH merged AS (
-    SELECT
-        tenant_id,
-        run_id,
-        first_value(workflow ORDER BY started_at ASC NULLS LAST, started_event_id ASC) AS workflow,
-        first_value(agent_version ORDER BY started_at ASC NULLS LAST, started_event_id ASC) AS agent_version,
-        MAX(finished_at) AS finished_at,
-        first_value(outcome ORDER BY finished_at DESC NULLS LAST, finished_event_id DESC) AS outcome,
-        first_value(cap_hit ORDER BY finished_at DESC NULLS LAST, finished_event_id DESC) AS cap_hit,
-        SUM(run_finished_events) AS run_finished_events,
-        SUM(model_cost_usd) AS model_cost_usd,
-        SUM(tool_cost_usd) AS tool_cost_usd,
-        SUM(model_calls) AS model_calls,
-        SUM(input_tokens) AS input_tokens,
-        SUM(cached_input_tokens) AS cached_input_tokens,
-        SUM(output_tokens) AS output_tokens,
-        SUM(reasoning_tokens) AS reasoning_tokens,
-        SUM(cache_hits) AS cache_hits,
-        SUM(model_errors) AS model_errors,
-        SUM(unpriced_model_calls) AS unpriced_model_calls,
-        SUM(tool_calls) AS tool_calls,
-        SUM(tool_errors) AS tool_errors,
-        SUM(policy_blocks) AS policy_blocks,
-        SUM(approvals_requested) AS approvals_requested,
-        SUM(approvals_approved) AS approvals_approved,
-        SUM(approvals_rejected) AS approvals_rejected,
-        SUM(human_overrides) AS human_overrides,
-        SUM(bad_run_reports) AS bad_run_reports,
-        SUM(events) AS events,
-        MIN(first_event_at) AS first_event_at,
-        MAX(last_event_at) AS last_event_at
-    FROM run_parts
-    GROUP BY tenant_id, run_id
-)
+-- as events arrive and prices change). `merged_parts` is merge_parts.sql over
+-- them: one part per run, as if all of the run's events had come at once, so
+-- a late event changes its run exactly as it should. (When the stored parts
+-- already hold a single row per run, agentledger reads them as they are.)
 SELECT
     tenant_id,
     run_id,
@@ -96,4 +62,4 @@ SELECT
     events,
     first_event_at,
     last_event_at
-FROM merged
+FROM merged_parts

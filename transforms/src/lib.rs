@@ -50,7 +50,10 @@ pub const VIEWS: &[(&str, &str)] = &[
 /// `run_parts.sql`: per-run partial sums of a set of events.
 pub const RUN_PARTS_SQL: &str = include_str!("../sql/run_parts.sql");
 
-/// `runs.sql`: one row per run, merged from `run_parts`.
+/// `merge_parts.sql`: one part per run, merged from `run_parts`.
+pub const MERGE_PARTS_SQL: &str = include_str!("../sql/merge_parts.sql");
+
+/// `runs.sql`: one row per run, from the merged parts.
 pub const RUNS_SQL: &str = include_str!("../sql/runs.sql");
 
 /// The stored tables every session registers.
@@ -89,6 +92,13 @@ pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionConte
             .build()?;
     }
     register_view(&ctx, RUN_PARTS, plan, None)?;
+    // Parts written with one row per run need no merging.
+    let merged = if coverage.unique {
+        ctx.sql("SELECT * FROM run_parts").await?
+    } else {
+        ctx.sql(MERGE_PARTS_SQL).await?
+    };
+    register_view(&ctx, "merged_parts", merged.into_unoptimized_plan(), None)?;
     let runs = ctx.sql(RUNS_SQL).await?.into_unoptimized_plan();
     register_view(&ctx, "runs", runs, Some(RUNS_SQL))?;
     Ok(ctx)
@@ -104,6 +114,7 @@ fn base_session(lake: &Lake) -> Result<SessionContext> {
     parquet.reorder_filters = true;
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udf(udf::DivMoney::udf());
+    ctx.register_udf(udf::RunBucket::udf());
     ctx.register_object_store(lake.store_url(), Arc::clone(lake.store()));
     Ok(ctx)
 }
@@ -127,21 +138,79 @@ fn register_view(
     Ok(())
 }
 
-/// `run_parts.sql` over exactly the events in `files`, priced with the
-/// snapshot's model prices: a session of its own, and the query.
+/// One slice of the runs: those whose `run_bucket` of `count` is `index`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bucket {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Bucket {
+    fn filter(self) -> String {
+        format!(
+            "WHERE run_bucket(tenant_id, run_id, {}) = {}",
+            self.count, self.index
+        )
+    }
+}
+
+/// `run_parts.sql` over exactly the events in `files` (of one bucket of
+/// runs, if given), priced with the snapshot's model prices: a session of
+/// its own, and the query.
 pub(crate) async fn run_parts_over(
     lake: &Lake,
     snapshot: &Snapshot,
     files: &[&FileEntry],
 ) -> Result<(SessionContext, DataFrame)> {
+    run_parts_of_bucket(lake, snapshot, files, None).await
+}
+
+pub(crate) async fn run_parts_of_bucket(
+    lake: &Lake,
+    snapshot: &Snapshot,
+    files: &[&FileEntry],
+    bucket: Option<Bucket>,
+) -> Result<(SessionContext, DataFrame)> {
     let ctx = base_session(lake)?;
     let store_url = ObjectStoreUrl::parse(lake.store_url().as_str())?;
     let events = LakeTable::with_files(lake, EVENTS, files, store_url.clone());
-    ctx.register_table(EVENTS, Arc::new(events))?;
+    match bucket {
+        None => {
+            ctx.register_table(EVENTS, Arc::new(events))?;
+        }
+        Some(bucket) => {
+            ctx.register_table("bucket_events", Arc::new(events))?;
+            let sql = format!("SELECT * FROM bucket_events {}", bucket.filter());
+            let plan = ctx.sql(&sql).await?.into_unoptimized_plan();
+            register_view(&ctx, EVENTS, plan, None)?;
+        }
+    }
     let prices = LakeTable::new(lake, snapshot, MODEL_PRICES, store_url);
     ctx.register_table(MODEL_PRICES, Arc::new(prices))?;
     register_views(&ctx).await?;
     let df = ctx.sql(RUN_PARTS_SQL).await?;
+    Ok((ctx, df))
+}
+
+/// The parts of one bucket of runs merged into one row per run: the parts
+/// in `parts` together with those computed from the events in `events`.
+pub(crate) async fn merged_parts_of_bucket(
+    lake: &Lake,
+    snapshot: &Snapshot,
+    parts: &[&FileEntry],
+    events: &[&FileEntry],
+    bucket: Bucket,
+) -> Result<(SessionContext, DataFrame)> {
+    let (ctx, new_parts) = run_parts_of_bucket(lake, snapshot, events, Some(bucket)).await?;
+    let store_url = ObjectStoreUrl::parse(lake.store_url().as_str())?;
+    let stored = LakeTable::with_files(lake, RUN_PARTS, parts, store_url);
+    ctx.register_table("stored_parts", Arc::new(stored))?;
+    let sql = format!("SELECT * FROM stored_parts {}", bucket.filter());
+    let plan = LogicalPlanBuilder::from(ctx.sql(&sql).await?.into_unoptimized_plan())
+        .union(new_parts.into_unoptimized_plan())?
+        .build()?;
+    register_view(&ctx, RUN_PARTS, plan, None)?;
+    let df = ctx.sql(MERGE_PARTS_SQL).await?;
     Ok((ctx, df))
 }
 

@@ -10,20 +10,23 @@
 //! [`agentledger_lake::log::RunCoverage`]).
 //!
 //! Parts files do not pile up: once there are [`MERGE_PARTS_FILES`] current
-//! parts files, the next refresh copies their rows into its own file and
-//! removes them, and its parts then cover every event (`full`).
+//! parts files, the next refresh merges them (`merge_parts.sql`) with the new
+//! parts into one file with one row per run, removes them, and its parts
+//! then cover every event (`full`). A refresh whose file is the only current
+//! one (a first refresh, a rebuild, a merge) marks it `unique`: sessions then
+//! read it without merging.
 //!
-//! Events are read in chunks of whole date partitions of at most
-//! [`CHUNK_ROWS`] rows, so memory stays bounded however large the lake is;
-//! a run whose events fall into two chunks simply has two parts.
+//! Memory stays bounded however large the lake is: runs are split into
+//! buckets by a hash of (tenant_id, run_id) (`run_bucket`), about
+//! [`CHUNK_ROWS`] events a bucket, and each bucket is computed and written
+//! on its own. Every event of a run is in its bucket, so buckets never share
+//! a run.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agentledger_lake::Lake;
 use agentledger_lake::lock::WriterLock;
 use agentledger_lake::log::{Commit, CommitKind, FileEntry, RunPartsCover, Snapshot};
-use agentledger_lake::parquet_io::read_all;
 use agentledger_lake::schema::{RUN_PARTS, RUN_PARTS_SCHEMA};
 use agentledger_lake::writer::{UPLOAD_BUFFER, writer_properties};
 use arrow::array::RecordBatch;
@@ -33,11 +36,10 @@ use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
 use serde::Serialize;
 
-use crate::Result;
+use crate::{Bucket, Result};
 
-/// Events read into one run-parts computation at most (whole date
-/// partitions; a single larger partition is read alone).
-pub const CHUNK_ROWS: u64 = 2_000_000;
+/// Events (or eight times as many parts rows) per bucket of runs.
+pub const CHUNK_ROWS: u64 = 1_000_000;
 
 /// Current parts files that make the next refresh merge them all.
 pub const MERGE_PARTS_FILES: usize = 8;
@@ -57,15 +59,35 @@ pub struct RefreshSummary {
     pub version: Option<u64>,
 }
 
+/// Tuning of a refresh.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshOptions {
+    /// Events (or eight times as many parts rows) per bucket of runs.
+    pub chunk_rows: u64,
+}
+
+impl Default for RefreshOptions {
+    fn default() -> Self {
+        Self {
+            chunk_rows: CHUNK_ROWS,
+        }
+    }
+}
+
 /// Brings `run_parts` up to date with the lake; takes the writer lock.
 pub async fn refresh_runs(lake: &Lake) -> Result<RefreshSummary> {
+    refresh_runs_with(lake, RefreshOptions::default()).await
+}
+
+/// [`refresh_runs`] with other settings (tests use tiny buckets).
+pub async fn refresh_runs_with(lake: &Lake, options: RefreshOptions) -> Result<RefreshSummary> {
     let lock = WriterLock::acquire(lake, "runs").await?;
-    let result = refresh_locked(lake).await;
+    let result = refresh_locked(lake, options).await;
     lock.release().await?;
     result
 }
 
-async fn refresh_locked(lake: &Lake) -> Result<RefreshSummary> {
+async fn refresh_locked(lake: &Lake, options: RefreshOptions) -> Result<RefreshSummary> {
     let mut snapshot = Snapshot::load(lake).await?;
     snapshot.remove_orphans(lake, &[RUN_PARTS]).await?;
     let plan = plan_refresh(&snapshot);
@@ -73,11 +95,17 @@ async fn refresh_locked(lake: &Lake) -> Result<RefreshSummary> {
         return Ok(RefreshSummary::default());
     }
     let id = agentledger_lake::log::new_id();
-    let (files, summary) = write_parts(lake, &snapshot, &plan, &id).await?;
+    let (files, summary) = write_parts(lake, &snapshot, &plan, &id, options).await?;
     let mut commit = Commit::record(
         CommitKind::Runs,
         serde_json::json!({
-            "run_parts": RunPartsCover { full: plan.full, covers: plan.covers.clone() },
+            "run_parts": RunPartsCover {
+                full: plan.full,
+                covers: plan.covers.clone(),
+                // A full refresh replaces every current part with its own
+                // file, one row per run.
+                unique: plan.full,
+            },
             "events": summary.events,
             "parts": summary.parts,
             "merged_files": summary.merged_files,
@@ -131,9 +159,9 @@ pub(crate) fn plan_refresh(snapshot: &Snapshot) -> RefreshPlan {
             .map(|(_, f)| (*f).clone())
             .collect();
         let merge = !sources.is_empty() && coverage.parts.len() + 1 >= MERGE_PARTS_FILES;
-        if merge {
-            // Every current part is copied and every uncovered event
-            // computed: the new file covers all events.
+        if merge || (coverage.parts.is_empty() && !sources.is_empty()) {
+            // Every current part is merged and every uncovered event
+            // computed: the new file covers all events, a row per run.
             RefreshPlan {
                 full: true,
                 sources,
@@ -153,24 +181,9 @@ pub(crate) fn plan_refresh(snapshot: &Snapshot) -> RefreshPlan {
     }
 }
 
-/// Groups event files into chunks of whole date partitions.
-fn chunks(files: &[FileEntry]) -> Vec<Vec<&FileEntry>> {
-    let mut by_date: BTreeMap<Option<&str>, Vec<&FileEntry>> = BTreeMap::new();
-    for f in files {
-        by_date.entry(f.date.as_deref()).or_default().push(f);
-    }
-    let mut out: Vec<Vec<&FileEntry>> = Vec::new();
-    let mut rows = 0;
-    for (_, files) in by_date {
-        let n: u64 = files.iter().map(|f| f.rows).sum();
-        if out.is_empty() || rows + n > CHUNK_ROWS {
-            out.push(Vec::new());
-            rows = 0;
-        }
-        rows += n;
-        out.last_mut().expect("pushed above").extend(files);
-    }
-    out
+/// How many buckets of runs a refresh reads in.
+fn bucket_count(events: u64, parts: u64, chunk_rows: u64) -> u64 {
+    (events + parts * 8).div_ceil(chunk_rows.max(1)).max(1)
 }
 
 /// Computes the parts of `plan.sources` into one file.
@@ -179,6 +192,7 @@ pub(crate) async fn write_parts(
     snapshot: &Snapshot,
     plan: &RefreshPlan,
     id: &str,
+    options: RefreshOptions,
 ) -> Result<(Vec<FileEntry>, RefreshSummary)> {
     let mut summary = RefreshSummary {
         full: plan.full,
@@ -197,9 +211,23 @@ pub(crate) async fn write_parts(
     let mut writer =
         AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(writer_properties(&schema)))
             .map_err(agentledger_lake::Error::from)?;
-    for chunk in chunks(&plan.sources) {
-        summary.events += chunk.iter().map(|f| f.rows).sum::<u64>();
-        let (_ctx, df) = crate::run_parts_over(lake, snapshot, &chunk).await?;
+    let events: Vec<&FileEntry> = plan.sources.iter().collect();
+    let parts: Vec<&FileEntry> = plan.copy.iter().collect();
+    summary.events = events.iter().map(|f| f.rows).sum();
+    summary.merged_files = parts.len();
+    let count = bucket_count(
+        summary.events,
+        parts.iter().map(|f| f.rows).sum(),
+        options.chunk_rows,
+    );
+    for index in 0..count {
+        let bucket = Bucket { index, count };
+        let (_ctx, df) = if parts.is_empty() {
+            crate::run_parts_of_bucket(lake, snapshot, &events, (count > 1).then_some(bucket))
+                .await?
+        } else {
+            crate::merged_parts_of_bucket(lake, snapshot, &parts, &events, bucket).await?
+        };
         let mut stream = df.execute_stream().await?;
         while let Some(batch) = stream.next().await {
             let batch = conform(&batch?)?;
@@ -209,18 +237,6 @@ pub(crate) async fn write_parts(
                 .await
                 .map_err(agentledger_lake::Error::from)?;
         }
-    }
-    for file in &plan.copy {
-        let mut stream = read_all(lake, file).await?;
-        while let Some(batch) = stream.next().await {
-            let batch = conform(&batch?)?;
-            summary.parts += batch.num_rows() as u64;
-            writer
-                .write(&batch)
-                .await
-                .map_err(agentledger_lake::Error::from)?;
-        }
-        summary.merged_files += 1;
     }
     writer
         .finish()
@@ -271,33 +287,25 @@ mod tests {
     }
 
     #[test]
-    fn chunks_hold_whole_dates_up_to_the_limit() {
-        let file = |date: &str, rows: u64| FileEntry {
-            table: "events".into(),
-            path: format!("events/date={date}/{rows}.parquet"),
-            size: 1,
-            rows,
-            date: Some(date.into()),
-        };
-        let files = [
-            file("2026-01-02", CHUNK_ROWS / 2),
-            file("2026-01-01", CHUNK_ROWS / 2),
-            file("2026-01-01", 10),
-            file("2026-01-03", CHUNK_ROWS * 2),
-            file("2026-01-04", 1),
-        ];
-        let sizes: Vec<Vec<u64>> = chunks(&files)
-            .iter()
-            .map(|c| c.iter().map(|f| f.rows).collect())
-            .collect();
-        assert_eq!(
-            sizes,
-            [
-                vec![CHUNK_ROWS / 2, 10],
-                vec![CHUNK_ROWS / 2],
-                vec![CHUNK_ROWS * 2],
-                vec![1]
-            ]
+    fn buckets_split_runs_evenly_and_keep_each_run_whole() {
+        assert_eq!(bucket_count(0, 0, CHUNK_ROWS), 1);
+        assert_eq!(bucket_count(CHUNK_ROWS, 0, CHUNK_ROWS), 1);
+        assert_eq!(bucket_count(CHUNK_ROWS + 1, 0, CHUNK_ROWS), 2);
+        assert_eq!(bucket_count(CHUNK_ROWS, CHUNK_ROWS / 8, CHUNK_ROWS), 2);
+        let mut sizes = [0u32; 4];
+        for run in 0..40_000 {
+            let b = crate::udf::run_bucket("acme", &format!("run-{run}"), 4);
+            assert_eq!(b, crate::udf::run_bucket("acme", &format!("run-{run}"), 4));
+            sizes[b as usize] += 1;
+        }
+        assert!(
+            sizes.iter().all(|n| (9_000..11_000).contains(n)),
+            "{sizes:?}"
+        );
+        assert_ne!(
+            crate::udf::run_bucket("a", "bc", 1 << 20),
+            crate::udf::run_bucket("ab", "c", 1 << 20),
+            "the pair is hashed with a separator"
         );
     }
 }

@@ -96,6 +96,68 @@ pub fn div_half_even(value: i128, n: i128) -> Option<i128> {
     Some(if negative { -q } else { q })
 }
 
+/// `run_bucket(tenant_id, run_id, n) -> BIGINT`: which of `n` buckets a run
+/// falls in (xxh3 of the pair), so that a large set of events can be read
+/// in slices that each hold every event of their runs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RunBucket {
+    signature: Signature,
+}
+
+impl RunBucket {
+    /// The function, ready to register.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8, DataType::Int64],
+                Volatility::Immutable,
+            ),
+        })
+    }
+}
+
+/// The bucket of one run; see [`RunBucket`].
+pub fn run_bucket(tenant_id: &str, run_id: &str, n: u64) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(tenant_id.as_bytes());
+    h.update(&[0]);
+    h.update(run_id.as_bytes());
+    h.digest() % n.max(1)
+}
+
+impl ScalarUDFImpl for RunBucket {
+    fn name(&self) -> &str {
+        "run_bucket"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let tenants = arrays[0].as_string::<i32>();
+        let runs = arrays[1].as_string::<i32>();
+        let n = arrays[2].as_primitive::<Int64Type>();
+        let out: arrow::array::Int64Array = (0..rows)
+            .map(|i| {
+                if tenants.is_null(i) || runs.is_null(i) || n.is_null(i) {
+                    None
+                } else {
+                    let b = run_bucket(tenants.value(i), runs.value(i), n.value(i).max(1) as u64);
+                    Some(b as i64)
+                }
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::div_half_even;
