@@ -722,83 +722,83 @@ mod tests {
         );
         assert_eq!(code(r#"{"event_type":"feedback"}"#), "missing_field");
         assert_eq!(
-            code(&line(r#""event_type":"model_cal""#)),
+            code(line(r#""event_type":"model_cal""#)),
             "unknown_event_type"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"model_call","model":"m","input_tokens":"800","output_tokens":1"#
             )),
             "wrong_type"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"model_call","model":"m","input_tokens":800.0,"output_tokens":1"#
             )),
             "wrong_type"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"model_call","model":"m","input_tokens":1e3,"output_tokens":1"#
             )),
             "wrong_type"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":-1"#
             )),
             "out_of_range"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cached_input_tokens":9"#
             )),
             "out_of_range"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"reasoning_tokens":2"#
             )),
             "out_of_range"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":"0.0000000000001""#
             )),
             "out_of_range"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":-1"#
             )),
             "out_of_range"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"model_call","model":"m","input_tokens":8,"output_tokens":1,"cost_usd":"1e3""#
             )),
             "wrong_type"
         );
         assert_eq!(
-            code(&line(r#""event_type":"run_finished","outcome":"done""#)),
+            code(line(r#""event_type":"run_finished","outcome":"done""#)),
             "invalid_value"
         );
         assert_eq!(
-            code(&line(r#""event_type":"run_started","workflow":"""#)),
+            code(line(r#""event_type":"run_started","workflow":"""#)),
             "out_of_range"
         );
         assert_eq!(
-            code(&line(r#""event_type":"run_started","workflow":null"#)),
+            code(line(r#""event_type":"run_started","workflow":null"#)),
             "missing_field"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"run_started","workflow":"w","attributes":[1]"#
             )),
             "wrong_type"
         );
         assert_eq!(
-            code(&line(
+            code(line(
                 r#""event_type":"run_started","workflow":"w","attributes":{"x":1},"x":2"#
             )),
             "attribute_conflict"
@@ -848,7 +848,7 @@ mod tests {
         );
         let too_long = "é".repeat(129);
         assert_eq!(
-            code(&line(&format!(
+            code(line(&format!(
                 r#""event_type":"run_started","workflow":"{too_long}""#
             ))),
             "out_of_range"

@@ -11,16 +11,16 @@
 //!
 //! Parts files do not pile up: once there are [`MERGE_PARTS_FILES`] current
 //! parts files, the next refresh merges them (`merge_parts.sql`) with the new
-//! parts into one file with one row per run, removes them, and its parts
-//! then cover every event (`full`). A refresh whose file is the only current
-//! one (a first refresh, a rebuild, a merge) marks it `unique`: sessions then
-//! read it without merging.
+//! parts into one file with one row per run and removes them. A file that
+//! is the only current one and holds one row per run is marked `unique`:
+//! sessions then read it without merging.
 //!
-//! Memory stays bounded however large the lake is: runs are split into
-//! buckets by a hash of (tenant_id, run_id) (`run_bucket`), about
-//! [`CHUNK_ROWS`] events a bucket, and each bucket is computed and written
-//! on its own. Every event of a run is in its bucket, so buckets never share
-//! a run.
+//! Memory stays bounded however large the lake is. New events are read in
+//! chunks of whole date partitions of about [`CHUNK_ROWS`] events, each
+//! once; a run with events in two chunks then has two rows, so a refresh that
+//! needed several chunks merges its own file right after. Merges read runs
+//! in buckets by a hash of (tenant_id, run_id) (`run_bucket`): every part and
+//! event of a run is in its bucket, so each bucket is merged on its own.
 
 use std::sync::Arc;
 
@@ -38,7 +38,9 @@ use serde::Serialize;
 
 use crate::{Bucket, Result};
 
-/// Events (or eight times as many parts rows) per bucket of runs.
+/// Events read into one run-parts computation (whole date partitions), or
+/// events plus eight times the parts rows in one bucket of a merge: what
+/// bounds a refresh's memory.
 pub const CHUNK_ROWS: u64 = 1_000_000;
 
 /// Current parts files that make the next refresh merge them all.
@@ -67,10 +69,15 @@ pub struct RefreshOptions {
 }
 
 impl Default for RefreshOptions {
+    /// [`CHUNK_ROWS`], or `AGENTLEDGER_RUNS_CHUNK_ROWS` when set (fewer rows,
+    /// less memory, a little more time).
     fn default() -> Self {
-        Self {
-            chunk_rows: CHUNK_ROWS,
-        }
+        let chunk_rows = std::env::var("AGENTLEDGER_RUNS_CHUNK_ROWS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(CHUNK_ROWS);
+        Self { chunk_rows }
     }
 }
 
@@ -88,118 +95,175 @@ pub async fn refresh_runs_with(lake: &Lake, options: RefreshOptions) -> Result<R
 }
 
 async fn refresh_locked(lake: &Lake, options: RefreshOptions) -> Result<RefreshSummary> {
-    let mut snapshot = Snapshot::load(lake).await?;
-    snapshot.remove_orphans(lake, &[RUN_PARTS]).await?;
-    let plan = plan_refresh(&snapshot);
-    if plan.sources.is_empty() && plan.removes.is_empty() && plan.copy.is_empty() {
-        return Ok(RefreshSummary::default());
-    }
-    let id = agentledger_lake::log::new_id();
-    let (files, summary) = write_parts(lake, &snapshot, &plan, &id, options).await?;
-    let mut commit = Commit::record(
-        CommitKind::Runs,
-        serde_json::json!({
-            "run_parts": RunPartsCover {
-                full: plan.full,
-                covers: plan.covers.clone(),
-                // A full refresh replaces every current part with its own
-                // file, one row per run.
-                unique: plan.full,
-            },
-            "events": summary.events,
-            "parts": summary.parts,
-            "merged_files": summary.merged_files,
-        }),
-    );
-    commit.id = id;
-    commit.files = files;
-    commit.removes = plan.removes;
-    let version = snapshot.commit(lake, commit).await?;
-    agentledger_lake::retain::delete_due(lake, &snapshot, agentledger_lake::retain::grace_period())
+    let mut total = RefreshSummary::default();
+    // A refresh that had to read its events in several date chunks leaves
+    // one file whose runs may have two rows; the second round merges it.
+    for _ in 0..2 {
+        let mut snapshot = Snapshot::load(lake).await?;
+        snapshot.remove_orphans(lake, &[RUN_PARTS]).await?;
+        let Some(plan) = plan_refresh(&snapshot) else {
+            break;
+        };
+        let id = agentledger_lake::log::new_id();
+        let (files, summary, unique) = write_parts(lake, &snapshot, &plan, &id, options).await?;
+        let mut commit = Commit::record(
+            CommitKind::Runs,
+            serde_json::json!({
+                "run_parts": RunPartsCover {
+                    full: plan.full,
+                    covers: plan.covers.clone(),
+                    unique,
+                },
+                "events": summary.events,
+                "parts": summary.parts,
+                "merged_files": summary.merged_files,
+            }),
+        );
+        commit.id = id;
+        commit.files = files;
+        commit.removes = plan.removes;
+        let version = snapshot.commit(lake, commit).await?;
+        total = RefreshSummary {
+            full: total.full || summary.full,
+            events: total.events + summary.events,
+            parts: summary.parts,
+            merged_files: total.merged_files + summary.merged_files,
+            version: Some(version),
+        };
+        agentledger_lake::retain::delete_due(
+            lake,
+            &snapshot,
+            agentledger_lake::retain::grace_period(),
+        )
         .await?;
-    Ok(RefreshSummary {
-        version: Some(version),
-        ..summary
-    })
+    }
+    Ok(total)
 }
 
-/// What a refresh (or a compaction) has to compute.
+/// What a refresh has to compute.
 #[derive(Debug, Default)]
 pub(crate) struct RefreshPlan {
+    /// The new parts cover every event.
     pub full: bool,
+    /// Events to compute parts from.
     pub sources: Vec<FileEntry>,
+    /// Versions whose events the new parts cover (when not `full`).
     pub covers: Vec<u64>,
-    /// Current parts files whose rows are copied into the new file.
-    pub copy: Vec<FileEntry>,
+    /// Current parts merged with the new ones into one row per run.
+    pub merge: Vec<FileEntry>,
+    /// Parts files the commit takes out.
     pub removes: Vec<String>,
 }
 
-pub(crate) fn plan_refresh(snapshot: &Snapshot) -> RefreshPlan {
+/// What to do, or `None` when the parts are current and need no merging.
+pub(crate) fn plan_refresh(snapshot: &Snapshot) -> Option<RefreshPlan> {
     let coverage = snapshot.run_coverage();
-    let full = !coverage.stale_parts.is_empty();
-    if full {
-        RefreshPlan {
-            full,
-            sources: coverage.events.iter().map(|(_, f)| (*f).clone()).collect(),
-            covers: vec![],
-            copy: vec![],
-            removes: coverage
-                .parts
-                .iter()
-                .chain(&coverage.stale_parts)
-                .map(|f| f.path.clone())
-                .collect(),
-        }
-    } else {
-        let mut covers: Vec<u64> = coverage.uncovered_events.iter().map(|(v, _)| *v).collect();
-        covers.dedup();
-        let sources: Vec<FileEntry> = coverage
-            .uncovered_events
+    let all_parts = || -> Vec<String> {
+        coverage
+            .parts
             .iter()
-            .map(|(_, f)| (*f).clone())
-            .collect();
-        let merge = !sources.is_empty() && coverage.parts.len() + 1 >= MERGE_PARTS_FILES;
-        if merge || (coverage.parts.is_empty() && !sources.is_empty()) {
-            // Every current part is merged and every uncovered event
-            // computed: the new file covers all events, a row per run.
-            RefreshPlan {
-                full: true,
-                sources,
-                covers: vec![],
-                copy: coverage.parts.iter().map(|f| (*f).clone()).collect(),
-                removes: coverage.parts.iter().map(|f| f.path.clone()).collect(),
-            }
-        } else {
-            RefreshPlan {
-                full,
-                sources,
-                covers,
-                copy: vec![],
-                removes: vec![],
-            }
-        }
+            .chain(&coverage.stale_parts)
+            .map(|f| f.path.clone())
+            .collect()
+    };
+    if !coverage.stale_parts.is_empty() {
+        // Prices or events changed under every part: rebuild from events.
+        return Some(RefreshPlan {
+            full: true,
+            sources: coverage.events.iter().map(|(_, f)| (*f).clone()).collect(),
+            removes: all_parts(),
+            ..Default::default()
+        });
     }
+    let sources: Vec<FileEntry> = coverage
+        .uncovered_events
+        .iter()
+        .map(|(_, f)| (*f).clone())
+        .collect();
+    let mut covers: Vec<u64> = coverage.uncovered_events.iter().map(|(v, _)| *v).collect();
+    covers.dedup();
+    let current: Vec<FileEntry> = coverage.parts.iter().map(|f| (*f).clone()).collect();
+    if sources.is_empty() {
+        // Everything is covered; one file that may hold a run twice (read
+        // in date chunks) is merged into one row per run.
+        return (current.len() == 1 && !coverage.unique).then(|| RefreshPlan {
+            full: true,
+            removes: all_parts(),
+            merge: current,
+            ..Default::default()
+        });
+    }
+    if current.is_empty() {
+        return Some(RefreshPlan {
+            full: true,
+            sources,
+            ..Default::default()
+        });
+    }
+    if current.len() + 1 >= MERGE_PARTS_FILES {
+        // Parts files piled up: merge them all with the new parts.
+        return Some(RefreshPlan {
+            full: true,
+            sources,
+            removes: all_parts(),
+            merge: current,
+            ..Default::default()
+        });
+    }
+    Some(RefreshPlan {
+        sources,
+        covers,
+        ..Default::default()
+    })
 }
 
-/// How many buckets of runs a refresh reads in.
+/// Groups event files into chunks of whole date partitions of about
+/// `chunk_rows` events (a larger partition is a chunk of its own).
+fn chunks(files: &[FileEntry], chunk_rows: u64) -> Vec<Vec<&FileEntry>> {
+    let mut by_date: std::collections::BTreeMap<Option<&str>, Vec<&FileEntry>> =
+        std::collections::BTreeMap::new();
+    for f in files {
+        by_date.entry(f.date.as_deref()).or_default().push(f);
+    }
+    let mut out: Vec<Vec<&FileEntry>> = Vec::new();
+    let mut rows = 0;
+    for (_, files) in by_date {
+        let n: u64 = files.iter().map(|f| f.rows).sum();
+        if out.is_empty() || rows + n > chunk_rows {
+            out.push(Vec::new());
+            rows = 0;
+        }
+        rows += n;
+        out.last_mut().expect("pushed above").extend(files);
+    }
+    out
+}
+
+/// How many buckets of runs a merge reads in.
 fn bucket_count(events: u64, parts: u64, chunk_rows: u64) -> u64 {
     (events + parts * 8).div_ceil(chunk_rows.max(1)).max(1)
 }
 
-/// Computes the parts of `plan.sources` into one file.
+/// Computes the parts of a plan into one file; also says whether the file
+/// holds one row per run.
+///
+/// New events are read in chunks of whole dates (each read once); a run
+/// with events in two chunks then has two rows, and the file is not
+/// unique. A merge reads runs in hash buckets instead: each bucket holds
+/// every part and event of its runs, so the result has one row per run.
 pub(crate) async fn write_parts(
     lake: &Lake,
     snapshot: &Snapshot,
     plan: &RefreshPlan,
     id: &str,
     options: RefreshOptions,
-) -> Result<(Vec<FileEntry>, RefreshSummary)> {
+) -> Result<(Vec<FileEntry>, RefreshSummary, bool)> {
     let mut summary = RefreshSummary {
         full: plan.full,
         ..Default::default()
     };
-    if plan.sources.is_empty() && plan.copy.is_empty() {
-        return Ok((vec![], summary));
+    if plan.sources.is_empty() && plan.merge.is_empty() {
+        return Ok((vec![], summary, plan.full));
     }
     let relative = format!("{RUN_PARTS}/part-{id}-0001.parquet");
     let sink = BufWriter::with_capacity(
@@ -211,31 +275,30 @@ pub(crate) async fn write_parts(
     let mut writer =
         AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(writer_properties(&schema)))
             .map_err(agentledger_lake::Error::from)?;
-    let events: Vec<&FileEntry> = plan.sources.iter().collect();
-    let parts: Vec<&FileEntry> = plan.copy.iter().collect();
-    summary.events = events.iter().map(|f| f.rows).sum();
-    summary.merged_files = parts.len();
-    let count = bucket_count(
-        summary.events,
-        parts.iter().map(|f| f.rows).sum(),
-        options.chunk_rows,
-    );
-    for index in 0..count {
-        let bucket = Bucket { index, count };
-        let (_ctx, df) = if parts.is_empty() {
-            crate::run_parts_of_bucket(lake, snapshot, &events, (count > 1).then_some(bucket))
-                .await?
-        } else {
-            crate::merged_parts_of_bucket(lake, snapshot, &parts, &events, bucket).await?
-        };
-        let mut stream = df.execute_stream().await?;
-        while let Some(batch) = stream.next().await {
-            let batch = conform(&batch?)?;
-            summary.parts += batch.num_rows() as u64;
-            writer
-                .write(&batch)
-                .await
-                .map_err(agentledger_lake::Error::from)?;
+    summary.events = plan.sources.iter().map(|f| f.rows).sum();
+    summary.merged_files = plan.merge.len();
+    let unique;
+    if plan.merge.is_empty() {
+        let chunks = chunks(&plan.sources, options.chunk_rows);
+        unique = plan.full && chunks.len() == 1;
+        for chunk in chunks {
+            let (_ctx, df) = crate::run_parts_over(lake, snapshot, &chunk).await?;
+            write_stream(&mut writer, df, &mut summary).await?;
+        }
+    } else {
+        unique = true;
+        let events: Vec<&FileEntry> = plan.sources.iter().collect();
+        let parts: Vec<&FileEntry> = plan.merge.iter().collect();
+        let count = bucket_count(
+            summary.events,
+            parts.iter().map(|f| f.rows).sum(),
+            options.chunk_rows,
+        );
+        for index in 0..count {
+            let bucket = Bucket { index, count };
+            let (_ctx, df) =
+                crate::merged_parts_of_bucket(lake, snapshot, &parts, &events, bucket).await?;
+            write_stream(&mut writer, df, &mut summary).await?;
         }
     }
     writer
@@ -249,7 +312,24 @@ pub(crate) async fn write_parts(
         rows: summary.parts,
         date: None,
     };
-    Ok((vec![entry], summary))
+    Ok((vec![entry], summary, unique))
+}
+
+async fn write_stream(
+    writer: &mut AsyncArrowWriter<BufWriter>,
+    df: datafusion::prelude::DataFrame,
+    summary: &mut RefreshSummary,
+) -> Result<()> {
+    let mut stream = df.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        let batch = conform(&batch?)?;
+        summary.parts += batch.num_rows() as u64;
+        writer
+            .write(&batch)
+            .await
+            .map_err(agentledger_lake::Error::from)?;
+    }
+    Ok(())
 }
 
 /// A batch of `run_parts.sql` output in the stored schema.
@@ -284,6 +364,30 @@ mod tests {
             columns(df.schema().as_arrow().fields()),
             columns(RUN_PARTS_SCHEMA.fields())
         );
+    }
+
+    #[test]
+    fn chunks_hold_whole_dates_up_to_the_limit() {
+        let file = |date: &str, rows: u64| FileEntry {
+            table: "events".into(),
+            path: format!("events/date={date}/{rows}.parquet"),
+            size: 1,
+            rows,
+            date: Some(date.into()),
+        };
+        let c = 100;
+        let files = [
+            file("2026-01-02", c / 2),
+            file("2026-01-01", c / 2),
+            file("2026-01-01", 10),
+            file("2026-01-03", c * 2),
+            file("2026-01-04", 1),
+        ];
+        let sizes: Vec<Vec<u64>> = chunks(&files, c)
+            .iter()
+            .map(|chunk| chunk.iter().map(|f| f.rows).collect())
+            .collect();
+        assert_eq!(sizes, [vec![c / 2, 10], vec![c / 2], vec![c * 2], vec![1]]);
     }
 
     #[test]
