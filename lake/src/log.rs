@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
@@ -141,11 +141,47 @@ impl Snapshot {
         let mut metas: Vec<_> = lake.store().list(Some(&prefix)).try_collect().await?;
         metas.retain(|m| m.location.filename().is_some_and(|f| f.ends_with(".json")));
         metas.sort_by(|a, b| a.location.cmp(&b.location));
-        let mut commits = Vec::with_capacity(metas.len());
-        for meta in metas {
-            let bytes = lake.store().get(&meta.location).await?.bytes().await?;
+        // Every command reads the whole log: fetch records concurrently (one
+        // round trip each on object storage), or straight from disk on a
+        // local lake, where a blocking-pool hop per small file costs more
+        // than the read.
+        let local = lake.local_root();
+        let records: Vec<(String, bytes::Bytes)> = match &local {
+            Some(root) => metas
+                .iter()
+                .map(|meta| {
+                    let rel = lake.relative(&meta.location).unwrap_or_default();
+                    let path = root.join(&rel);
+                    std::fs::read(&path)
+                        .map(|b| (meta.location.to_string(), bytes::Bytes::from(b)))
+                        .map_err(|source| Error::Io {
+                            context: format!("cannot read commit record {}", path.display()),
+                            source,
+                        })
+                })
+                .collect::<Result<_>>()?,
+            None => {
+                let locations: Vec<_> = metas.iter().map(|m| m.location.clone()).collect();
+                let fetches: Vec<_> = locations
+                    .into_iter()
+                    .map(|location| {
+                        let store = std::sync::Arc::clone(lake.store());
+                        async move {
+                            let bytes = store.get(&location).await?.bytes().await?;
+                            Ok::<_, Error>((location.to_string(), bytes))
+                        }
+                    })
+                    .collect();
+                futures::stream::iter(fetches)
+                    .buffered(32)
+                    .try_collect()
+                    .await?
+            }
+        };
+        let mut commits = Vec::with_capacity(records.len());
+        for (path, bytes) in records {
             let commit: Commit = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLog {
-                path: meta.location.to_string(),
+                path,
                 reason: e.to_string(),
             })?;
             commits.push(commit);

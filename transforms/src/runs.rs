@@ -9,8 +9,9 @@
 //! session computes whatever is not covered on the fly (see
 //! [`agentledger_lake::log::RunCoverage`]).
 //!
-//! Parts files do not pile up: once there are [`MERGE_PARTS_FILES`] current
-//! parts files, the next refresh merges them (`merge_parts.sql`) with the new
+//! Parts files do not pile up: while the current parts are small
+//! ([`MERGE_ALWAYS_ROWS`]), and otherwise once there are
+//! [`MERGE_PARTS_FILES`] current parts files, the refresh merges them (`merge_parts.sql`) with the new
 //! parts into one file with one row per run and removes them. A file that
 //! is the only current one and holds one row per run is marked `unique`:
 //! sessions then read it without merging.
@@ -45,6 +46,11 @@ pub const CHUNK_ROWS: u64 = 1_000_000;
 
 /// Current parts files that make the next refresh merge them all.
 pub const MERGE_PARTS_FILES: usize = 8;
+
+/// Current parts rows up to which every refresh merges them with its new
+/// parts (cheap at this size), so that small, frequent ingests keep one row
+/// per run and `runs` never has to regroup.
+pub const MERGE_ALWAYS_ROWS: u64 = 500_000;
 
 /// What a refresh did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -200,8 +206,10 @@ pub(crate) fn plan_refresh(snapshot: &Snapshot) -> Option<RefreshPlan> {
             ..Default::default()
         });
     }
-    if current.len() + 1 >= MERGE_PARTS_FILES {
-        // Parts files piled up: merge them all with the new parts.
+    let current_rows: u64 = current.iter().map(|f| f.rows).sum();
+    if current.len() + 1 >= MERGE_PARTS_FILES || current_rows <= MERGE_ALWAYS_ROWS {
+        // Parts files piled up, or few enough to merge every time: merge
+        // them all with the new parts.
         return Some(RefreshPlan {
             full: true,
             sources,
