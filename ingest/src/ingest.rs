@@ -21,7 +21,7 @@ use arrow::array::{
     AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use arrow::compute::filter_record_batch;
+use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{Int64Type, SchemaRef};
 use futures::StreamExt;
 use serde::Serialize;
@@ -284,11 +284,9 @@ const BLOCK_BYTES: usize = 4 << 20;
 
 /// Decoding threads: the machine's cores, or `AGENTLEDGER_INGEST_THREADS`.
 fn decode_threads() -> usize {
-    std::env::var("AGENTLEDGER_INGEST_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    agentledger_lake::retry::env_count("AGENTLEDGER_INGEST_THREADS", "threads", 1, cores as u64)
+        as usize
 }
 
 /// Whole lines of one source, numbered from `first_line`.
@@ -312,9 +310,7 @@ struct Decoded {
     read: u64,
     batch: Option<RecordBatch>,
     keys: Vec<u128>,
-    hashes: Vec<i64>,
     dates: Vec<i32>,
-    lines: Vec<i64>,
     /// Byte range of each valid row's line in `data`.
     spans: Vec<(usize, usize)>,
     data: Vec<u8>,
@@ -372,6 +368,14 @@ fn cut_blocks(
     }
 }
 
+/// The Int64 column `name` of an events batch.
+fn column_i64<'a>(batch: &'a RecordBatch, name: &str) -> &'a Int64Array {
+    batch
+        .column_by_name(name)
+        .expect("an events batch")
+        .as_primitive::<Int64Type>()
+}
+
 /// Validates every line of a block.
 fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
     let data = block.data;
@@ -380,13 +384,13 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
         read: 0,
         batch: None,
         keys: Vec::new(),
-        hashes: Vec::new(),
         dates: Vec::new(),
-        lines: Vec::new(),
         spans: Vec::new(),
         data: Vec::new(),
         rejections: Vec::new(),
     };
+    let mut lines: Vec<i64> = Vec::new();
+    let mut hashes: Vec<i64> = Vec::new();
     let mut line_no = block.first_line - 1;
     let mut start = 0;
     while start < data.len() {
@@ -405,10 +409,10 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
         match validate(line) {
             Ok(event) => {
                 out.keys.push(xxh3_128(event.event_id.as_bytes()));
-                out.hashes.push(event.content_hash as i64);
+                hashes.push(event.content_hash as i64);
                 out.dates
                     .push(event.ts_micros.div_euclid(MICROS_PER_DAY) as i32);
-                out.lines.push(line_no);
+                lines.push(line_no);
                 out.spans.push((line_start, line_start + line.len()));
                 rows.push(event.values);
             }
@@ -422,14 +426,14 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
         columns.push(Arc::new(StringArray::from_iter_values(
             std::iter::repeat_n(meta.source, n),
         )));
-        columns.push(Arc::new(Int64Array::from(out.lines.clone())));
+        columns.push(Arc::new(Int64Array::from(lines)));
         columns.push(Arc::new(StringArray::from_iter_values(
             std::iter::repeat_n(meta.ingest_id, n),
         )));
         columns.push(Arc::new(
             TimestampMicrosecondArray::from(vec![meta.ingested_at; n]).with_timezone("UTC"),
         ));
-        columns.push(Arc::new(Int64Array::from(out.hashes.clone())));
+        columns.push(Arc::new(Int64Array::from(hashes)));
         out.batch = Some(RecordBatch::try_new(Arc::clone(&EVENTS_SCHEMA), columns)?);
     }
     out.data = data;
@@ -469,8 +473,6 @@ struct Suspect {
 /// The mutable state of one ingest run.
 struct State {
     index: Index,
-    events: RowBuilder,
-    event_dates: Vec<i32>,
     event_writer: PartitionedWriter,
     quarantine: RowBuilder,
     quarantine_writer: PartitionedWriter,
@@ -486,8 +488,6 @@ impl Job {
     fn run(self, files: Vec<Source>, index: Index) -> Result<(IngestSummary, Vec<FileEntry>)> {
         let mut st = State {
             index,
-            events: RowBuilder::new(Arc::clone(&EVENTS_SCHEMA)),
-            event_dates: Vec::with_capacity(self.options.batch_rows),
             event_writer: PartitionedWriter::new(
                 &self.lake,
                 EVENTS,
@@ -527,7 +527,6 @@ impl Job {
             p.finish();
         }
         self.resolve_suspects(&mut st)?;
-        self.flush_events(&mut st)?;
         self.flush_quarantine(&mut st)?;
         let mut written = self.handle.block_on(st.event_writer.finish())?;
         written.extend(self.handle.block_on(st.quarantine_writer.finish())?);
@@ -617,6 +616,8 @@ impl Job {
             return Ok(());
         };
         let ids = batch.column(0).as_string::<i32>();
+        let lines = column_i64(&batch, "line");
+        let hashes = column_i64(&batch, "content_hash");
         let mut keep = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let key = d.keys[i];
@@ -627,9 +628,9 @@ impl Job {
                 st.suspect_bytes += 2 * raw.len() + 512;
                 st.suspects.push(Suspect {
                     source: index,
-                    line: d.lines[i],
+                    line: lines.value(i),
                     key,
-                    hash: d.hashes[i],
+                    hash: hashes.value(i),
                     event_id: ids.value(i).to_string(),
                     raw,
                 });
@@ -653,13 +654,7 @@ impl Job {
                     .collect();
                 (filter_record_batch(&batch, &mask)?, dates)
             };
-            let step = self.options.batch_rows.max(1);
-            for offset in (0..batch.num_rows()).step_by(step) {
-                let len = step.min(batch.num_rows() - offset);
-                let dates = Date32Array::from(dates[offset..offset + len].to_vec());
-                self.handle
-                    .block_on(st.event_writer.write(&batch.slice(offset, len), &dates))?;
-            }
+            self.write_events(st, &batch, &dates)?;
         }
         if st.suspect_bytes >= self.options.suspect_budget {
             self.resolve_suspects(st)?;
@@ -667,11 +662,15 @@ impl Job {
         Ok(())
     }
 
-    fn store(&self, st: &mut State, row: Vec<Option<Val<'_>>>, date: i32) -> Result<()> {
-        st.events.push(row);
-        st.event_dates.push(date);
-        if st.events.len() >= self.options.batch_rows {
-            self.flush_events(st)?;
+    /// Hands new events to the writers, `batch_rows` at a time; row `i`
+    /// belongs to the partition `dates[i]`.
+    fn write_events(&self, st: &mut State, batch: &RecordBatch, dates: &[i32]) -> Result<()> {
+        let step = self.options.batch_rows.max(1);
+        for offset in (0..batch.num_rows()).step_by(step) {
+            let len = step.min(batch.num_rows() - offset);
+            let dates = Date32Array::from(dates[offset..offset + len].to_vec());
+            self.handle
+                .block_on(st.event_writer.write(&batch.slice(offset, len), &dates))?;
         }
         Ok(())
     }
@@ -716,7 +715,6 @@ impl Job {
             return Ok(());
         }
         st.suspect_bytes = 0;
-        self.flush_events(st)?;
         self.handle.block_on(st.event_writer.finish_open())?;
         let written = st.event_writer.finished().to_vec();
         let mut stored: HashMap<u128, Option<i64>> =
@@ -738,6 +736,8 @@ impl Job {
                 Ok::<_, Error>(())
             })?;
         }
+        let mut new_batches = Vec::new();
+        let mut new_dates = Vec::new();
         for s in std::mem::take(&mut st.suspects) {
             let slot = stored.get_mut(&s.key).expect("every suspect has a slot");
             match *slot {
@@ -756,35 +756,29 @@ impl Job {
                 None => {
                     *slot = Some(s.hash);
                     st.sources[s.source].stored += 1;
-                    let event = validate(s.raw.as_bytes()).expect("a suspect was valid when read");
-                    let date = event.ts_micros.div_euclid(MICROS_PER_DAY) as i32;
+                    // Decoded again as a block of its one line: the same
+                    // row, provenance and date as when it was read.
                     let name = st.sources[s.source].source.clone();
-                    let row: Vec<Option<Val<'_>>> = event
-                        .values
-                        .into_iter()
-                        .chain([
-                            Some(Val::Str(name.into())),
-                            Some(Val::Int(s.line)),
-                            Some(Val::Str(self.ingest_id.as_str().into())),
-                            Some(Val::Ts(self.ingested_at)),
-                            Some(Val::Int(s.hash)),
-                        ])
-                        .collect();
-                    self.store(st, row, date)?;
+                    let block = Block {
+                        seq: 0,
+                        first_line: s.line,
+                        data: s.raw.into_bytes(),
+                    };
+                    let meta = BlockMeta {
+                        source: &name,
+                        ingest_id: &self.ingest_id,
+                        ingested_at: self.ingested_at,
+                    };
+                    let d = decode_block(block, meta)?;
+                    new_batches.push(d.batch.expect("a suspect was valid when read"));
+                    new_dates.extend(d.dates);
                 }
             }
         }
-        Ok(())
-    }
-
-    fn flush_events(&self, st: &mut State) -> Result<()> {
-        if st.events.is_empty() {
-            return Ok(());
+        if !new_batches.is_empty() {
+            let batch = concat_batches(&EVENTS_SCHEMA, &new_batches)?;
+            self.write_events(st, &batch, &new_dates)?;
         }
-        let batch = st.events.finish()?;
-        let dates = Date32Array::from(std::mem::take(&mut st.event_dates));
-        self.handle
-            .block_on(st.event_writer.write(&batch, &dates))?;
         Ok(())
     }
 
