@@ -42,14 +42,25 @@ where
 /// `default` when it is unset. A value that is not a whole number is
 /// reported on stderr (naming the variable) and the default is used.
 pub fn env_secs(name: &str, default: u64) -> Duration {
-    let secs = match std::env::var(name) {
-        Ok(v) => v.trim().parse::<u64>().unwrap_or_else(|_| {
-            eprintln!("warning: {name}={v:?} is not a whole number of seconds; using {default}");
-            default
-        }),
-        Err(_) => default,
+    Duration::from_secs(env_count(name, "seconds", 0, default))
+}
+
+/// A whole number of at least `min` from the variable `name`, or `default`
+/// when it is unset; a value that is not one is reported on stderr, not
+/// silently ignored. `unit` names what it counts, for that message.
+pub fn env_count(name: &str, unit: &str, min: u64, default: u64) -> u64 {
+    let Ok(v) = std::env::var(name) else {
+        return default;
     };
-    Duration::from_secs(secs)
+    match v.trim().parse::<u64>() {
+        Ok(n) if n >= min => n,
+        _ => {
+            eprintln!(
+                "warning: {name}={v:?} is not a whole number of {unit} (at least {min}); using {default}"
+            );
+            default
+        }
+    }
 }
 
 /// Between half and all of `d`, so waiters and retries do not move in step.

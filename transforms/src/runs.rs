@@ -78,12 +78,14 @@ impl Default for RefreshOptions {
     /// [`CHUNK_ROWS`], or `AGENTLEDGER_RUNS_CHUNK_ROWS` when set (fewer rows,
     /// less memory, a little more time).
     fn default() -> Self {
-        let chunk_rows = std::env::var("AGENTLEDGER_RUNS_CHUNK_ROWS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(CHUNK_ROWS);
-        Self { chunk_rows }
+        Self {
+            chunk_rows: agentledger_lake::retry::env_count(
+                "AGENTLEDGER_RUNS_CHUNK_ROWS",
+                "rows",
+                1,
+                CHUNK_ROWS,
+            ),
+        }
     }
 }
 
