@@ -425,6 +425,7 @@ impl Snapshot {
             }
         }
         let mut out = RunCoverage::default();
+        let mut parts_versions = Vec::new();
         for c in &self.commits {
             for f in c
                 .files
@@ -439,6 +440,7 @@ impl Snapshot {
                 } else if f.table == RUN_PARTS {
                     if c.version > invalidated {
                         out.parts.push(f);
+                        parts_versions.push(c.version);
                     } else {
                         out.stale_parts.push(f);
                     }
@@ -446,15 +448,8 @@ impl Snapshot {
             }
         }
         // Unique parts stay unique until another commit adds parts or events.
-        let parts_from = |v: u64| {
-            self.commits
-                .iter()
-                .find(|c| c.version == v)
-                .is_some_and(|c| c.files.iter().any(|f| out.parts.contains(&f)))
-        };
-        out.unique = unique_in.is_some_and(|v| {
-            out.uncovered_events.is_empty() && out.parts.len() == 1 && parts_from(v)
-        });
+        out.unique = unique_in
+            .is_some_and(|v| out.uncovered_events.is_empty() && parts_versions.as_slice() == [v]);
         out
     }
 }

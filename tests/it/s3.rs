@@ -325,18 +325,14 @@ fn every_command_works_on_an_s3_lake_and_agrees_with_a_local_one() {
             sample("customer_plans.csv")
         ),
     );
-    let log = run(
-        &env,
-        p,
-        "unused",
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--week",
-            "2026-W43",
-        ],
-    );
+    let batch_args = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--week",
+        "2026-W43",
+    ];
+    let log = run(&env, p, "unused", &batch_args);
     assert!(
         log.status.success(),
         "{}",
@@ -345,18 +341,7 @@ fn every_command_works_on_an_s3_lake_and_agrees_with_a_local_one() {
     assert!(env.path("reports/2026-W43/report.html").exists());
     let half = scalar(&env, p, "b", "SELECT count(*) FROM events");
     assert!(half.parse::<u64>().unwrap() > 1000, "{half}");
-    let log = run(
-        &env,
-        p,
-        "unused",
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--week",
-            "2026-W43",
-        ],
-    );
+    let log = run(&env, p, "unused", &batch_args);
     assert!(String::from_utf8_lossy(&log.stderr).contains("already_ingested=1"));
 
     // Retention on S3: everything before 2026-10-27 out, atomically.
