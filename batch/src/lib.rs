@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use agentledger_ingest::ingest::{IngestOptions, ingest};
+use agentledger_ingest::ingest::{IngestOptions, ingest_observed};
 use agentledger_ingest::reference::{ReferenceKind, content_hash, load_reference, loaded_hash};
 use agentledger_ingest::source::expand;
 use agentledger_lake::Lake;
@@ -227,7 +227,10 @@ async fn ingest_landing(
     }
     let started = Instant::now();
     let names: Vec<String> = new.iter().map(|(n, _, _)| n.clone()).collect();
-    let summary = ingest(lake, &names, &IngestOptions::default(), None).await?;
+    // The ingest computes the run parts of what it stores as it goes.
+    let observer = agentledger_queries::PartsObserver::default();
+    let (summary, _) =
+        ingest_observed(lake, &names, &IngestOptions::default(), None, observer).await?;
     log.info(
         "ingest",
         "done",

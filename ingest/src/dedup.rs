@@ -13,7 +13,7 @@
 #[derive(Debug, Clone)]
 pub struct Bloom {
     bits: Vec<u64>,
-    mask: u64,
+    len: u64,
     hashes: u32,
 }
 
@@ -27,12 +27,13 @@ impl Bloom {
         Self::with_bits((expected as f64 * BITS_PER_ENTRY) as u64)
     }
 
-    /// A filter of (at least) `bits` bits, rounded up to a power of two.
+    /// A filter of (at least) `bits` bits, rounded up to whole words (not
+    /// to a power of two, which could double the memory).
     pub fn with_bits(bits: u64) -> Self {
-        let bits = bits.clamp(1024, 1 << 36).next_power_of_two();
+        let words = bits.clamp(1024, 1 << 36).div_ceil(64);
         Self {
-            bits: vec![0; (bits / 64) as usize],
-            mask: bits - 1,
+            bits: vec![0; words as usize],
+            len: words * 64,
             hashes: HASHES,
         }
     }
@@ -40,8 +41,12 @@ impl Bloom {
     fn positions(&self, key: u128) -> impl Iterator<Item = u64> + use<> {
         let h1 = key as u64;
         let h2 = ((key >> 64) as u64) | 1;
-        let mask = self.mask;
-        (0..u64::from(self.hashes)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & mask)
+        let len = u128::from(self.len);
+        // Multiply-shift maps a uniform 64-bit hash onto 0..len.
+        (0..u64::from(self.hashes)).map(move |i| {
+            let h = h1.wrapping_add(i.wrapping_mul(h2));
+            ((u128::from(h) * len) >> 64) as u64
+        })
     }
 
     /// Adds `key`; returns whether it may have been present already.

@@ -14,6 +14,7 @@ use std::sync::{Arc, LazyLock, Mutex, mpsc};
 use agentledger_lake::Lake;
 use agentledger_lake::lock::WriterLock;
 use agentledger_lake::log::{Commit, CommitKind, FileEntry, Snapshot, now_rfc3339};
+use agentledger_lake::observe::EventObserver;
 use agentledger_lake::parquet_io::read_columns;
 use agentledger_lake::schema::{EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_SCHEMA};
 use agentledger_lake::writer::PartitionedWriter;
@@ -117,19 +118,35 @@ pub async fn ingest(
     options: &IngestOptions,
     progress: Option<Arc<dyn Progress>>,
 ) -> Result<IngestSummary> {
+    Ok(ingest_observed(lake, sources, options, progress, ())
+        .await?
+        .0)
+}
+
+/// Ingests `sources` into `lake`, handing every stored event to `observer`
+/// as it is written and committing the observer's files with the events
+/// (see [`EventObserver`]). Returns the observer with the summary.
+pub async fn ingest_observed<O: EventObserver + 'static>(
+    lake: &Lake,
+    sources: &[String],
+    options: &IngestOptions,
+    progress: Option<Arc<dyn Progress>>,
+    observer: O,
+) -> Result<(IngestSummary, O)> {
     let files = expand(sources).await?;
     let lock = WriterLock::acquire(lake, "ingest").await?;
-    let result = ingest_locked(lake, files, options, progress).await;
+    let result = ingest_locked(lake, files, options, progress, observer).await;
     lock.release().await?;
     result
 }
 
-async fn ingest_locked(
+async fn ingest_locked<O: EventObserver + 'static>(
     lake: &Lake,
     files: Vec<Source>,
     options: &IngestOptions,
     progress: Option<Arc<dyn Progress>>,
-) -> Result<IngestSummary> {
+    mut observer: O,
+) -> Result<(IngestSummary, O)> {
     let mut snapshot = Snapshot::load(lake).await?;
     snapshot.remove_orphans(lake, &[EVENTS, QUARANTINE]).await?;
     let index = Index::load(
@@ -141,6 +158,7 @@ async fn ingest_locked(
     .await?;
 
     let ingest_id = new_id();
+    observer.begin(lake, &snapshot, &ingest_id).await?;
     let job = Job {
         lake: lake.clone(),
         ingest_id: ingest_id.clone(),
@@ -149,12 +167,28 @@ async fn ingest_locked(
         progress,
         handle: tokio::runtime::Handle::current(),
     };
-    let (mut summary, files) = tokio::task::spawn_blocking(move || job.run(files, index))
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+    let (mut summary, mut files, mut observer) = tokio::task::spawn_blocking(move || {
+        let result = job.run(files, index, &mut observer);
+        result.map(|(summary, files)| (summary, files, observer))
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
     summary.ingest_id = ingest_id.clone();
+    let observed = observer.finish().await?;
 
     if !files.is_empty() {
+        let mut record = serde_json::json!({
+            "read": summary.read,
+            "stored": summary.stored,
+            "duplicate": summary.duplicate,
+            "quarantined": summary.quarantined,
+            "quarantined_new": summary.quarantined_new,
+            "sources": summary.sources.iter().map(|s| &s.source).collect::<Vec<_>>(),
+        });
+        if let Some(observed) = observed {
+            record["run_parts"] = serde_json::json!(observed.cover);
+            files.extend(observed.files);
+        }
         let commit = Commit {
             version: 0,
             kind: CommitKind::Ingest,
@@ -163,18 +197,11 @@ async fn ingest_locked(
             replaces: vec![],
             removes: vec![],
             files,
-            summary: serde_json::json!({
-                "read": summary.read,
-                "stored": summary.stored,
-                "duplicate": summary.duplicate,
-                "quarantined": summary.quarantined,
-                "quarantined_new": summary.quarantined_new,
-                "sources": summary.sources.iter().map(|s| &s.source).collect::<Vec<_>>(),
-            }),
+            summary: record,
         };
         summary.version = Some(snapshot.commit(lake, commit).await?);
     }
-    Ok(summary)
+    Ok((summary, observer))
 }
 
 /// What is stored already: a filter over the stored event ids (exact
@@ -234,7 +261,9 @@ impl Index {
 }
 
 /// A rough upper bound of the events in the sources, to size the filter:
-/// about 100 bytes a line, compressed input about 8 times smaller.
+/// about 150 bytes a line (agent events with their ids and timestamps are
+/// rarely shorter; a shorter line only costs a few more suspects), compressed
+/// input about 8 times smaller.
 fn expected_events(files: &[Source]) -> u64 {
     files
         .iter()
@@ -245,7 +274,7 @@ fn expected_events(files: &[Source]) -> u64 {
             } else {
                 1
             };
-            f.size() * factor / 100
+            f.size() * factor / 150
         })
         .sum()
 }
@@ -376,6 +405,13 @@ fn column_i64<'a>(batch: &'a RecordBatch, name: &str) -> &'a Int64Array {
         .as_primitive::<Int64Type>()
 }
 
+fn column_str<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
+    batch
+        .column_by_name(name)
+        .expect("an events batch")
+        .as_string::<i32>()
+}
+
 /// Validates every line of a block.
 fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
     let data = block.data;
@@ -471,8 +507,9 @@ struct Suspect {
 }
 
 /// The mutable state of one ingest run.
-struct State {
+struct State<'o> {
     index: Index,
+    observer: &'o mut dyn EventObserver,
     event_writer: PartitionedWriter,
     quarantine: RowBuilder,
     quarantine_writer: PartitionedWriter,
@@ -485,9 +522,15 @@ struct State {
 }
 
 impl Job {
-    fn run(self, files: Vec<Source>, index: Index) -> Result<(IngestSummary, Vec<FileEntry>)> {
+    fn run(
+        self,
+        files: Vec<Source>,
+        index: Index,
+        observer: &mut dyn EventObserver,
+    ) -> Result<(IngestSummary, Vec<FileEntry>)> {
         let mut st = State {
             index,
+            observer,
             event_writer: PartitionedWriter::new(
                 &self.lake,
                 EVENTS,
@@ -616,6 +659,8 @@ impl Job {
             return Ok(());
         };
         let ids = batch.column(0).as_string::<i32>();
+        let tenants = column_str(&batch, "tenant_id");
+        let runs = column_str(&batch, "run_id");
         let lines = column_i64(&batch, "line");
         let hashes = column_i64(&batch, "content_hash");
         let mut keep = Vec::with_capacity(batch.num_rows());
@@ -625,6 +670,7 @@ impl Job {
                 keep.push(false);
                 let (start, end) = d.spans[i];
                 let raw = String::from_utf8_lossy(&d.data[start..end]).into_owned();
+                st.observer.hold(tenants.value(i), runs.value(i));
                 st.suspect_bytes += 2 * raw.len() + 512;
                 st.suspects.push(Suspect {
                     source: index,
@@ -669,8 +715,10 @@ impl Job {
         for offset in (0..batch.num_rows()).step_by(step) {
             let len = step.min(batch.num_rows() - offset);
             let dates = Date32Array::from(dates[offset..offset + len].to_vec());
+            let slice = batch.slice(offset, len);
+            st.observer.observe(&slice)?;
             self.handle
-                .block_on(st.event_writer.write(&batch.slice(offset, len), &dates))?;
+                .block_on(st.event_writer.write(&slice, &dates))?;
         }
         Ok(())
     }
@@ -779,6 +827,7 @@ impl Job {
             let batch = concat_batches(&EVENTS_SCHEMA, &new_batches)?;
             self.write_events(st, &batch, &new_dates)?;
         }
+        st.observer.release();
         Ok(())
     }
 

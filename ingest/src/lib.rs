@@ -24,5 +24,5 @@ pub mod source;
 pub mod validate;
 
 pub use error::{Error, Result};
-pub use ingest::{IngestOptions, IngestSummary, Progress, SourceSummary, ingest};
+pub use ingest::{IngestOptions, IngestSummary, Progress, SourceSummary, ingest, ingest_observed};
 pub use reference::{LoadSummary, ReferenceKind, load_reference};

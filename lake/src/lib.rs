@@ -17,6 +17,7 @@
 pub mod error;
 pub mod lock;
 pub mod log;
+pub mod observe;
 pub mod parquet_io;
 pub mod retain;
 pub mod retry;

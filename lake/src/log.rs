@@ -371,8 +371,9 @@ pub struct RunCoverage<'a> {
     pub unique: bool,
 }
 
-/// What a `runs` or `compact` commit's summary says its parts cover.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// What a commit's summary says its `run_parts` files cover: a `runs`
+/// commit's, or an ingest's that computed the parts of its own events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunPartsCover {
     /// The parts cover every event committed up to this commit.
     #[serde(default)]
@@ -380,6 +381,10 @@ pub struct RunPartsCover {
     /// The parts cover the events added by these versions.
     #[serde(default)]
     pub covers: Vec<u64>,
+    /// The parts cover the events this same commit adds (an ingest that
+    /// computed the parts of what it stored as it wrote it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own: bool,
     /// The commit's parts hold one row per run and are the only current
     /// parts when written.
     #[serde(default)]
@@ -422,6 +427,9 @@ impl Snapshot {
                 }
                 unique_in = cover.unique.then_some(c.version);
                 covered.extend(cover.covers);
+                if cover.own {
+                    covered.insert(c.version);
+                }
             }
         }
         let mut out = RunCoverage::default();

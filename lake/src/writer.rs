@@ -47,6 +47,21 @@ pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     if schema.field_with_name("event_id").is_ok() {
         props = props.set_column_bloom_filter_enabled(ColumnPath::from("event_id"), true);
     }
+    // Columns with a value per row (ids, times, line numbers, hashes): a
+    // dictionary only costs time before the writer gives up on it, and
+    // min/max per page of random ids prune nothing (event_id has its bloom
+    // filter; ts keeps its statistics, which do prune).
+    for column in ["event_id", "idempotency_key", "content_hash", "line", "ts"] {
+        if schema.field_with_name(column).is_ok() {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+    }
+    for column in ["event_id", "idempotency_key", "content_hash"] {
+        if schema.field_with_name(column).is_ok() {
+            props = props
+                .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::Chunk);
+        }
+    }
     props.build()
 }
 

@@ -20,6 +20,7 @@ use datafusion::datasource::ViewTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 pub use agentledger_transforms::Error;
+pub use agentledger_transforms::parts::PartsObserver;
 pub use agentledger_transforms::runs::{
     RefreshOptions, RefreshSummary, refresh_runs, refresh_runs_with,
 };

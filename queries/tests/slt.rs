@@ -14,13 +14,16 @@
 //! Values print as DataFusion's sqllogictests print them: NULL for null,
 //! `(empty)` for an empty string, decimals with all their digits.
 //!
-//! Every file runs three times, in each of the ways `runs` can be read:
+//! Every file runs four times, in each of the ways `runs` can be read:
 //! - `events`: no run parts are stored; `runs` is computed from the events;
 //! - `parts`: run parts are refreshed after every INGEST and LOAD, as the
 //!   commands do, so `runs` merges stored parts;
 //! - `split`: every INGEST line is its own ingest, each followed by a
 //!   refresh reading in buckets of a few events, so runs are merged from
-//!   many parts (and parts files get merged as they pile up).
+//!   many parts (and parts files get merged as they pile up);
+//! - `observed`: every INGEST computes the parts of its own events as it
+//!   stores them (as the commands do), holding only two runs in memory so
+//!   runs are written out and met again, then refreshes.
 //!
 //! `cargo test -p agentledger-queries --test slt [NAME]` runs the files
 //! whose name contains NAME.
@@ -28,7 +31,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use agentledger_ingest::ingest::{IngestOptions, ingest};
+use agentledger_ingest::ingest::{IngestOptions, ingest, ingest_observed};
 use agentledger_ingest::reference::{ReferenceKind, load_reference};
 use agentledger_lake::Lake;
 use agentledger_queries::{MetricsQuery, gate::gate, parse_keys};
@@ -51,16 +54,18 @@ enum Mode {
     Events,
     Parts,
     Split,
+    Observed,
 }
 
 impl Mode {
-    const ALL: [Mode; 3] = [Mode::Events, Mode::Parts, Mode::Split];
+    const ALL: [Mode; 4] = [Mode::Events, Mode::Parts, Mode::Split, Mode::Observed];
 
     fn name(self) -> &'static str {
         match self {
             Mode::Events => "events",
             Mode::Parts => "parts",
             Mode::Split => "split",
+            Mode::Observed => "observed",
         }
     }
 }
@@ -112,14 +117,29 @@ impl LakeDb {
 
     async fn ingest_text(&mut self, body: &str) -> Result<u64, SltError> {
         let path = self.write_file("ndjson", body)?;
-        let summary = ingest(
-            &self.lake,
-            &[path.display().to_string()],
-            &IngestOptions::default(),
-            None,
-        )
-        .await
-        .map_err(err)?;
+        let sources = [path.display().to_string()];
+        let summary = if self.mode == Mode::Observed {
+            // Parts computed by the ingest, holding two runs at a time so
+            // that runs are written out and met again.
+            let observer = agentledger_queries::PartsObserver::new(2);
+            let (summary, observer) = ingest_observed(
+                &self.lake,
+                &sources,
+                &IngestOptions::default(),
+                None,
+                observer,
+            )
+            .await
+            .map_err(err)?;
+            if let Some(why) = observer.gave_up() {
+                return Err(SltError(format!("the ingest gave up its parts: {why}")));
+            }
+            summary
+        } else {
+            ingest(&self.lake, &sources, &IngestOptions::default(), None)
+                .await
+                .map_err(err)?
+        };
         self.refresh().await?;
         Ok(summary.stored)
     }

@@ -35,15 +35,18 @@ pub async fn run(lake: &Lake, args: IngestArgs) -> anyhow::Result<ExitCode> {
         .progress_chars("=> "),
     );
     let progress: Arc<dyn Progress> = Arc::new(Bar(bar));
-    let summary = agentledger_ingest::ingest(
+    // The ingest computes the run parts of what it stores as it goes and
+    // commits them with the events; the refresh merges them with earlier
+    // parts when that is due (see docs/lake.md).
+    let (summary, _) = agentledger_ingest::ingest_observed(
         lake,
         &args.sources,
         &IngestOptions::default(),
         Some(progress),
+        agentledger_transforms::parts::PartsObserver::default(),
     )
     .await?;
     if summary.version.is_some() {
-        // Keep `runs` reading run parts, not events (see docs/lake.md).
         agentledger_transforms::runs::refresh_runs(lake).await?;
     }
     let mut out = std::io::stdout().lock();

@@ -6,6 +6,7 @@
 //! Derived tables are SQL views whose text lives in `sql/*.sql`, embedded
 //! here and readable by analysts.
 
+pub mod parts;
 pub mod runs;
 mod table;
 pub mod udf;

@@ -120,6 +120,7 @@ async fn refresh_locked(lake: &Lake, options: RefreshOptions) -> Result<RefreshS
                 "run_parts": RunPartsCover {
                     full: plan.full,
                     covers: plan.covers.clone(),
+                    own: false,
                     unique,
                 },
                 "events": summary.events,
@@ -191,10 +192,19 @@ pub(crate) fn plan_refresh(snapshot: &Snapshot) -> Option<RefreshPlan> {
     let mut covers: Vec<u64> = coverage.uncovered_events.iter().map(|(v, _)| *v).collect();
     covers.dedup();
     let current: Vec<FileEntry> = coverage.parts.iter().map(|f| (*f).clone()).collect();
+    let current_rows: u64 = current.iter().map(|f| f.rows).sum();
     if sources.is_empty() {
-        // Everything is covered; one file that may hold a run twice (read
-        // in date chunks) is merged into one row per run.
-        return (current.len() == 1 && !coverage.unique).then(|| RefreshPlan {
+        // Everything is covered. One file that may hold a run twice (read
+        // in date chunks, or an ingest's parts with a run written out and
+        // seen again) is merged into one row per run; several files (an
+        // ingest's parts beside earlier ones) are merged on the same terms
+        // as new events below.
+        let merge = match current.len() {
+            0 => false,
+            1 => !coverage.unique,
+            n => n >= MERGE_PARTS_FILES || current_rows <= MERGE_ALWAYS_ROWS,
+        };
+        return merge.then(|| RefreshPlan {
             full: true,
             removes: all_parts(),
             merge: current,
@@ -208,7 +218,6 @@ pub(crate) fn plan_refresh(snapshot: &Snapshot) -> Option<RefreshPlan> {
             ..Default::default()
         });
     }
-    let current_rows: u64 = current.iter().map(|f| f.rows).sum();
     if current.len() + 1 >= MERGE_PARTS_FILES || current_rows <= MERGE_ALWAYS_ROWS {
         // Parts files piled up, or few enough to merge every time: merge
         // them all with the new parts.

@@ -1,0 +1,134 @@
+//! The run parts an ingest computes while it stores events (`PartsObserver`)
+//! give the same `runs`, to the last column, as `run_parts.sql` over the
+//! stored events: on the sample data with its bad lines, late events and
+//! repeats, in the generator's order (run by run) and shuffled (runs
+//! interleaved, so runs are written out of memory and met again).
+
+use std::hash::{Hash, Hasher};
+
+use agentledger_ingest::ingest::{IngestOptions, ingest, ingest_observed};
+use agentledger_ingest::reference::{ReferenceKind, load_reference};
+use agentledger_ingest::sampler::{SampleOptions, generate};
+use agentledger_lake::Lake;
+use agentledger_lake::log::Snapshot;
+use agentledger_queries::PartsObserver;
+
+async fn runs_text(lake: &Lake) -> String {
+    let ctx = agentledger_queries::open_session(lake).await.unwrap();
+    let batches = ctx
+        .sql("SELECT * FROM runs ORDER BY tenant_id, run_id")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+}
+
+async fn lake_with_prices(dir: &std::path::Path, name: &str, sample: &std::path::Path) -> Lake {
+    let lake = Lake::open(dir.join(name).to_str().unwrap()).unwrap();
+    let prices = sample.join("model_prices.csv");
+    load_reference(&lake, ReferenceKind::Prices, &prices)
+        .await
+        .unwrap();
+    lake
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observed_parts_equal_the_sql_parts_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = dir.path().join("sample");
+    let options = SampleOptions {
+        runs: 1_500,
+        ..SampleOptions::default()
+    };
+    let summary = generate(&sample, &options).unwrap();
+    let mut lines: Vec<String> = Vec::new();
+    for file in summary.files.iter().filter(|f| {
+        f.extension()
+            .is_some_and(|e| e == "ndjson" || e == "jsonl" || e == "json")
+    }) {
+        lines.extend(
+            std::fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    assert!(lines.len() > 10_000, "{} lines", lines.len());
+    let in_order = dir.path().join("in-order.ndjson");
+    std::fs::write(&in_order, lines.join("\n")).unwrap();
+    lines.sort_by_key(|line| {
+        let mut h = std::hash::DefaultHasher::new();
+        line.hash(&mut h);
+        h.finish()
+    });
+    let shuffled = dir.path().join("shuffled.ndjson");
+    std::fs::write(&shuffled, lines.join("\n")).unwrap();
+
+    // The third case sizes the duplicate filter at about 7 bits an event,
+    // so a few percent of the events are suspects, held aside and stored at
+    // the end of the ingest: their runs are held in memory meanwhile and
+    // keep one row.
+    for (input, unique, filter_bits) in [
+        (&in_order, true, None),
+        (&shuffled, false, None),
+        (&in_order, true, Some(100_000)),
+    ] {
+        let sources = [input.display().to_string()];
+        let stem = input.file_stem().unwrap().to_str().unwrap();
+        let name = match filter_bits {
+            Some(bits) => format!("{stem}-{bits}-bit-filter"),
+            None => stem.to_string(),
+        };
+        let plain = lake_with_prices(dir.path(), &format!("{name}-sql"), &sample).await;
+        ingest(&plain, &sources, &IngestOptions::default(), None)
+            .await
+            .unwrap();
+        let observed = lake_with_prices(dir.path(), &format!("{name}-observed"), &sample).await;
+        // Batches of 1,000 events, so that runs are written out between them.
+        let small_batches = IngestOptions {
+            batch_rows: 1_000,
+            dedup_filter_bits: filter_bits,
+            ..IngestOptions::default()
+        };
+        let (_, observer) = ingest_observed(
+            &observed,
+            &sources,
+            &small_batches,
+            None,
+            PartsObserver::new(100),
+        )
+        .await
+        .unwrap();
+        assert_eq!(observer.gave_up(), None);
+
+        let snapshot = Snapshot::load(&observed).await.unwrap();
+        let coverage = snapshot.run_coverage();
+        assert!(coverage.uncovered_events.is_empty(), "{name}: all covered");
+        assert_eq!(coverage.parts.len(), 1, "{name}: one parts file");
+        assert_eq!(coverage.unique, unique, "{name}: unique parts");
+        let plain_coverage = Snapshot::load(&plain).await.unwrap();
+        assert!(plain_coverage.run_coverage().parts.is_empty());
+
+        let expected = runs_text(&plain).await;
+        assert!(expected.lines().count() > 1_000, "{name}: runs listed");
+        assert_eq!(runs_text(&observed).await, expected, "{name}: as ingested");
+        let refreshed = agentledger_queries::refresh_runs(&observed).await.unwrap();
+        assert_eq!(
+            refreshed.version.is_some(),
+            !unique,
+            "{name}: only parts with a run twice are merged"
+        );
+        assert!(
+            Snapshot::load(&observed)
+                .await
+                .unwrap()
+                .run_coverage()
+                .unique
+        );
+        assert_eq!(runs_text(&observed).await, expected, "{name}: refreshed");
+    }
+}
