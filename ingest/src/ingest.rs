@@ -55,7 +55,7 @@ impl Default for IngestOptions {
     fn default() -> Self {
         Self {
             batch_rows: 16 * 1024,
-            memory_budget: 128 * 1024 * 1024,
+            memory_budget: 96 * 1024 * 1024,
             suspect_budget: 64 * 1024 * 1024,
             dedup_filter_bits: None,
         }
@@ -309,7 +309,7 @@ pub fn raw_text(line: &[u8]) -> String {
 }
 
 /// Bytes of input a decoding worker takes at once (whole lines).
-const BLOCK_BYTES: usize = 4 << 20;
+const BLOCK_BYTES: usize = 2 << 20;
 
 /// Decoding threads: the machine's cores, or `AGENTLEDGER_INGEST_THREADS`.
 fn decode_threads() -> usize {

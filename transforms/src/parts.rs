@@ -44,7 +44,7 @@ use parquet::arrow::AsyncArrowWriter;
 
 /// Runs held in memory by a [`PartsObserver`] before the half seen least
 /// recently is written out.
-pub const OBSERVED_RUNS: usize = 131_072;
+pub const OBSERVED_RUNS: usize = 65_536;
 
 /// Rows of written-out parts gathered before they go to the Parquet writer.
 const OUT_ROWS: usize = 16 * 1024;
