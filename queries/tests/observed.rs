@@ -132,3 +132,37 @@ async fn observed_parts_equal_the_sql_parts_in_any_order() {
         assert_eq!(runs_text(&observed).await, expected, "{name}: refreshed");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowing_sum_leaves_the_events_to_the_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let call = |id: &str| {
+        format!(
+            r#"{{"event_id":"{id}","event_type":"model_call","ts":"2026-10-05T00:03:20Z","tenant_id":"acme","run_id":"r1","model":"m","provider":"p","input_tokens":9223372036854775807,"output_tokens":1,"latency_ms":1}}"#
+        )
+    };
+    let input = dir.path().join("big.ndjson");
+    std::fs::write(&input, format!("{}\n{}\n", call("e1"), call("e2"))).unwrap();
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let (summary, observer) = ingest_observed(
+        &lake,
+        &[input.display().to_string()],
+        &IngestOptions::default(),
+        None,
+        PartsObserver::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.stored, 2);
+    assert!(
+        observer
+            .gave_up()
+            .is_some_and(|why| why.contains("overflow")),
+        "{:?}",
+        observer.gave_up()
+    );
+    let snapshot = Snapshot::load(&lake).await.unwrap();
+    let coverage = snapshot.run_coverage();
+    assert!(coverage.parts.is_empty(), "no parts committed");
+    assert_eq!(coverage.uncovered_events.len(), 1, "left to run_parts.sql");
+}

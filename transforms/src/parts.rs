@@ -15,10 +15,11 @@
 //! again; when one is, it has two rows and the parts are not marked
 //! `unique` (the refresh after the ingest then merges them).
 //!
-//! Nothing here can make an answer wrong: anything this code does not price
-//! exactly as the SQL would (a money overflow) makes it give up, and the
-//! events are then simply not covered, so the refresh computes their parts
-//! with `run_parts.sql` as before.
+//! Nothing here can make an answer wrong: anything this code does not
+//! compute exactly as the SQL would (a sum that overflows) makes it give up,
+//! and the events are then simply not covered, so the refresh computes their
+//! parts with `run_parts.sql` as before. Failing to write the parts file
+//! fails the ingest, like failing to write its events.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -559,10 +560,17 @@ impl Active {
                     let input = opt_i64(c.input_tokens, i);
                     let cached = opt_i64(c.cached_input_tokens, i);
                     let output = opt_i64(c.output_tokens, i);
-                    n[INPUT_TOKENS] += input.unwrap_or(0);
-                    n[CACHED_INPUT_TOKENS] += cached.unwrap_or(0);
-                    n[OUTPUT_TOKENS] += output.unwrap_or(0);
-                    n[REASONING_TOKENS] += opt_i64(c.reasoning_tokens, i).unwrap_or(0);
+                    let reasoning = opt_i64(c.reasoning_tokens, i);
+                    for (slot, value) in [
+                        (INPUT_TOKENS, input),
+                        (CACHED_INPUT_TOKENS, cached),
+                        (OUTPUT_TOKENS, output),
+                        (REASONING_TOKENS, reasoning),
+                    ] {
+                        n[slot] = n[slot]
+                            .checked_add(value.unwrap_or(0))
+                            .ok_or_else(|| "a run's token count overflows".to_string())?;
+                    }
                     if c.cache_hit.is_valid(i) && c.cache_hit.value(i) {
                         n[CACHE_HITS] += 1;
                     }
