@@ -1,8 +1,9 @@
 //! Keeping `run_parts` up to date, so that `runs` reads runs, not events.
 //!
-//! [`refresh_runs`] computes `run_parts.sql` over the events that no current
-//! part covers (usually the newest ingest) and commits the result as one
-//! `runs` commit. After a price load or a retention commit every part is
+//! An ingest commits the parts of its own events (see [`crate::parts`]);
+//! [`refresh_runs`] computes `run_parts.sql` over any events that no current
+//! part covers (committed by an older agentledger, or by an ingest without
+//! an observer) and commits the result as one `runs` commit. After a price load or a retention commit every part is
 //! stale (its model costs used the old prices, or it counts removed events),
 //! and the refresh rebuilds all of them from every event, removing the old
 //! files in the same commit. Readers never depend on it for correctness: a
