@@ -43,6 +43,8 @@ pub enum Command {
     Run(RunArgs),
     /// Delete event and quarantine partitions older than N days.
     Retain(RetainArgs),
+    /// Rewrite event partitions made of many small files as one file each.
+    Compact(CompactArgs),
     /// Write realistic, deterministic sample events and reference CSVs.
     Sample(SampleArgs),
 }
@@ -57,6 +59,18 @@ pub struct RetainArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// How to print what was (or would be) deleted.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub format: SummaryFormat,
+}
+
+/// `agentledger compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Rewrite a date partition once it has this many files (at least 2).
+    #[arg(long, value_name = "N", default_value_t = agentledger_lake::compact::MIN_FILES as u64,
+          value_parser = clap::value_parser!(u64).range(2..))]
+    pub min_files: u64,
+    /// How to print what was done.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub format: SummaryFormat,
 }

@@ -60,4 +60,12 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A data file does not hold what the commit log says it holds.
+    #[error("corrupt data file {path}: {reason}")]
+    CorruptData {
+        /// The file's path inside the lake.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

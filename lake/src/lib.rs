@@ -14,6 +14,7 @@
 //! lake as it was before the commit or with all of it; files it wrote without
 //! committing are orphans, ignored by readers and deleted by the next writer.
 
+pub mod compact;
 pub mod error;
 pub mod lock;
 pub mod log;

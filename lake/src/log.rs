@@ -425,7 +425,11 @@ impl Snapshot {
                 if cover.full {
                     full_through = c.version;
                 }
-                unique_in = cover.unique.then_some(c.version);
+                // Only a commit with parts files says whether they are
+                // unique (a compaction's cover adds no parts).
+                if c.files.iter().any(|f| f.table == RUN_PARTS) || cover.full {
+                    unique_in = cover.unique.then_some(c.version);
+                }
                 covered.extend(cover.covers);
                 if cover.own {
                     covered.insert(c.version);

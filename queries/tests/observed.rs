@@ -166,3 +166,92 @@ async fn an_overflowing_sum_leaves_the_events_to_the_sql() {
     assert!(coverage.parts.is_empty(), "no parts committed");
     assert_eq!(coverage.uncovered_events.len(), 1, "left to run_parts.sql");
 }
+
+/// Compaction keeps the run parts' coverage: files no part covers yet stay
+/// as they are, compacted files stay covered, and parts that were unique
+/// stay unique, so `runs` gives the same rows throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_what_the_run_parts_cover() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = dir.path().join("sample");
+    let summary = generate(
+        &sample,
+        &SampleOptions {
+            runs: 300,
+            ..SampleOptions::default()
+        },
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&summary.files[0]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let third = lines.len().div_ceil(3);
+    let files: Vec<String> = lines
+        .chunks(third)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = dir.path().join(format!("part-{i}.ndjson"));
+            std::fs::write(&path, chunk.join("\n")).unwrap();
+            path.display().to_string()
+        })
+        .collect();
+    let lake = lake_with_prices(dir.path(), "lake", &sample).await;
+    // The first third without parts (as an older agentledger left it), the
+    // rest with the parts the ingest computes.
+    ingest(&lake, &files[..1], &IngestOptions::default(), None)
+        .await
+        .unwrap();
+    for file in &files[1..] {
+        ingest_observed(
+            &lake,
+            std::slice::from_ref(file),
+            &IngestOptions::default(),
+            None,
+            PartsObserver::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let expected = runs_text(&lake).await;
+    let uncovered = |s: &Snapshot| -> Vec<String> {
+        let mut paths: Vec<String> = s
+            .run_coverage()
+            .uncovered_events
+            .iter()
+            .map(|(_, f)| f.path.clone())
+            .collect();
+        paths.sort();
+        paths
+    };
+    let before = Snapshot::load(&lake).await.unwrap();
+    assert!(!uncovered(&before).is_empty());
+
+    let compacted = agentledger_lake::compact::compact(&lake, 2).await.unwrap();
+    assert!(compacted.version.is_some(), "{compacted:?}");
+    assert_eq!(compacted.uncovered_files, uncovered(&before).len());
+    let after = Snapshot::load(&lake).await.unwrap();
+    assert_eq!(uncovered(&after), uncovered(&before), "left alone");
+    assert_eq!(
+        runs_text(&lake).await,
+        expected,
+        "after a partial compaction"
+    );
+
+    agentledger_queries::refresh_runs(&lake).await.unwrap();
+    assert!(Snapshot::load(&lake).await.unwrap().run_coverage().unique);
+    let compacted = agentledger_lake::compact::compact(&lake, 2).await.unwrap();
+    assert!(compacted.version.is_some(), "{compacted:?}");
+    assert_eq!(compacted.uncovered_files, 0);
+    let last = Snapshot::load(&lake).await.unwrap();
+    let coverage = last.run_coverage();
+    assert!(coverage.uncovered_events.is_empty());
+    assert!(coverage.unique, "a compaction keeps unique parts unique");
+    let mut dates: Vec<_> = coverage.events.iter().map(|(_, f)| &f.date).collect();
+    let n = dates.len();
+    dates.dedup();
+    assert_eq!(dates.len(), n, "one file per partition");
+    assert_eq!(
+        runs_text(&lake).await,
+        expected,
+        "after compacting everything"
+    );
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand: arguments in, library call, output printed.
 
+mod compact;
 mod gate;
 mod ingest;
 mod load;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&Lake::open_existing(&cli.lake)?, args).await,
         Command::Run(args) => Ok(run::run(&cli.lake, args).await),
         Command::Retain(args) => retain::run(&Lake::open_existing(&cli.lake)?, args).await,
+        Command::Compact(args) => compact::run(&Lake::open_existing(&cli.lake)?, args).await,
     }
 }
 

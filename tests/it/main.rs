@@ -2,6 +2,7 @@
 //! per area, each test on its own temporary lake.
 
 mod common;
+mod compact;
 mod ingest;
 mod kill;
 mod load;

@@ -1,0 +1,167 @@
+//! Compaction: many small event files of a date partition rewritten as one.
+//!
+//! An hourly batch leaves a file per ingest in each partition it touches;
+//! after weeks, queries over `events` (and every ingest's duplicate check)
+//! open thousands of small files. [`compact`] rewrites each partition that
+//! has `min_files` or more files into a single file, with the same rows in
+//! the same order, in one commit that adds the new files and removes the
+//! old ones. Readers see the old files or the new ones, never both; the old
+//! files stay on storage for the retention grace period, so a query that
+//! started before the commit finishes on them.
+//!
+//! Run parts are not recomputed: only files whose events the current run
+//! parts already cover are compacted, and the commit states that the parts
+//! cover its events (`"run_parts": {"own": true}`), so `runs` neither loses
+//! nor counts them twice. Files not covered yet (an ingest whose parts are
+//! still to be computed) wait for the next compaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use parquet::arrow::AsyncArrowWriter;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::lock::WriterLock;
+use crate::log::{Commit, CommitKind, FileEntry, RunPartsCover, Snapshot, new_id};
+use crate::parquet_io::read_all;
+use crate::retain::{delete_due, grace_period};
+use crate::schema::{EVENTS, EVENTS_SCHEMA};
+use crate::store::Lake;
+use crate::writer::{UPLOAD_BUFFER, writer_properties};
+
+/// Files a partition needs before [`compact`] rewrites it, by default.
+pub const MIN_FILES: usize = 8;
+
+/// One partition rewritten.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionCompaction {
+    /// The partition's date, YYYY-MM-DD.
+    pub date: String,
+    /// Files before.
+    pub files: usize,
+    /// Rows (the same before and after).
+    pub rows: u64,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompactSummary {
+    /// Partitions rewritten.
+    pub partitions: Vec<PartitionCompaction>,
+    /// Event files before and after, over the whole lake.
+    pub files_before: usize,
+    /// Event files after.
+    pub files_after: usize,
+    /// Event files left alone because no run part covers them yet.
+    pub uncovered_files: usize,
+    /// The lake version committed, or none when nothing needed compacting.
+    pub version: Option<u64>,
+    /// Files of earlier removals deleted from storage (past the grace period).
+    pub files_deleted: usize,
+}
+
+/// Rewrites every `events` partition with `min_files` or more (covered)
+/// files into one file; takes the writer lock.
+pub async fn compact(lake: &Lake, min_files: usize) -> Result<CompactSummary> {
+    let lock = WriterLock::acquire(lake, "compact").await?;
+    let result = compact_locked(lake, min_files.max(2)).await;
+    lock.release().await?;
+    result
+}
+
+async fn compact_locked(lake: &Lake, min_files: usize) -> Result<CompactSummary> {
+    let mut snapshot = Snapshot::load(lake).await?;
+    snapshot.remove_orphans(lake, &[EVENTS]).await?;
+    let coverage = snapshot.run_coverage();
+    let uncovered: BTreeSet<&str> = coverage
+        .uncovered_events
+        .iter()
+        .map(|(_, f)| f.path.as_str())
+        .collect();
+    let mut by_date: BTreeMap<&str, Vec<&FileEntry>> = BTreeMap::new();
+    let mut summary = CompactSummary::default();
+    for (_, file) in &coverage.events {
+        summary.files_before += 1;
+        if uncovered.contains(file.path.as_str()) {
+            summary.uncovered_files += 1;
+            continue;
+        }
+        if let Some(date) = file.date.as_deref() {
+            by_date.entry(date).or_default().push(file);
+        }
+    }
+    by_date.retain(|_, files| files.len() >= min_files);
+    summary.files_after = summary.files_before;
+    if by_date.is_empty() {
+        summary.files_deleted = delete_due(lake, &snapshot, grace_period()).await?;
+        return Ok(summary);
+    }
+
+    let id = new_id();
+    let mut written = Vec::new();
+    let mut removes = Vec::new();
+    for (date, files) in &by_date {
+        let relative = format!("{EVENTS}/date={date}/part-{id}-0001.parquet");
+        let sink = BufWriter::with_capacity(
+            Arc::clone(lake.store()),
+            lake.path(&relative),
+            UPLOAD_BUFFER,
+        );
+        let schema = Arc::clone(&EVENTS_SCHEMA);
+        let mut writer =
+            AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(writer_properties(&schema)))?;
+        let mut rows = 0u64;
+        for file in files {
+            let mut stream = read_all(lake, file).await?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                writer.write(&batch).await?;
+            }
+            removes.push(file.path.clone());
+        }
+        writer.finish().await?;
+        let expected: u64 = files.iter().map(|f| f.rows).sum();
+        if rows != expected {
+            return Err(crate::Error::CorruptData {
+                path: format!("{EVENTS}/date={date}"),
+                reason: format!(
+                    "compaction read {rows} rows from files the commit log says hold {expected}; nothing was committed"
+                ),
+            });
+        }
+        written.push(FileEntry {
+            table: EVENTS.to_string(),
+            path: relative,
+            size: writer.bytes_written() as u64,
+            rows,
+            date: Some((*date).to_string()),
+        });
+        summary.partitions.push(PartitionCompaction {
+            date: (*date).to_string(),
+            files: files.len(),
+            rows,
+        });
+        summary.files_after -= files.len() - 1;
+    }
+    let mut commit = Commit::record(
+        CommitKind::Compact,
+        serde_json::json!({
+            "table": EVENTS,
+            "partitions": summary.partitions.len(),
+            "files_removed": removes.len(),
+            // The current parts covered every removed file; they cover the
+            // same events in the new ones.
+            "run_parts": RunPartsCover { own: true, ..Default::default() },
+        }),
+    );
+    commit.id = id;
+    commit.files = written;
+    commit.removes = removes;
+    summary.version = Some(snapshot.commit(lake, commit).await?);
+    summary.files_deleted = delete_due(lake, &snapshot, grace_period()).await?;
+    Ok(summary)
+}

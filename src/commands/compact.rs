@@ -1,0 +1,49 @@
+//! `agentledger compact`: many small event files of a partition as one.
+
+use std::process::ExitCode;
+
+use agentledger_lake::Lake;
+use agentledger_lake::compact::compact;
+use agentledger_lake::retain::grace_period;
+
+use crate::cli::{CompactArgs, SummaryFormat};
+
+pub async fn run(lake: &Lake, args: CompactArgs) -> anyhow::Result<ExitCode> {
+    let min_files = usize::try_from(args.min_files).unwrap_or(usize::MAX);
+    let summary = compact(lake, min_files).await?;
+    match args.format {
+        SummaryFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        SummaryFormat::Text => {
+            for p in &summary.partitions {
+                println!(
+                    "compacted events/date={}: {} files -> 1 ({} rows)",
+                    p.date, p.files, p.rows
+                );
+            }
+            match summary.version {
+                Some(v) => println!(
+                    "event files: {} -> {} (lake version {v}); the old files are deleted {} s after this commit, so queries already running can finish",
+                    summary.files_before,
+                    summary.files_after,
+                    grace_period().as_secs()
+                ),
+                None => println!(
+                    "nothing to compact: no partition has {} or more files ({} event files)",
+                    args.min_files, summary.files_before
+                ),
+            }
+            if summary.uncovered_files > 0 {
+                println!(
+                    "{} newer file{} left alone until their run parts are computed (the next ingest or run does it)",
+                    summary.uncovered_files,
+                    if summary.uncovered_files == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
