@@ -879,3 +879,168 @@ mod tests {
         assert_eq!(catalog_cost(&huge, Some(i64::MAX), Some(0), Some(0)), None);
     }
 }
+
+/// The columns of a `run_parts` batch.
+struct PartColumns<'a> {
+    tenant_id: &'a StringArray,
+    run_id: &'a StringArray,
+    started_at: &'a TimestampMicrosecondArray,
+    started_event_id: &'a StringArray,
+    workflow: &'a StringArray,
+    agent_version: &'a StringArray,
+    finished_at: &'a TimestampMicrosecondArray,
+    finished_event_id: &'a StringArray,
+    outcome: &'a StringArray,
+    cap_hit: &'a StringArray,
+    run_finished_events: &'a Int64Array,
+    model_cost: &'a Decimal128Array,
+    tool_cost: &'a Decimal128Array,
+    counts: Vec<&'a Int64Array>,
+    first: &'a TimestampMicrosecondArray,
+    last: &'a TimestampMicrosecondArray,
+}
+
+impl<'a> PartColumns<'a> {
+    /// By position, in [`RUN_PARTS_SCHEMA`] order.
+    fn of(batch: &'a RecordBatch) -> Option<Self> {
+        if batch.num_columns() != RUN_PARTS_SCHEMA.fields().len() {
+            return None;
+        }
+        let c = batch.columns();
+        let text = |i: usize| c[i].as_string_opt::<i32>();
+        let ts = |i: usize| c[i].as_primitive_opt::<TimestampMicrosecondType>();
+        let int = |i: usize| c[i].as_primitive_opt::<Int64Type>();
+        let money = |i: usize| c[i].as_primitive_opt::<Decimal128Type>();
+        Some(Self {
+            tenant_id: text(0)?,
+            run_id: text(1)?,
+            started_at: ts(2)?,
+            started_event_id: text(3)?,
+            workflow: text(4)?,
+            agent_version: text(5)?,
+            finished_at: ts(6)?,
+            finished_event_id: text(7)?,
+            outcome: text(8)?,
+            cap_hit: text(9)?,
+            run_finished_events: int(10)?,
+            model_cost: money(11)?,
+            tool_cost: money(12)?,
+            counts: (13..13 + COUNTERS).map(int).collect::<Option<Vec<_>>>()?,
+            first: ts(13 + COUNTERS)?,
+            last: ts(14 + COUNTERS)?,
+        })
+    }
+}
+
+/// Merges rows of `run_parts` into one row per run, as `merge_parts.sql`
+/// defines it (the earliest start and the latest finish by (ts, event id),
+/// sums, the first and last event times), in bounded buckets of runs.
+#[derive(Default)]
+pub(crate) struct PartsMerger {
+    runs: FastMap<Box<[u8]>, Box<Acc>>,
+    key: Vec<u8>,
+}
+
+fn earlier(candidate: &Pick, current: &Option<Pick>) -> bool {
+    current
+        .as_ref()
+        .is_none_or(|p| (candidate.ts, &*candidate.event_id) < (p.ts, &*p.event_id))
+}
+
+fn later(candidate: &Pick, current: &Option<Pick>) -> bool {
+    current
+        .as_ref()
+        .is_none_or(|p| (candidate.ts, &*candidate.event_id) > (p.ts, &*p.event_id))
+}
+
+impl PartsMerger {
+    /// Adds the rows of a parts batch whose run falls in `bucket` of
+    /// `buckets`; an error says why the merge is given up.
+    pub(crate) fn add(
+        &mut self,
+        batch: &RecordBatch,
+        bucket: u64,
+        buckets: u64,
+    ) -> Result<(), String> {
+        let c = PartColumns::of(batch).ok_or("a run_parts file has other columns")?;
+        let overflow = || "a merged sum overflows".to_string();
+        for i in 0..batch.num_rows() {
+            let (tenant, run) = (c.tenant_id.value(i), c.run_id.value(i));
+            if buckets > 1 && crate::udf::run_bucket(tenant, run, buckets) != bucket {
+                continue;
+            }
+            self.key.clear();
+            self.key.extend_from_slice(tenant.as_bytes());
+            self.key.push(0xff);
+            self.key.extend_from_slice(run.as_bytes());
+            let acc = match self.runs.get_mut(self.key.as_slice()) {
+                Some(acc) => acc,
+                None => self
+                    .runs
+                    .entry(self.key.clone().into_boxed_slice())
+                    .or_insert_with(|| Box::new(Acc::new(0))),
+            };
+            let pick = |at: &TimestampMicrosecondArray,
+                        id: &StringArray,
+                        a: &StringArray,
+                        b: &StringArray| {
+                (at.is_valid(i) && id.is_valid(i))
+                    .then(|| Pick::new(at.value(i), id.value(i), opt(a, i), opt(b, i)))
+            };
+            if let Some(p) = pick(
+                c.started_at,
+                c.started_event_id,
+                c.workflow,
+                c.agent_version,
+            ) && earlier(&p, &acc.started)
+            {
+                acc.started = Some(p);
+            }
+            if let Some(p) = pick(c.finished_at, c.finished_event_id, c.outcome, c.cap_hit)
+                && later(&p, &acc.finished)
+            {
+                acc.finished = Some(p);
+            }
+            let int = |a: &Int64Array| if a.is_valid(i) { a.value(i) } else { 0 };
+            let money = |a: &Decimal128Array| if a.is_valid(i) { a.value(i) } else { 0 };
+            acc.run_finished_events = acc
+                .run_finished_events
+                .checked_add(int(c.run_finished_events))
+                .ok_or_else(overflow)?;
+            acc.model_cost = acc
+                .model_cost
+                .checked_add(money(c.model_cost))
+                .ok_or_else(overflow)?;
+            acc.tool_cost = acc
+                .tool_cost
+                .checked_add(money(c.tool_cost))
+                .ok_or_else(overflow)?;
+            for (n, column) in acc.counts.iter_mut().zip(&c.counts) {
+                *n = n.checked_add(int(column)).ok_or_else(overflow)?;
+            }
+            if c.first.is_valid(i) {
+                acc.first = acc.first.min(c.first.value(i));
+            }
+            if c.last.is_valid(i) {
+                acc.last = acc.last.max(c.last.value(i));
+            }
+        }
+        Ok(())
+    }
+
+    /// The merged rows so far, in batches, leaving the merger empty.
+    pub(crate) fn drain(&mut self) -> agentledger_lake::Result<Vec<RecordBatch>> {
+        let mut rows = Rows::new();
+        let mut out = Vec::new();
+        for (key, acc) in self.runs.drain() {
+            rows.push(&key, &acc);
+            if rows.len() >= OUT_ROWS {
+                out.push(rows.finish()?);
+            }
+        }
+        if rows.len() > 0 {
+            out.push(rows.finish()?);
+        }
+        Ok(out)
+    }
+}

@@ -12,8 +12,10 @@
 //!
 //! Parts files do not pile up: while the current parts are small
 //! ([`MERGE_ALWAYS_ROWS`]), and otherwise once there are
-//! [`MERGE_PARTS_FILES`] current parts files, the refresh merges them (`merge_parts.sql`) with the new
-//! parts into one file with one row per run and removes them. A file that
+//! [`MERGE_PARTS_FILES`] current parts files, the refresh merges them with
+//! the new parts into one file with one row per run and removes them
+//! (`merge_parts.sql`; parts files alone are merged by
+//! [`crate::parts::PartsMerger`], the same rules in Rust). A file that
 //! is the only current one and holds one row per run is marked `unique`:
 //! sessions then read it without merging.
 //!
@@ -315,6 +317,14 @@ pub(crate) async fn write_parts(
             options.chunk_rows,
         );
         for index in 0..count {
+            // Parts alone are merged in Rust (merge_parts.sql's definition,
+            // several times faster than its first_value aggregates); with new
+            // events, or if a sum overflows, by the SQL.
+            if events.is_empty()
+                && merge_in_rust(lake, &parts, index, count, &mut writer, &mut summary).await?
+            {
+                continue;
+            }
             let bucket = Bucket { index, count };
             let (_ctx, df) =
                 crate::merged_parts_of_bucket(lake, snapshot, &parts, &events, bucket).await?;
@@ -333,6 +343,36 @@ pub(crate) async fn write_parts(
         date: None,
     };
     Ok((vec![entry], summary, unique))
+}
+
+/// Merges bucket `index` of `count` of the parts files with
+/// [`crate::parts::PartsMerger`] and writes it; `false` (nothing written)
+/// when the merger gives up.
+async fn merge_in_rust(
+    lake: &Lake,
+    parts: &[&FileEntry],
+    index: u64,
+    count: u64,
+    writer: &mut AsyncArrowWriter<BufWriter>,
+    summary: &mut RefreshSummary,
+) -> Result<bool> {
+    let mut merger = crate::parts::PartsMerger::default();
+    for file in parts {
+        let mut stream = agentledger_lake::parquet_io::read_all(lake, file).await?;
+        while let Some(batch) = stream.next().await {
+            if merger.add(&batch?, index, count).is_err() {
+                return Ok(false);
+            }
+        }
+    }
+    for batch in merger.drain()? {
+        summary.parts += batch.num_rows() as u64;
+        writer
+            .write(&batch)
+            .await
+            .map_err(agentledger_lake::Error::from)?;
+    }
+    Ok(true)
 }
 
 async fn write_stream(
