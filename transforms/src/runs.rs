@@ -15,7 +15,7 @@
 //! [`MERGE_PARTS_FILES`] current parts files, the refresh merges them with
 //! the new parts into one file with one row per run and removes them
 //! (`merge_parts.sql`; parts files alone are merged by
-//! [`crate::parts::PartsMerger`], the same rules in Rust). A file that
+//! `parts::PartsMerger`, the same rules in Rust). A file that
 //! is the only current one and holds one row per run is marked `unique`:
 //! sessions then read it without merging.
 //!
