@@ -64,6 +64,23 @@ impl Env {
         String::from_utf8(out.stderr).unwrap()
     }
 
+    /// Runs a command that prints JSON, with one extra environment
+    /// variable; panics with its stderr if it fails.
+    pub fn json_with_env(&self, var: (&str, &str), args: &[&str]) -> serde_json::Value {
+        let out = self
+            .command()
+            .env(var.0, var.1)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// Ingests and returns the JSON summary.
     pub fn ingest(&self, sources: &[&Path]) -> serde_json::Value {
         let mut args = vec!["ingest", "--format", "json"];

@@ -19,18 +19,10 @@ fn compact_rewrites_small_files_and_changes_no_answer() {
     let before = (metrics(&env), env.query(totals));
     let files_before = data_files(&env.lake(), "events").len();
 
-    let out = env
-        .command()
-        .env("AGENTLEDGER_RETAIN_GRACE_SECS", "0")
-        .args(["compact", "--min-files", "2", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let summary = env.json_with_env(
+        ("AGENTLEDGER_RETAIN_GRACE_SECS", "0"),
+        &["compact", "--min-files", "2", "--format", "json"],
     );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(summary["version"].is_u64(), "{summary}");
     assert_eq!(summary["files_before"], files_before);
     let after_files = data_files(&env.lake(), "events");

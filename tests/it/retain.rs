@@ -22,18 +22,10 @@ fn retain_lists_then_removes_old_partitions_and_keeps_the_rest() {
     assert_eq!(env.scalar("SELECT count(*) FROM events"), before);
     assert_eq!(data_files(&env.lake(), "events").len(), files_before);
 
-    let out = env
-        .command()
-        .env("AGENTLEDGER_RETAIN_GRACE_SECS", "0")
-        .args(["retain", "--days", &days, "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let summary = env.json_with_env(
+        ("AGENTLEDGER_RETAIN_GRACE_SECS", "0"),
+        &["retain", "--days", &days, "--format", "json"],
     );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let removed_rows: u64 = summary["partitions"]
         .as_array()
         .unwrap()

@@ -161,6 +161,22 @@ impl Pick {
     }
 }
 
+/// Whether a start at (`ts`, `event_id`) is earlier than the current pick
+/// (ties on time go to the smaller event id, compared byte-wise).
+fn earlier(ts: i64, event_id: &str, current: &Option<Pick>) -> bool {
+    current
+        .as_ref()
+        .is_none_or(|p| (ts, event_id) < (p.ts, &*p.event_id))
+}
+
+/// Whether a finish at (`ts`, `event_id`) is later than the current pick
+/// (ties on time go to the greater event id).
+fn later(ts: i64, event_id: &str, current: &Option<Pick>) -> bool {
+    current
+        .as_ref()
+        .is_none_or(|p| (ts, event_id) > (p.ts, &*p.event_id))
+}
+
 // Counters, in the order of RUN_PARTS_SCHEMA from `model_calls` on.
 const MODEL_CALLS: usize = 0;
 const INPUT_TOKENS: usize = 1;
@@ -525,27 +541,17 @@ impl Active {
             acc.counts[EVENTS] += 1;
             let event_id = c.event_id.value(i);
             match c.event_type.value(i) {
-                "run_started" => {
-                    let earlier = acc
-                        .started
-                        .as_ref()
-                        .is_none_or(|p| (ts, event_id) < (p.ts, &*p.event_id));
-                    if earlier {
-                        acc.started = Some(Pick::new(
-                            ts,
-                            event_id,
-                            opt(c.workflow, i),
-                            opt(c.agent_version, i),
-                        ));
-                    }
+                "run_started" if earlier(ts, event_id, &acc.started) => {
+                    acc.started = Some(Pick::new(
+                        ts,
+                        event_id,
+                        opt(c.workflow, i),
+                        opt(c.agent_version, i),
+                    ));
                 }
                 "run_finished" => {
                     acc.run_finished_events += 1;
-                    let later = acc
-                        .finished
-                        .as_ref()
-                        .is_none_or(|p| (ts, event_id) > (p.ts, &*p.event_id));
-                    if later {
+                    if later(ts, event_id, &acc.finished) {
                         acc.finished = Some(Pick::new(
                             ts,
                             event_id,
@@ -941,18 +947,6 @@ pub(crate) struct PartsMerger {
     key: Vec<u8>,
 }
 
-fn earlier(candidate: &Pick, current: &Option<Pick>) -> bool {
-    current
-        .as_ref()
-        .is_none_or(|p| (candidate.ts, &*candidate.event_id) < (p.ts, &*p.event_id))
-}
-
-fn later(candidate: &Pick, current: &Option<Pick>) -> bool {
-    current
-        .as_ref()
-        .is_none_or(|p| (candidate.ts, &*candidate.event_id) > (p.ts, &*p.event_id))
-}
-
 impl PartsMerger {
     /// Adds the rows of a parts batch whose run falls in `bucket` of
     /// `buckets`; an error says why the merge is given up.
@@ -992,12 +986,12 @@ impl PartsMerger {
                 c.started_event_id,
                 c.workflow,
                 c.agent_version,
-            ) && earlier(&p, &acc.started)
+            ) && earlier(p.ts, &p.event_id, &acc.started)
             {
                 acc.started = Some(p);
             }
             if let Some(p) = pick(c.finished_at, c.finished_event_id, c.outcome, c.cap_hit)
-                && later(&p, &acc.finished)
+                && later(p.ts, &p.event_id, &acc.finished)
             {
                 acc.finished = Some(p);
             }
