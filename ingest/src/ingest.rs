@@ -16,7 +16,7 @@ use agentledger_lake::lock::WriterLock;
 use agentledger_lake::log::{Commit, CommitKind, FileEntry, Snapshot, now_rfc3339};
 use agentledger_lake::observe::EventObserver;
 use agentledger_lake::parquet_io::read_columns;
-use agentledger_lake::schema::{EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_SCHEMA};
+use agentledger_lake::schema::{EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_SCHEMA, RUN_PARTS};
 use agentledger_lake::writer::PartitionedWriter;
 use arrow::array::{
     AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
@@ -148,7 +148,10 @@ async fn ingest_locked<O: EventObserver + 'static>(
     mut observer: O,
 ) -> Result<(IngestSummary, O)> {
     let mut snapshot = Snapshot::load(lake).await?;
-    snapshot.remove_orphans(lake, &[EVENTS, QUARANTINE]).await?;
+    // Run parts too: an ingest killed after writing its parts file leaves one.
+    snapshot
+        .remove_orphans(lake, &[EVENTS, QUARANTINE, RUN_PARTS])
+        .await?;
     let index = Index::load(
         lake,
         &snapshot,

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::common::{Env, data_files, event, model_call};
+use crate::common::{Env, data_files, event, model_call, sample};
 
 fn counts(s: &serde_json::Value) -> (u64, u64, u64, u64) {
     let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("no {k} in {s}"));
@@ -363,4 +363,19 @@ fn the_lake_comes_from_the_flag_or_the_environment() {
         !env.lake().join("_log").exists(),
         "--lake wins over AGENTLEDGER_LAKE"
     );
+}
+
+/// An ingest killed after it wrote its run parts file but before its commit
+/// leaves that file behind; the next ingest removes it with the other orphans.
+#[test]
+fn an_ingest_removes_orphan_run_parts_files() {
+    let env = Env::new();
+    env.ok(&["load", "prices", &sample("model_prices.csv")]);
+    let orphan = env.lake().join("run_parts/part-killed-0001.parquet");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"not committed").unwrap();
+    env.ingest(&[std::path::Path::new(&sample("events.ndjson"))]);
+    assert!(!orphan.exists(), "the orphan parts file is gone");
+    let parts = data_files(&env.lake(), "run_parts");
+    assert_eq!(parts.len(), 1, "{parts:?}");
 }
