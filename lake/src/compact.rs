@@ -16,11 +16,8 @@
 //! still to be computed) wait for the next compaction.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use futures::StreamExt;
-use object_store::buffered::BufWriter;
-use parquet::arrow::AsyncArrowWriter;
 use serde::Serialize;
 
 use crate::error::Result;
@@ -30,7 +27,7 @@ use crate::parquet_io::read_all;
 use crate::retain::{delete_due, grace_period};
 use crate::schema::{EVENTS, EVENTS_SCHEMA};
 use crate::store::Lake;
-use crate::writer::{UPLOAD_BUFFER, writer_properties};
+use crate::writer::open_file;
 
 /// Files a partition needs before [`compact`] rewrites it, by default.
 pub const MIN_FILES: usize = 8;
@@ -105,14 +102,7 @@ async fn compact_locked(lake: &Lake, min_files: usize) -> Result<CompactSummary>
     let mut removes = Vec::new();
     for (date, files) in &by_date {
         let relative = format!("{EVENTS}/date={date}/part-{id}-0001.parquet");
-        let sink = BufWriter::with_capacity(
-            Arc::clone(lake.store()),
-            lake.path(&relative),
-            UPLOAD_BUFFER,
-        );
-        let schema = Arc::clone(&EVENTS_SCHEMA);
-        let mut writer =
-            AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(writer_properties(&schema)))?;
+        let mut writer = open_file(lake, &relative, &EVENTS_SCHEMA)?;
         let mut rows = 0u64;
         for file in files {
             let mut stream = read_all(lake, file).await?;

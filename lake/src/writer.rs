@@ -65,6 +65,23 @@ pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     props.build()
 }
 
+/// A Parquet writer for a new file at `relative` in the lake, with the
+/// lake's writer settings and upload buffer; `finish()` completes the
+/// upload.
+pub fn open_file(
+    lake: &Lake,
+    relative: &str,
+    schema: &SchemaRef,
+) -> Result<AsyncArrowWriter<BufWriter>> {
+    let sink =
+        BufWriter::with_capacity(Arc::clone(lake.store()), lake.path(relative), UPLOAD_BUFFER);
+    Ok(AsyncArrowWriter::try_new(
+        sink,
+        Arc::clone(schema),
+        Some(writer_properties(schema)),
+    )?)
+}
+
 /// Writes one whole batch to `relative` as a single Parquet file.
 pub async fn write_file(
     lake: &Lake,
@@ -72,13 +89,7 @@ pub async fn write_file(
     relative: &str,
     batch: &RecordBatch,
 ) -> Result<FileEntry> {
-    let path = lake.path(relative);
-    let sink = BufWriter::with_capacity(Arc::clone(lake.store()), path, UPLOAD_BUFFER);
-    let mut writer = AsyncArrowWriter::try_new(
-        sink,
-        batch.schema(),
-        Some(writer_properties(&batch.schema())),
-    )?;
+    let mut writer = open_file(lake, relative, &batch.schema())?;
     writer.write(batch).await?;
     // finish() writes the footer and completes the upload.
     writer.finish().await?;
@@ -194,16 +205,7 @@ impl PartitionedWriter {
                 "{}/date={day}/part-{}-{:04}.parquet",
                 self.table, self.file_prefix, n
             );
-            let sink = BufWriter::with_capacity(
-                Arc::clone(self.lake.store()),
-                self.lake.path(&relative),
-                UPLOAD_BUFFER,
-            );
-            let writer = AsyncArrowWriter::try_new(
-                sink,
-                Arc::clone(&self.schema),
-                Some(writer_properties(&self.schema)),
-            )?;
+            let writer = open_file(&self.lake, &relative, &self.schema)?;
             self.open.insert(
                 date,
                 OpenFile {

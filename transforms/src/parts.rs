@@ -31,7 +31,7 @@ use agentledger_lake::parquet_io::read_all;
 use agentledger_lake::schema::{
     EVENTS_SCHEMA, MODEL_PRICES, MONEY_PRECISION, MONEY_SCALE, RUN_PARTS, RUN_PARTS_SCHEMA,
 };
-use agentledger_lake::writer::{UPLOAD_BUFFER, writer_properties};
+use agentledger_lake::writer::open_file;
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, BooleanArray, Date32Array, Decimal128Array,
     Decimal128Builder, Int64Array, Int64Builder, RecordBatch, StringArray, StringBuilder,
@@ -663,17 +663,7 @@ impl Active {
         }
         let batch = self.out.finish()?;
         if self.writer.is_none() {
-            let sink = BufWriter::with_capacity(
-                Arc::clone(self.lake.store()),
-                self.lake.path(&self.relative),
-                UPLOAD_BUFFER,
-            );
-            let schema = Arc::clone(&RUN_PARTS_SCHEMA);
-            self.writer = Some(AsyncArrowWriter::try_new(
-                sink,
-                Arc::clone(&schema),
-                Some(writer_properties(&schema)),
-            )?);
+            self.writer = Some(open_file(&self.lake, &self.relative, &RUN_PARTS_SCHEMA)?);
         }
         self.rows += batch.num_rows() as u64;
         self.writer

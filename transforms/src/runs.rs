@@ -32,7 +32,7 @@ use agentledger_lake::Lake;
 use agentledger_lake::lock::WriterLock;
 use agentledger_lake::log::{Commit, CommitKind, FileEntry, RunPartsCover, Snapshot};
 use agentledger_lake::schema::{RUN_PARTS, RUN_PARTS_SCHEMA};
-use agentledger_lake::writer::{UPLOAD_BUFFER, writer_properties};
+use agentledger_lake::writer::open_file;
 use arrow::array::RecordBatch;
 use arrow::compute::cast;
 use futures::StreamExt;
@@ -288,15 +288,7 @@ pub(crate) async fn write_parts(
         return Ok((vec![], summary, plan.full));
     }
     let relative = format!("{RUN_PARTS}/part-{id}-0001.parquet");
-    let sink = BufWriter::with_capacity(
-        Arc::clone(lake.store()),
-        lake.path(&relative),
-        UPLOAD_BUFFER,
-    );
-    let schema = Arc::clone(&RUN_PARTS_SCHEMA);
-    let mut writer =
-        AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(writer_properties(&schema)))
-            .map_err(agentledger_lake::Error::from)?;
+    let mut writer = open_file(lake, &relative, &RUN_PARTS_SCHEMA)?;
     summary.events = plan.sources.iter().map(|f| f.rows).sum();
     summary.merged_files = plan.merge.len();
     let unique;
