@@ -13,7 +13,6 @@
 #[derive(Debug, Clone)]
 pub struct Bloom {
     bits: Vec<u64>,
-    len: u64,
     hashes: u32,
 }
 
@@ -33,7 +32,6 @@ impl Bloom {
         let words = bits.clamp(1024, 1 << 36).div_ceil(64);
         Self {
             bits: vec![0; words as usize],
-            len: words * 64,
             hashes: HASHES,
         }
     }
@@ -41,7 +39,7 @@ impl Bloom {
     fn positions(&self, key: u128) -> impl Iterator<Item = u64> + use<> {
         let h1 = key as u64;
         let h2 = ((key >> 64) as u64) | 1;
-        let len = u128::from(self.len);
+        let len = self.bits.len() as u128 * 64;
         // Multiply-shift maps a uniform 64-bit hash onto 0..len.
         (0..u64::from(self.hashes)).map(move |i| {
             let h = h1.wrapping_add(i.wrapping_mul(h2));

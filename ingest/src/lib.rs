@@ -6,11 +6,12 @@
 //! [`reference`] loads the two reference CSVs. [`sampler`] writes realistic
 //! sample input.
 //!
-//! The design choice that shapes this crate: one pass, bounded memory. Lines
-//! are read one at a time, rows go to Arrow builders that are flushed to
-//! Parquet every few thousand rows, and the only state that grows with the
-//! lake is the event-id index (16 bytes of id hash and 8 of content hash per
-//! stored event).
+//! The design choice that shapes this crate: one pass, bounded memory. The
+//! input is cut into blocks of whole lines that worker threads validate
+//! into Arrow batches in parallel; one thread takes them in input order,
+//! deduplicates and writes them, so every decision is the one a line-by-line
+//! reading makes. The only state that grows with the lake is the event-id
+//! Bloom filter (about two bytes per stored event, see [`dedup`]).
 
 pub mod batch;
 pub mod decimal;

@@ -349,10 +349,11 @@ impl Snapshot {
 ///
 /// Run parts are priced with the prices in force when they were made, and
 /// sum the events that existed then; a price load or a retention commit makes
-/// every earlier part stale. A `runs` or `compact` commit says in its summary
-/// (`"run_parts": {"full": bool, "covers": [versions]}`) which events its
-/// parts cover: all events committed up to it (`full`), or those of the
-/// listed commits. Readers merge the current parts with parts computed on the
+/// every earlier part stale. A `runs`, `ingest` or `compact` commit says in
+/// its summary (`"run_parts": {"full": bool, "covers": [versions], "own":
+/// bool, "unique": bool}`, see [`RunPartsCover`]) which events its parts
+/// cover: all events committed up to it (`full`), those of the listed
+/// commits, or the events the commit itself adds (`own`). Readers merge the current parts with parts computed on the
 /// fly from the uncovered events, so the answer never depends on whether
 /// parts are up to date, only the speed does.
 #[derive(Debug, Default)]

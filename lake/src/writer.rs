@@ -34,7 +34,8 @@ pub const UPLOAD_BUFFER: usize = 5 * 1024 * 1024;
 /// that moves forward in time then keeps only a few files open.
 pub const IDLE_WRITES: u64 = 8;
 
-/// Writer settings shared by every table: zstd, page statistics, a bloom
+/// Writer settings shared by every table: zstd level 1, page statistics
+/// (chunk statistics and no dictionary on per-row ids and hashes), a bloom
 /// filter on `event_id` where the table has one.
 pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     let mut props = WriterProperties::builder()
