@@ -22,16 +22,20 @@ pub async fn run(lake: &Lake, args: CompactArgs) -> anyhow::Result<ExitCode> {
             }
             match summary.version {
                 Some(v) => println!(
-                    "event files: {} -> {} (lake version {v}); the old files are deleted {} s after this commit, so queries already running can finish",
-                    summary.files_before,
-                    summary.files_after,
-                    grace_period().as_secs()
+                    "event files: {} -> {} (lake version {v})",
+                    summary.files_before, summary.files_after
                 ),
                 None => println!(
                     "nothing to compact: no partition has {} or more files ({} event files)",
                     args.min_files, summary.files_before
                 ),
             }
+            println!(
+                "{} removed file{} deleted from storage (removed files are kept {} s, so queries already running can finish; the next compact, retain or run-parts merge after that deletes them)",
+                summary.files_deleted,
+                if summary.files_deleted == 1 { "" } else { "s" },
+                grace_period().as_secs()
+            );
             if summary.uncovered_files > 0 {
                 println!(
                     "{} newer file{} left alone until their run parts are computed (the next ingest or run does it)",
