@@ -97,7 +97,7 @@ impl LakeDb {
                 chunk_rows: if self.mode == Mode::Split {
                     3
                 } else {
-                    1_000_000
+                    agentledger_transforms::runs::CHUNK_ROWS
                 },
             };
             agentledger_queries::refresh_runs_with(&self.lake, options)

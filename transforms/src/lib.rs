@@ -74,7 +74,7 @@ pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
 /// merges them. See [`runs`] for how the stored parts are kept up to date.
 pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionContext> {
     let ctx = base_session(lake)?;
-    let store_url = ObjectStoreUrl::parse(lake.store_url().as_str())?;
+    let store_url = store_url(lake)?;
     for table in STORED_TABLES {
         let provider = LakeTable::new(lake, snapshot, table, store_url.clone());
         ctx.register_table(*table, Arc::new(provider))?;
@@ -155,9 +155,13 @@ impl Bucket {
     }
 }
 
-/// `run_parts.sql` over exactly the events in `files` (of one bucket of
-/// runs, if given), priced with the snapshot's model prices: a session of
-/// its own, and the query.
+/// The lake's object store as DataFusion names it.
+fn store_url(lake: &Lake) -> Result<ObjectStoreUrl> {
+    Ok(ObjectStoreUrl::parse(lake.store_url().as_str())?)
+}
+
+/// `run_parts.sql` over exactly the events in `files`, priced with the
+/// snapshot's model prices: a session of its own, and the query.
 pub(crate) async fn run_parts_over(
     lake: &Lake,
     snapshot: &Snapshot,
@@ -166,6 +170,8 @@ pub(crate) async fn run_parts_over(
     run_parts_of_bucket(lake, snapshot, files, None).await
 }
 
+/// [`run_parts_over`] the events of `files` whose run is in `bucket`, if
+/// given.
 pub(crate) async fn run_parts_of_bucket(
     lake: &Lake,
     snapshot: &Snapshot,
@@ -173,7 +179,7 @@ pub(crate) async fn run_parts_of_bucket(
     bucket: Option<Bucket>,
 ) -> Result<(SessionContext, DataFrame)> {
     let ctx = base_session(lake)?;
-    let store_url = ObjectStoreUrl::parse(lake.store_url().as_str())?;
+    let store_url = store_url(lake)?;
     let events = LakeTable::with_files(lake, EVENTS, files, store_url.clone());
     match bucket {
         None => {
@@ -203,7 +209,7 @@ pub(crate) async fn merged_parts_of_bucket(
     bucket: Bucket,
 ) -> Result<(SessionContext, DataFrame)> {
     let (ctx, new_parts) = run_parts_of_bucket(lake, snapshot, events, Some(bucket)).await?;
-    let store_url = ObjectStoreUrl::parse(lake.store_url().as_str())?;
+    let store_url = store_url(lake)?;
     let stored = LakeTable::with_files(lake, RUN_PARTS, parts, store_url);
     ctx.register_table("stored_parts", Arc::new(stored))?;
     let sql = format!("SELECT * FROM stored_parts {}", bucket.filter());

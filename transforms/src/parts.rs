@@ -486,11 +486,7 @@ async fn writer_finish(mut writer: AsyncArrowWriter<BufWriter>) -> agentledger_l
 
 impl Active {
     fn set_key(&mut self, tenant_id: &str, run_id: &str) {
-        self.key.clear();
-        self.key.extend_from_slice(tenant_id.as_bytes());
-        // 0xff never occurs in UTF-8, so the pair is unambiguous.
-        self.key.push(0xff);
-        self.key.extend_from_slice(run_id.as_bytes());
+        run_key(&mut self.key, tenant_id, run_id);
     }
 
     /// Keeps a run in memory until released (see [`EventObserver::hold`]):
@@ -695,6 +691,15 @@ fn catalog_cost(
         .checked_add(i128::from(output).checked_mul(p.output)?)?;
     // DECIMAL(38, 12) holds at most 38 digits.
     (cost.unsigned_abs() < 10u128.pow(38)).then_some(Some(cost))
+}
+
+/// The map key of a run: tenant id, 0xff, run id (0xff never occurs in
+/// UTF-8, so the pair is unambiguous; [`utf8`] splits it back).
+fn run_key(key: &mut Vec<u8>, tenant_id: &str, run_id: &str) {
+    key.clear();
+    key.extend_from_slice(tenant_id.as_bytes());
+    key.push(0xff);
+    key.extend_from_slice(run_id.as_bytes());
 }
 
 fn utf8(bytes: &[u8]) -> &str {
@@ -928,6 +933,15 @@ impl<'a> PartColumns<'a> {
     }
 }
 
+/// A part's start or finish at row `i`, as (ts, event id), when it has one.
+fn pick_at<'a>(
+    ts: &TimestampMicrosecondArray,
+    id: &'a StringArray,
+    i: usize,
+) -> Option<(i64, &'a str)> {
+    (ts.is_valid(i) && id.is_valid(i)).then(|| (ts.value(i), id.value(i)))
+}
+
 /// Merges rows of `run_parts` into one row per run, as `merge_parts.sql`
 /// defines it (the earliest start and the latest finish by (ts, event id),
 /// sums, the first and last event times), in bounded buckets of runs.
@@ -953,10 +967,7 @@ impl PartsMerger {
             if buckets > 1 && crate::udf::run_bucket(tenant, run, buckets) != bucket {
                 continue;
             }
-            self.key.clear();
-            self.key.extend_from_slice(tenant.as_bytes());
-            self.key.push(0xff);
-            self.key.extend_from_slice(run.as_bytes());
+            run_key(&mut self.key, tenant, run);
             let acc = match self.runs.get_mut(self.key.as_slice()) {
                 Some(acc) => acc,
                 None => self
@@ -964,26 +975,21 @@ impl PartsMerger {
                     .entry(self.key.clone().into_boxed_slice())
                     .or_insert_with(|| Box::new(Acc::new(0))),
             };
-            let pick = |at: &TimestampMicrosecondArray,
-                        id: &StringArray,
-                        a: &StringArray,
-                        b: &StringArray| {
-                (at.is_valid(i) && id.is_valid(i))
-                    .then(|| Pick::new(at.value(i), id.value(i), opt(a, i), opt(b, i)))
-            };
-            if let Some(p) = pick(
-                c.started_at,
-                c.started_event_id,
-                c.workflow,
-                c.agent_version,
-            ) && earlier(p.ts, &p.event_id, &acc.started)
+            // The text columns are copied only when a start or finish wins.
+            if let Some((ts, id)) = pick_at(c.started_at, c.started_event_id, i)
+                && earlier(ts, id, &acc.started)
             {
-                acc.started = Some(p);
+                acc.started = Some(Pick::new(
+                    ts,
+                    id,
+                    opt(c.workflow, i),
+                    opt(c.agent_version, i),
+                ));
             }
-            if let Some(p) = pick(c.finished_at, c.finished_event_id, c.outcome, c.cap_hit)
-                && later(p.ts, &p.event_id, &acc.finished)
+            if let Some((ts, id)) = pick_at(c.finished_at, c.finished_event_id, i)
+                && later(ts, id, &acc.finished)
             {
-                acc.finished = Some(p);
+                acc.finished = Some(Pick::new(ts, id, opt(c.outcome, i), opt(c.cap_hit, i)));
             }
             let int = |a: &Int64Array| if a.is_valid(i) { a.value(i) } else { 0 };
             let money = |a: &Decimal128Array| if a.is_valid(i) { a.value(i) } else { 0 };

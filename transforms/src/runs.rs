@@ -3,10 +3,12 @@
 //! An ingest commits the parts of its own events (see [`crate::parts`]);
 //! [`refresh_runs`] computes `run_parts.sql` over any events that no current
 //! part covers (committed by an older agentledger, or by an ingest without
-//! an observer) and commits the result as one `runs` commit. After a price load or a retention commit every part is
-//! stale (its model costs used the old prices, or it counts removed events),
-//! and the refresh rebuilds all of them from every event, removing the old
-//! files in the same commit. Readers never depend on it for correctness: a
+//! an observer) and commits the result as a `runs` commit, merging parts
+//! files when that is due (a second commit when the first left a run in
+//! two rows). After a price load or a retention commit every part is stale
+//! (its model costs used the old prices, or it counts removed events), and
+//! the refresh rebuilds all of them from every event, removing the old files
+//! in the same commit. Readers never depend on it for correctness: a
 //! session computes whatever is not covered on the fly (see
 //! [`agentledger_lake::log::RunCoverage`]).
 //!
@@ -58,11 +60,12 @@ pub const MERGE_ALWAYS_ROWS: u64 = 500_000;
 /// What a refresh did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RefreshSummary {
-    /// All parts were rebuilt (after a price load or retention).
+    /// The new parts cover every event: a rebuild (after a price load or
+    /// retention), a merge of all current parts, or a first refresh.
     pub full: bool,
     /// Events read.
     pub events: u64,
-    /// Run-part rows written (computed and copied).
+    /// Run-part rows in the last file written (computed and copied).
     pub parts: u64,
     /// Current parts files merged into the new one.
     pub merged_files: usize,
