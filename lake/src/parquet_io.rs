@@ -79,18 +79,7 @@ pub async fn read_columns(
     file: &FileEntry,
     columns: &[&str],
 ) -> Result<impl Stream<Item = Result<RecordBatch>> + use<>> {
-    let reader = ObjectReader {
-        store: Arc::clone(lake.store()),
-        path: lake.path(&file.path),
-        size: file.size,
-    };
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
-    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-    let stream = builder
-        .with_projection(mask)
-        .with_batch_size(64 * 1024)
-        .build()?;
-    Ok(stream.map_err(Into::into).boxed())
+    stream(lake, file, Some(columns)).await
 }
 
 /// Streams every column of one committed file.
@@ -98,14 +87,24 @@ pub async fn read_all(
     lake: &Lake,
     file: &FileEntry,
 ) -> Result<impl Stream<Item = Result<RecordBatch>> + use<>> {
+    stream(lake, file, None).await
+}
+
+async fn stream(
+    lake: &Lake,
+    file: &FileEntry,
+    columns: Option<&[&str]>,
+) -> Result<impl Stream<Item = Result<RecordBatch>> + use<>> {
     let reader = ObjectReader {
         store: Arc::clone(lake.store()),
         path: lake.path(&file.path),
         size: file.size,
     };
-    let stream = ParquetRecordBatchStreamBuilder::new(reader)
-        .await?
-        .with_batch_size(64 * 1024)
-        .build()?;
+    let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    if let Some(columns) = columns {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    let stream = builder.with_batch_size(64 * 1024).build()?;
     Ok(stream.map_err(Into::into).boxed())
 }
