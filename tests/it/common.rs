@@ -43,14 +43,18 @@ impl Env {
 
     /// Runs the binary and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "agentledger {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.run(args))
+    }
+
+    /// [`Env::ok`] with one extra environment variable.
+    pub fn ok_with_env(&self, var: (&str, &str), args: &[&str]) -> String {
+        let out = self
+            .command()
+            .env(var.0, var.1)
+            .args(args)
+            .output()
+            .expect("binary runs");
+        succeeded(args, out)
     }
 
     /// Runs the binary and asserts failure; returns stderr.
@@ -67,18 +71,20 @@ impl Env {
     /// Runs a command that prints JSON, with one extra environment
     /// variable; panics with its stderr if it fails.
     pub fn json_with_env(&self, var: (&str, &str), args: &[&str]) -> serde_json::Value {
-        let out = self
-            .command()
-            .env(var.0, var.1)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_str(&self.ok_with_env(var, args)).unwrap()
+    }
+
+    /// The bundled sample's events split into `parts` files of consecutive
+    /// lines, in the test's folder.
+    pub fn split_sample(&self, parts: usize) -> Vec<PathBuf> {
+        let text = std::fs::read_to_string(sample("events.ndjson")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let per = lines.len().div_ceil(parts);
+        lines
+            .chunks(per)
+            .enumerate()
+            .map(|(i, chunk)| self.write(&format!("part-{i}.ndjson"), &(chunk.join("\n") + "\n")))
+            .collect()
     }
 
     /// Ingests and returns the JSON summary.
@@ -145,6 +151,17 @@ pub fn data_files(lake: &Path, table: &str) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Stdout of a run that must have succeeded; its stderr and stdout if not.
+fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "agentledger {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A file of the bundled sample (`sample-data/NAME`).

@@ -7,11 +7,7 @@ fn compact_rewrites_small_files_and_changes_no_answer() {
     let env = Env::new();
     env.ok(&["load", "prices", &sample("model_prices.csv")]);
     env.ok(&["load", "plans", &sample("customer_plans.csv")]);
-    let text = std::fs::read_to_string(sample("events.ndjson")).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let quarter = lines.len().div_ceil(4);
-    for (i, chunk) in lines.chunks(quarter).enumerate() {
-        let file = env.write(&format!("part-{i}.ndjson"), &chunk.join("\n"));
+    for file in env.split_sample(4) {
         env.ingest(&[&file]);
     }
     let metrics = |env: &Env| env.ok(&["metrics", "--by", "tenant_id,week", "--format", "csv"]);

@@ -366,15 +366,19 @@ fn the_lake_comes_from_the_flag_or_the_environment() {
 }
 
 /// An ingest killed after it wrote its run parts file but before its commit
-/// leaves that file behind; the next ingest removes it with the other orphans.
+/// leaves that file behind; the next ingest removes it with the other
+/// orphans, even one that commits nothing (so no refresh follows it).
 #[test]
 fn an_ingest_removes_orphan_run_parts_files() {
     let env = Env::new();
     env.ok(&["load", "prices", &sample("model_prices.csv")]);
+    let events = sample("events.ndjson");
+    env.ingest(&[std::path::Path::new(&events)]);
     let orphan = env.lake().join("run_parts/part-killed-0001.parquet");
-    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     std::fs::write(&orphan, b"not committed").unwrap();
-    env.ingest(&[std::path::Path::new(&sample("events.ndjson"))]);
+    let again = env.ingest(&[std::path::Path::new(&events)]);
+    assert_eq!(again["stored"], 0, "{again}");
+    assert!(again["version"].is_null(), "nothing committed: {again}");
     assert!(!orphan.exists(), "the orphan parts file is gone");
     let parts = data_files(&env.lake(), "run_parts");
     assert_eq!(parts.len(), 1, "{parts:?}");

@@ -72,12 +72,9 @@ fn removed_files_wait_out_the_grace_period_for_running_queries() {
     env.ingest(&[&f]);
     assert_eq!(data_files(&env.lake(), "events").len(), files_before + 1);
     // Once due, the next retain deletes them.
-    let out = env
-        .command()
-        .env("AGENTLEDGER_RETAIN_GRACE_SECS", "0")
-        .args(["retain", "--days", "3650"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    env.ok_with_env(
+        ("AGENTLEDGER_RETAIN_GRACE_SECS", "0"),
+        &["retain", "--days", "3650"],
+    );
     assert_eq!(data_files(&env.lake(), "events").len(), 1);
 }

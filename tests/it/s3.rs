@@ -197,17 +197,6 @@ fn assert_exact(env: &Env, port: u16, prefix: &str, events: &str) {
 
 /// Events of the sample, split into `parts` files, plus the count of
 /// distinct valid event ids the whole sample stores.
-fn split_sample(env: &Env, parts: usize) -> Vec<PathBuf> {
-    let text = std::fs::read_to_string(sample("events.ndjson")).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let per = lines.len().div_ceil(parts);
-    lines
-        .chunks(per)
-        .enumerate()
-        .map(|(i, chunk)| env.write(&format!("part-{i}.ndjson"), &(chunk.join("\n") + "\n")))
-        .collect()
-}
-
 fn local_reference(env: &Env) -> (String, String) {
     env.ok(&["load", "prices", &sample("model_prices.csv")]);
     env.ok(&["load", "plans", &sample("customer_plans.csv")]);
@@ -237,7 +226,7 @@ fn every_command_works_on_an_s3_lake_and_agrees_with_a_local_one() {
         &["load", "plans", &sample("customer_plans.csv")],
     );
     // Sources on S3 too: half the sample uploaded, half local.
-    let parts = split_sample(&env, 2);
+    let parts = env.split_sample(2);
     s3.put("landing/part-0.ndjson", &std::fs::read(&parts[0]).unwrap());
     let summary: Value = ingest_json(
         &env,
@@ -374,7 +363,7 @@ fn two_ingests_at_once_never_lose_or_duplicate_an_event() {
     let (events, _) = local_reference(&env);
     let s3 = S3::start();
     let p = s3.port;
-    let parts = split_sample(&env, 2);
+    let parts = env.split_sample(2);
     // Different files at the same moment, then the same file twice at once.
     for round in [vec![&parts[0], &parts[1]], vec![&parts[0], &parts[0]]] {
         let children: Vec<Child> = round
@@ -466,7 +455,7 @@ fn persistent_faults_fail_in_bounded_time_and_a_rerun_completes() {
     let env = Env::new();
     let (events, _) = local_reference(&env);
     let s3 = S3::start();
-    let parts = split_sample(&env, 2);
+    let parts = env.split_sample(2);
     // Half the events land first, through a healthy path.
     ok(&env, s3.port, "p", &["ingest", parts[0].to_str().unwrap()]);
     let before = scalar(&env, s3.port, "p", "SELECT count(*) FROM events");
