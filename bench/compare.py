@@ -294,13 +294,19 @@ def markdown(meta, sizes, select1, small, command):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--bin", required=True)
-    p.add_argument("--sizes", default="2000000,20000000")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--work", default=os.path.expanduser("~/.cache/agentledger/bench"))
-    p.add_argument("--python", default=sys.executable)
-    p.add_argument("--no-small-files", action="store_true")
+    p = argparse.ArgumentParser(
+        prog="bench/run",
+        description="agentledger against DuckDB and Polars: ingest, tenant x week metrics, "
+                    "sql \"select 1\" and the small-files case (see BENCHMARKS.md).")
+    p.add_argument("--bin", required=True, help="the agentledger binary (bench/run passes the release build)")
+    p.add_argument("--sizes", default="2000000,20000000",
+                   help="comma-separated event counts to generate and time (default: %(default)s)")
+    p.add_argument("--reps", type=int, default=3, help="repetitions per tool and job (default: %(default)s)")
+    p.add_argument("--work", default=os.path.expanduser("~/.cache/agentledger/bench"),
+                   help="folder for generated data, lakes and results.json (default: %(default)s)")
+    p.add_argument("--python", default=sys.executable, help="the Python with DuckDB and Polars")
+    p.add_argument("--no-small-files", action="store_true",
+                   help="skip 1,000 ingests of 1,000 events (about 30 minutes)")
     p.add_argument("--write", help="Markdown file whose bench section is replaced")
     args = p.parse_args()
     binary = pathlib.Path(args.bin).resolve()
