@@ -421,6 +421,72 @@ mod tests {
         );
     }
 
+    /// A snapshot of a memory lake: an events file, then `parts` parts
+    /// files of `rows` rows each that cover it (one commit each), then, if
+    /// `new_events`, an ingest no part covers.
+    async fn lake_with_parts(name: &str, parts: usize, rows: u64, new_events: bool) -> Snapshot {
+        let lake = Lake::open(&format!("memory://plan-{name}")).unwrap();
+        let mut snapshot = Snapshot::load(&lake).await.unwrap();
+        let file = |table: &str, path: String, rows: u64| FileEntry {
+            table: table.into(),
+            path,
+            size: 1,
+            rows,
+            date: None,
+        };
+        let mut ingest = Commit::record(CommitKind::Ingest, serde_json::Value::Null);
+        ingest.files = vec![file("events", "events/e1.parquet".into(), 10)];
+        let first = snapshot.commit(&lake, ingest).await.unwrap();
+        for i in 0..parts {
+            let mut runs = Commit::record(
+                CommitKind::Runs,
+                serde_json::json!({"run_parts": RunPartsCover {
+                    covers: vec![first],
+                    ..Default::default()
+                }}),
+            );
+            runs.files = vec![file(RUN_PARTS, format!("run_parts/p{i}.parquet"), rows)];
+            snapshot.commit(&lake, runs).await.unwrap();
+        }
+        if new_events {
+            let mut ingest = Commit::record(CommitKind::Ingest, serde_json::Value::Null);
+            ingest.files = vec![file("events", "events/e2.parquet".into(), 10)];
+            snapshot.commit(&lake, ingest).await.unwrap();
+        }
+        snapshot
+    }
+
+    #[tokio::test]
+    async fn parts_are_merged_while_small_or_once_eight_files_pile_up() {
+        let big = MERGE_ALWAYS_ROWS + 1;
+        // Big parts and new events: new parts beside them, no merge.
+        let plan = plan_refresh(&lake_with_parts("big", 1, big, true).await).unwrap();
+        assert!(plan.merge.is_empty() && !plan.full, "{plan:?}");
+        assert_eq!(plan.covers, [3]);
+        assert_eq!(plan.sources.len(), 1);
+        // Small parts: merged with the new ones every time.
+        let plan =
+            plan_refresh(&lake_with_parts("small", 1, MERGE_ALWAYS_ROWS, true).await).unwrap();
+        assert_eq!((plan.merge.len(), plan.full), (1, true), "{plan:?}");
+        // Seven big files plus the new parts make eight: all merged.
+        let n = MERGE_PARTS_FILES - 1;
+        let plan = plan_refresh(&lake_with_parts("seven", n, big, true).await).unwrap();
+        assert_eq!(plan.merge.len(), n, "{plan:?}");
+        assert_eq!(plan.removes.len(), n);
+        // Nothing new: several big files stay until eight pile up, several
+        // small ones are merged.
+        assert!(
+            plan_refresh(&lake_with_parts("two-big", 2, big, false).await).is_none(),
+            "two big files are left as they are"
+        );
+        let plan =
+            plan_refresh(&lake_with_parts("eight", MERGE_PARTS_FILES, big, false).await).unwrap();
+        assert_eq!(plan.merge.len(), MERGE_PARTS_FILES, "{plan:?}");
+        let plan = plan_refresh(&lake_with_parts("two-small", 2, 10, false).await).unwrap();
+        assert_eq!(plan.merge.len(), 2, "{plan:?}");
+        assert!(plan.sources.is_empty());
+    }
+
     #[test]
     fn chunks_hold_whole_dates_up_to_the_limit() {
         let file = |date: &str, rows: u64| FileEntry {
