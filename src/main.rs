@@ -23,6 +23,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Asked to stop (SIGTERM from Kubernetes or a scheduler, Ctrl-C): give
+    // up the leases this process holds, so the next writer or batch need not
+    // wait for them to expire, and exit. Nothing uncommitted is visible.
+    runtime.spawn(async {
+        let (name, code) = stop_signal().await;
+        agentledger_lake::lease::release_all().await;
+        eprintln!(
+            "error: stopped by {name}; nothing it had not committed is in the lake, run it again"
+        );
+        std::process::exit(code);
+    });
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -34,6 +45,23 @@ fn main() -> ExitCode {
             eprintln!("error: {text}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT; returns its name and the exit code a shell
+/// gives a process it ended (128 + the signal's number).
+async fn stop_signal() -> (&'static str, i32) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without handlers the default action (exit) stays in place.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => ("SIGTERM", 143),
+        _ = int.recv() => ("SIGINT", 130),
     }
 }
 

@@ -25,7 +25,7 @@ use agentledger_ingest::ingest::{IngestOptions, ingest_observed};
 use agentledger_ingest::reference::{ReferenceKind, content_hash, load_reference, loaded_hash};
 use agentledger_ingest::source::expand;
 use agentledger_lake::Lake;
-use agentledger_lake::lock::{BATCH_LOCK_PATH, WriterLock};
+use agentledger_lake::lease::Lease;
 use agentledger_lake::log::{Commit, CommitKind, Snapshot, append_locked};
 use agentledger_reports::report::write_report;
 use agentledger_reports::webhook::{WebhookOptions, deliver, redacted};
@@ -147,12 +147,14 @@ fn landed(snapshot: &Snapshot) -> HashMap<String, (u64, String)> {
         .iter()
         .filter(|c| c.kind == CommitKind::Landing)
     {
-        for f in commit.summary["files"].as_array().into_iter().flatten() {
-            if let (Some(p), Some(s), Some(h)) =
-                (f["path"].as_str(), f["size"].as_u64(), f["hash"].as_str())
-            {
-                out.insert(p.to_string(), (s, h.to_string()));
-            }
+        // Parsed when the log was read: a record that does not parse
+        // failed the load, so no landed file is ever forgotten.
+        for f in commit
+            .landing()
+            .map(|l| l.files.as_slice())
+            .unwrap_or_default()
+        {
+            out.insert(f.path.clone(), (f.size, f.hash.clone()));
         }
     }
     out
@@ -258,9 +260,15 @@ pub async fn run(
     options: &RunOptions,
     log: &Logger,
 ) -> Result<RunOutcome, BatchError> {
-    let lock = WriterLock::acquire_at(lake, BATCH_LOCK_PATH, "agentledger run").await?;
-    log.info("start", "batch started", json!({"lake": lake.display()}));
-    let result = run_locked(lake, config, options, log).await;
+    let lock = Lease::batch(lake, "agentledger run").await?;
+    log.info(
+        "start",
+        "batch started",
+        json!({"lake": lake.display(), "lease_generation": lock.generation()}),
+    );
+    // Every commit of the run is fenced by the batch lease: a batch that
+    // lost it (paused past its expiry, then taken over) commits nothing.
+    let result = run_locked(&lock.fence(lake), config, options, log).await;
     lock.release().await?;
     result
 }

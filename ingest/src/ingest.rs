@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use agentledger_lake::Lake;
-use agentledger_lake::lock::WriterLock;
-use agentledger_lake::log::{Commit, CommitKind, FileEntry, Snapshot, now_rfc3339};
+use agentledger_lake::lease::Lease;
+use agentledger_lake::log::{Commit, CommitKind, FileEntry, Snapshot};
 use agentledger_lake::observe::EventObserver;
 use agentledger_lake::parquet_io::read_columns;
 use agentledger_lake::schema::{EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_SCHEMA, RUN_PARTS};
@@ -135,8 +135,8 @@ pub async fn ingest_observed<O: EventObserver + 'static>(
     observer: O,
 ) -> Result<(IngestSummary, O)> {
     let files = expand(sources).await?;
-    let lock = WriterLock::acquire(lake, "ingest").await?;
-    let result = ingest_locked(lake, files, options, progress, observer).await;
+    let lock = Lease::writer(lake, "ingest").await?;
+    let result = ingest_locked(&lock.fence(lake), files, options, progress, observer).await;
     lock.release().await?;
     result
 }
@@ -194,16 +194,9 @@ async fn ingest_locked<O: EventObserver + 'static>(
             record["run_parts"] = serde_json::json!(observed.cover);
             files.extend(observed.files);
         }
-        let commit = Commit {
-            version: 0,
-            kind: CommitKind::Ingest,
-            id: ingest_id,
-            committed_at: now_rfc3339(),
-            replaces: vec![],
-            removes: vec![],
-            files,
-            summary: record,
-        };
+        let mut commit = Commit::record(CommitKind::Ingest, record);
+        commit.id = ingest_id;
+        commit.files = files;
         summary.version = Some(snapshot.commit(lake, commit).await?);
     }
     Ok((summary, observer))

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use agentledger_lake::Lake;
-use agentledger_lake::lock::WriterLock;
-use agentledger_lake::log::{Commit, CommitKind, Snapshot, new_id, now_rfc3339};
+use agentledger_lake::lease::Lease;
+use agentledger_lake::log::{Commit, CommitKind, Snapshot, new_id};
 use agentledger_lake::schema::{
     CUSTOMER_PLANS, CUSTOMER_PLANS_SCHEMA, MODEL_PRICES, MODEL_PRICES_SCHEMA,
 };
@@ -94,30 +94,28 @@ pub async fn load_reference(lake: &Lake, kind: ReferenceKind, file: &Path) -> Re
     }
     let batch = builder.finish()?;
 
-    let lock = WriterLock::acquire(lake, kind.table()).await?;
+    let lock = Lease::writer(lake, kind.table()).await?;
     let result = async {
+        let lake = &lock.fence(lake);
         let mut snapshot = Snapshot::load(lake).await?;
         let version = snapshot.version() + 1;
         let id = new_id();
         let relative = format!("{}/version={version}/part-{id}.parquet", kind.table());
         let entry = write_file(lake, kind.table(), &relative, &batch).await?;
-        let commit = Commit {
-            version,
-            kind: match kind {
+        let mut commit = Commit::record(
+            match kind {
                 ReferenceKind::Prices => CommitKind::LoadPrices,
                 ReferenceKind::Plans => CommitKind::LoadPlans,
             },
-            id,
-            committed_at: now_rfc3339(),
-            replaces: vec![kind.table().to_string()],
-            removes: vec![],
-            files: vec![entry],
-            summary: serde_json::json!({
+            serde_json::json!({
                 "file": name,
                 "rows": count,
                 "content_hash": content_hash(&bytes),
             }),
-        };
+        );
+        commit.id = id;
+        commit.replaces = vec![kind.table().to_string()];
+        commit.files = vec![entry];
         let version = snapshot.commit(lake, commit).await?;
         Ok::<_, Error>(version)
     }
@@ -149,9 +147,8 @@ pub fn loaded_hash(snapshot: &Snapshot, kind: ReferenceKind) -> Option<String> {
         .iter()
         .rev()
         .find(|c| c.kind == wanted)
-        .and_then(|c| c.summary.get("content_hash"))
-        .and_then(|h| h.as_str())
-        .map(str::to_string)
+        .and_then(|c| c.reference())
+        .map(|r| r.content_hash.clone())
 }
 
 /// Parses and validates a whole reference file into rows of the table.

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::lock::WriterLock;
+use crate::lease::Lease;
 use crate::log::{Commit, CommitKind, FileEntry, RunPartsCover, Snapshot, new_id};
 use crate::parquet_io::read_all;
 use crate::retain::{delete_due, grace_period};
@@ -63,8 +63,8 @@ pub struct CompactSummary {
 /// Rewrites every `events` partition with `min_files` or more (covered)
 /// files into one file; takes the writer lock.
 pub async fn compact(lake: &Lake, min_files: usize) -> Result<CompactSummary> {
-    let lock = WriterLock::acquire(lake, "compact").await?;
-    let result = compact_locked(lake, min_files.max(2)).await;
+    let lock = Lease::writer(lake, "compact").await?;
+    let result = compact_locked(&lock.fence(lake), min_files.max(2)).await;
     lock.release().await?;
     result
 }

@@ -36,15 +36,48 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// Another process holds the writer lock.
+    /// The lake was written in a format newer than this binary knows.
     #[error(
-        "the lake is locked by another writer ({holder}); wait for it to finish, or if that process is gone, delete {path}"
+        "the lake needs a {what} of format {needed} ({path}); this agentledger is a {what} of format {supported}: upgrade agentledger"
+    )]
+    NewerFormat {
+        /// The commit record that says so.
+        path: String,
+        /// `reader` or `writer`.
+        what: &'static str,
+        /// The version the lake needs.
+        needed: u32,
+        /// The version this binary has.
+        supported: u32,
+    },
+    /// Another process holds a lease this one needs.
+    #[error(
+        "the lake is locked by another {lease} ({holder}); a live holder renews its lease, a killed one's is taken over once it expires (record {path})"
     )]
     Locked {
-        /// Who holds the lock (pid, host, since when).
+        /// The lease (`writer`, `batch`).
+        lease: String,
+        /// Who holds it (pid, host, purpose, since and until when).
         holder: String,
-        /// The lock object's path, for manual recovery.
+        /// The newest lease record's path.
         path: String,
+    },
+    /// This process no longer holds the lease it worked under, so it must
+    /// not commit.
+    #[error("lost the {lease} lease: {reason}; nothing was committed, run again")]
+    LeaseLost {
+        /// The lease (`writer`, `batch`).
+        lease: String,
+        /// How it was lost.
+        reason: String,
+    },
+    /// A lease record could not be read.
+    #[error("corrupt lease record {path}: {reason}")]
+    CorruptLease {
+        /// The record's path.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// Another writer committed the same version first.
     #[error("commit conflict: version {version} was committed by another writer; run again")]

@@ -3,7 +3,7 @@
 //! Everything that knows how the lake is laid out lives here: how a lake URL
 //! becomes an object store ([`store`]), the one Arrow schema of each table
 //! ([`schema`]), the commit log that makes an ingest or a reference load
-//! atomic ([`log`]), the writer lock ([`lock`]) and the partitioned Parquet
+//! atomic ([`log`]), the leases that keep writers and the batch exclusive ([`lease`]) and the partitioned Parquet
 //! writer ([`writer`]).
 //!
 //! The main design choice: data files are plain Hive-partitioned Parquet that
@@ -16,7 +16,7 @@
 
 pub mod compact;
 pub mod error;
-pub mod lock;
+pub mod lease;
 pub mod log;
 pub mod observe;
 pub mod parquet_io;

@@ -87,6 +87,106 @@ pub struct Commit {
     /// Free-form facts about the operation (ingest counts, source file...).
     #[serde(default)]
     pub summary: serde_json::Value,
+    /// The leases the commit was made under, with the generation each had
+    /// when it was checked right before this commit (fencing numbers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fences: Vec<crate::lease::Fence>,
+    /// The lake format this commit was written in; see [`Format`]. Records
+    /// from before formats were recorded have none (reader 1, writer 1).
+    #[serde(default)]
+    pub format: Format,
+    /// The summary's facts that decide answers, parsed when the commit is
+    /// read or made (see [`Commit::parse_summary`]).
+    #[serde(skip)]
+    parsed: Parsed,
+}
+
+/// The lake's format versions, as Delta Lake's protocol has them: a reader
+/// older than `reader` would misread the lake, a writer older than `writer`
+/// would break what newer writers rely on. The lake's format is the highest
+/// of its commits'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Format {
+    /// The lowest reader version that reads the lake right.
+    pub reader: u32,
+    /// The lowest writer version that may write to it.
+    pub writer: u32,
+}
+
+impl Default for Format {
+    /// What records from before formats were recorded are.
+    fn default() -> Self {
+        Self {
+            reader: 1,
+            writer: 1,
+        }
+    }
+}
+
+/// The format this binary reads and writes. Writer 2: writers hold leases
+/// (`_lock/<lease>/`) and fence their commits; a writer of format 1 took a
+/// lock file that format 2 writers do not see.
+pub const FORMAT: Format = Format {
+    reader: 1,
+    writer: 2,
+};
+
+/// What a `landing` commit records: the landing files `agentledger run`
+/// ingested, by the ingest that stored them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandingRecord {
+    /// The ingest's id.
+    pub ingest_id: String,
+    /// Each file ingested.
+    pub files: Vec<LandedFile>,
+}
+
+/// One landing file as it was when ingested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandedFile {
+    /// Its path or URL.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its content hash.
+    pub hash: String,
+}
+
+/// What an `alerts` commit records: alerts a webhook took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertsRecord {
+    /// A hash of the webhook URL (the URL itself may hold a secret).
+    pub webhook_hash: String,
+    /// The alerts delivered.
+    pub deliveries: Vec<AlertDelivery>,
+}
+
+/// One delivered alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertDelivery {
+    /// The tenant alerted about.
+    pub tenant_id: String,
+    /// Its ISO week, `YYYY-Www`.
+    pub iso_week: String,
+}
+
+/// What a reference load records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceRecord {
+    /// The file loaded, as named.
+    pub file: String,
+    /// Rows loaded.
+    pub rows: u64,
+    /// The file's content hash (the batch reloads a file whose hash changed).
+    pub content_hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Parsed {
+    cover: Option<RunPartsCover>,
+    landing: Option<LandingRecord>,
+    alerts: Option<AlertsRecord>,
+    reference: Option<ReferenceRecord>,
 }
 
 impl Commit {
@@ -102,7 +202,58 @@ impl Commit {
             removes: vec![],
             files: vec![],
             summary,
+            fences: vec![],
+            format: FORMAT,
+            parsed: Parsed::default(),
         }
+    }
+
+    /// Parses the facts of the summary that decide answers: the run-parts
+    /// cover of any commit that states one, and the whole summary of landing,
+    /// alerts and reference-load commits. A fact that does not parse is an
+    /// error naming it: it is never skipped, since skipping it could count
+    /// runs twice, ingest a landing file again or send an alert twice.
+    pub fn parse_summary(&mut self) -> std::result::Result<(), String> {
+        fn typed<T: serde::de::DeserializeOwned>(
+            what: &str,
+            v: &serde_json::Value,
+        ) -> std::result::Result<T, String> {
+            serde_json::from_value(v.clone()).map_err(|e| format!("{what}: {e}"))
+        }
+        let mut parsed = Parsed::default();
+        if let Some(cover) = self.summary.get("run_parts") {
+            parsed.cover = Some(typed("summary.run_parts", cover)?);
+        }
+        match self.kind {
+            CommitKind::Landing => parsed.landing = Some(typed("landing summary", &self.summary)?),
+            CommitKind::Alerts => parsed.alerts = Some(typed("alerts summary", &self.summary)?),
+            CommitKind::LoadPrices | CommitKind::LoadPlans => {
+                parsed.reference = Some(typed("reference load summary", &self.summary)?);
+            }
+            _ => {}
+        }
+        self.parsed = parsed;
+        Ok(())
+    }
+
+    /// What its `run_parts` cover, if it states one.
+    pub fn run_parts_cover(&self) -> Option<&RunPartsCover> {
+        self.parsed.cover.as_ref()
+    }
+
+    /// The landing files a `landing` commit records.
+    pub fn landing(&self) -> Option<&LandingRecord> {
+        self.parsed.landing.as_ref()
+    }
+
+    /// The deliveries an `alerts` commit records.
+    pub fn alerts(&self) -> Option<&AlertsRecord> {
+        self.parsed.alerts.as_ref()
+    }
+
+    /// What a reference load records.
+    pub fn reference(&self) -> Option<&ReferenceRecord> {
+        self.parsed.reference.as_ref()
     }
 }
 
@@ -116,10 +267,11 @@ pub fn new_id() -> String {
     )
 }
 
-/// Appends `commit` as the next version under the writer lock.
+/// Appends `commit` as the next version under the writer lease.
 pub async fn append_locked(lake: &Lake, purpose: &str, commit: Commit) -> Result<u64> {
-    let lock = crate::lock::WriterLock::acquire(lake, purpose).await?;
+    let lock = crate::lease::Lease::writer(lake, purpose).await?;
     let result = async {
+        let lake = &lock.fence(lake);
         let mut snapshot = Snapshot::load(lake).await?;
         snapshot.commit(lake, commit).await
     }
@@ -180,10 +332,22 @@ impl Snapshot {
         };
         let mut commits = Vec::with_capacity(records.len());
         for (path, bytes) in records {
-            let commit: Commit = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLog {
-                path,
-                reason: e.to_string(),
-            })?;
+            let mut commit: Commit =
+                serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLog {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if commit.format.reader > FORMAT.reader {
+                return Err(Error::NewerFormat {
+                    path,
+                    what: "reader",
+                    needed: commit.format.reader,
+                    supported: FORMAT.reader,
+                });
+            }
+            commit
+                .parse_summary()
+                .map_err(|reason| Error::CorruptLog { path, reason })?;
             commits.push(commit);
         }
         for (i, c) in commits.iter().enumerate() {
@@ -240,13 +404,30 @@ impl Snapshot {
             .collect()
     }
 
-    /// Deletes the files under `tables` that no commit names: what a killed
-    /// or failed writer left. Call it only while holding the writer lock, so
-    /// that no live writer's files are touched. On a local lake the folders
-    /// are walked directly, which also finds the partial uploads
-    /// (`name#N`) that the object store's listing hides.
+    /// Deletes the files under `tables` that no commit names and that are
+    /// older than the orphan grace period ([`orphan_grace`]): what a killed
+    /// or failed writer left. Age decides, never a lock: a file younger than
+    /// the grace period may belong to a writer still preparing its commit,
+    /// on this host or another. On a local lake the folders are walked
+    /// directly, which also finds the partial uploads (`name#N`) that the
+    /// object store's listing hides.
     pub async fn remove_orphans(&self, lake: &Lake, tables: &[&str]) -> Result<Vec<String>> {
+        self.remove_orphans_older_than(lake, tables, orphan_grace())
+            .await
+    }
+
+    /// [`Snapshot::remove_orphans`] with the grace period given.
+    pub async fn remove_orphans_older_than(
+        &self,
+        lake: &Lake,
+        tables: &[&str],
+        grace: std::time::Duration,
+    ) -> Result<Vec<String>> {
         let known = self.all_paths();
+        let now = std::time::SystemTime::now();
+        let old_enough = |modified: std::time::SystemTime| {
+            now.duration_since(modified).unwrap_or_default() >= grace
+        };
         let mut removed = Vec::new();
         for table in tables {
             if let Some(root) = lake.local_root() {
@@ -265,7 +446,8 @@ impl Snapshot {
                             continue;
                         };
                         let rel = rel.to_string_lossy().replace('\\', "/");
-                        if !known.contains(rel.as_str()) {
+                        let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(now);
+                        if !known.contains(rel.as_str()) && old_enough(modified) {
                             match std::fs::remove_file(&path) {
                                 Ok(()) => removed.push(rel),
                                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -293,7 +475,7 @@ impl Snapshot {
                 let Some(rel) = lake.relative(&meta.location) else {
                     continue;
                 };
-                if !known.contains(rel.as_str()) {
+                if !known.contains(rel.as_str()) && old_enough(meta.last_modified.into()) {
                     match lake.store().delete(&meta.location).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => removed.push(rel),
                         Err(e) => return Err(e.into()),
@@ -306,9 +488,34 @@ impl Snapshot {
 
     /// Appends `commit` as the next version. Fails with
     /// [`Error::CommitConflict`] if another writer took that version first.
+    ///
+    /// Through a lake fenced by leases ([`crate::lease::Lease::fence`]), each
+    /// lease is checked first: one that is no longer held refuses the commit
+    /// with [`Error::LeaseLost`]; each held one's generation is recorded.
     pub async fn commit(&mut self, lake: &Lake, mut commit: Commit) -> Result<u64> {
         let version = self.version() + 1;
         commit.version = version;
+        if let Some(newer) = self
+            .commits
+            .iter()
+            .find(|c| c.format.writer > FORMAT.writer)
+        {
+            return Err(Error::NewerFormat {
+                path: format!("{LOG_DIR}/{:020}.json", newer.version),
+                what: "writer",
+                needed: newer.format.writer,
+                supported: FORMAT.writer,
+            });
+        }
+        commit.format = FORMAT;
+        commit.parse_summary().map_err(|reason| Error::CorruptLog {
+            path: format!("{LOG_DIR}/{version:020}.json (not written)"),
+            reason,
+        })?;
+        commit.fences.clear();
+        for held in lake.fences() {
+            commit.fences.push(held.check().await?);
+        }
         let path = lake.path(&format!("{LOG_DIR}/{version:020}.json"));
         let body = serde_json::to_vec_pretty(&commit).expect("commit serializes");
         let put = crate::retry::retrying(lake, || {
@@ -343,6 +550,13 @@ impl Snapshot {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// How old a file that no commit names must be before a writer deletes it
+/// as an orphan: `AGENTLEDGER_ORPHAN_GRACE_SECS`, default one hour. It must
+/// be longer than any writer takes between writing a file and committing.
+pub fn orphan_grace() -> std::time::Duration {
+    crate::retry::env_secs("AGENTLEDGER_ORPHAN_GRACE_SECS", 3600)
 }
 
 /// Which events the stored `run_parts` cover at one snapshot.
@@ -393,12 +607,10 @@ pub struct RunPartsCover {
 }
 
 impl RunPartsCover {
-    /// The cover a commit's summary states, if any.
+    /// The cover a commit's summary states, if any (parsed, and refused
+    /// if it does not parse, when the commit was read).
     pub fn of(commit: &Commit) -> Option<Self> {
-        commit
-            .summary
-            .get("run_parts")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
+        commit.run_parts_cover().cloned()
     }
 }
 
@@ -477,26 +689,25 @@ mod tests {
     use super::*;
 
     fn commit(kind: CommitKind, table: &str, path: &str, replaces: bool) -> Commit {
-        Commit {
-            version: 0,
-            kind,
-            id: path.to_string(),
-            committed_at: now_rfc3339(),
-            replaces: if replaces {
-                vec![table.to_string()]
-            } else {
-                vec![]
-            },
-            removes: vec![],
-            files: vec![FileEntry {
-                table: table.into(),
-                path: path.into(),
-                size: 1,
-                rows: 1,
-                date: None,
-            }],
-            summary: serde_json::Value::Null,
+        let summary = match kind {
+            CommitKind::LoadPrices | CommitKind::LoadPlans => serde_json::json!({
+                "file": "f.csv", "rows": 1, "content_hash": "h"
+            }),
+            _ => serde_json::Value::Null,
+        };
+        let mut c = Commit::record(kind, summary);
+        c.id = path.to_string();
+        if replaces {
+            c.replaces = vec![table.to_string()];
         }
+        c.files = vec![FileEntry {
+            table: table.into(),
+            path: path.into(),
+            size: 1,
+            rows: 1,
+            date: None,
+        }];
+        c
     }
 
     #[tokio::test]
@@ -633,7 +844,14 @@ mod tests {
         for f in ["a.parquet", "b.parquet", "c.parquet#3"] {
             std::fs::write(day.join(f), b"x").unwrap();
         }
-        let mut removed = snap.remove_orphans(&lake, &["events"]).await.unwrap();
+        // Young files may be a live writer's: kept.
+        let kept = snap.remove_orphans(&lake, &["events"]).await.unwrap();
+        assert!(kept.is_empty(), "{kept:?}");
+        assert!(day.join("b.parquet").exists());
+        let mut removed = snap
+            .remove_orphans_older_than(&lake, &["events"], std::time::Duration::ZERO)
+            .await
+            .unwrap();
         removed.sort();
         assert_eq!(
             removed,
@@ -643,6 +861,116 @@ mod tests {
             ]
         );
         assert!(day.join("a.parquet").exists());
+    }
+
+    /// Rewrites record `version` of `lake` through `edit`.
+    async fn hand_edit(lake: &Lake, version: u64, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = lake.path(&format!("{LOG_DIR}/{version:020}.json"));
+        let bytes = lake
+            .store()
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        edit(&mut v);
+        lake.store()
+            .put(&path, serde_json::to_vec(&v).unwrap().into())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lake_of_a_newer_format_is_refused_naming_both_versions() {
+        let lake = Lake::open("memory://log-format").unwrap();
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e1", false))
+            .await
+            .unwrap();
+        snap.commit(&lake, commit(CommitKind::Ingest, "events", "e2", false))
+            .await
+            .unwrap();
+        let written = Snapshot::load(&lake).await.unwrap();
+        assert_eq!(
+            written.commits()[0].format,
+            FORMAT,
+            "commits record the format"
+        );
+        // A newer writer: this binary still reads, but refuses to write.
+        hand_edit(&lake, 2, |v| {
+            v["format"]["writer"] = (FORMAT.writer + 1).into()
+        })
+        .await;
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        let err = snap
+            .commit(&lake, commit(CommitKind::Ingest, "events", "e3", false))
+            .await
+            .unwrap_err()
+            .to_string();
+        let both = [
+            format!("writer of format {}", FORMAT.writer + 1),
+            format!("writer of format {}", FORMAT.writer),
+        ];
+        assert!(both.iter().all(|b| err.contains(b.as_str())), "{err}");
+        assert!(err.contains("00000000000000000002.json"), "{err}");
+        // A newer reader: nothing reads it.
+        hand_edit(&lake, 1, |v| {
+            v["format"]["reader"] = (FORMAT.reader + 1).into()
+        })
+        .await;
+        let err = Snapshot::load(&lake).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("reader of format {}", FORMAT.reader + 1))
+                && err.contains(&format!("reader of format {}", FORMAT.reader)),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn critical_metadata_that_does_not_parse_is_an_error_naming_the_record() {
+        let lake = Lake::open("memory://log-typed").unwrap();
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        let mut runs = commit(CommitKind::Runs, "run_parts", "r1", false);
+        runs.summary = serde_json::json!({"run_parts": {"covers": [1], "unique": true}});
+        snap.commit(&lake, runs).await.unwrap();
+        let landing = Commit::record(
+            CommitKind::Landing,
+            serde_json::json!({"ingest_id": "i", "files": [{"path": "a", "size": 1, "hash": "h"}]}),
+        );
+        snap.commit(&lake, landing).await.unwrap();
+        let read = Snapshot::load(&lake).await.unwrap();
+        assert_eq!(read.commits()[1].landing().unwrap().files[0].size, 1);
+        assert_eq!(RunPartsCover::of(&read.commits()[0]).unwrap().covers, [1]);
+
+        hand_edit(&lake, 1, |v| {
+            v["summary"]["run_parts"]["covers"] = "all".into()
+        })
+        .await;
+        let err = Snapshot::load(&lake).await.unwrap_err().to_string();
+        assert!(
+            err.contains("00000000000000000001.json") && err.contains("run_parts"),
+            "{err}"
+        );
+        hand_edit(&lake, 1, |v| {
+            v["summary"]["run_parts"]["covers"] = serde_json::json!([1])
+        })
+        .await;
+        hand_edit(&lake, 2, |v| {
+            v["summary"]["files"][0]["size"] = "big".into()
+        })
+        .await;
+        let err = Snapshot::load(&lake).await.unwrap_err().to_string();
+        assert!(
+            err.contains("00000000000000000002.json") && err.contains("landing"),
+            "{err}"
+        );
+        // A commit that would write such a record is refused before it is.
+        let mut snap = Snapshot::default();
+        let bad = Commit::record(CommitKind::Alerts, serde_json::json!({"deliveries": []}));
+        let err = snap.commit(&lake, bad).await.unwrap_err().to_string();
+        assert!(err.contains("webhook_hash"), "{err}");
     }
 
     #[tokio::test]

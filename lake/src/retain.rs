@@ -17,7 +17,7 @@ use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::lock::WriterLock;
+use crate::lease::Lease;
 use crate::log::{Commit, CommitKind, Snapshot};
 use crate::schema::{EVENTS, QUARANTINE};
 use crate::store::Lake;
@@ -59,8 +59,8 @@ pub fn grace_period() -> Duration {
 
 /// Takes partitions dated before `cutoff` out of `events` and `quarantine`.
 pub async fn retain(lake: &Lake, cutoff: NaiveDate, dry_run: bool) -> Result<RetainSummary> {
-    let lock = WriterLock::acquire(lake, "retain").await?;
-    let result = retain_locked(lake, cutoff, dry_run).await;
+    let lock = Lease::writer(lake, "retain").await?;
+    let result = retain_locked(&lock.fence(lake), cutoff, dry_run).await;
     lock.release().await?;
     result
 }

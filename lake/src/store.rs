@@ -24,6 +24,9 @@ pub struct Lake {
     root: Path,
     store_url: Url,
     display: String,
+    /// Leases every commit made through this handle must still hold
+    /// (see [`crate::lease::Lease::fence`]).
+    fences: Vec<Arc<crate::lease::Held>>,
 }
 
 impl Lake {
@@ -62,6 +65,7 @@ impl Lake {
                         ))
                         .map_err(|e| invalid(&e.to_string()))?,
                         display: url.to_string(),
+                        fences: Vec::new(),
                     })
                 }
                 "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => {
@@ -71,6 +75,7 @@ impl Lake {
                         root: Path::from(parsed.path().trim_matches('/')),
                         store_url,
                         display: url.to_string(),
+                        fences: Vec::new(),
                     })
                 }
                 other => Err(invalid(&format!(
@@ -114,7 +119,20 @@ impl Lake {
             root,
             store_url: Url::parse("file:///").expect("static URL"),
             display: display.to_string(),
+            fences: Vec::new(),
         })
+    }
+
+    /// This lake, with every commit made through it fenced by `held` too.
+    pub(crate) fn with_fence(&self, held: Arc<crate::lease::Held>) -> Self {
+        let mut lake = self.clone();
+        lake.fences.push(held);
+        lake
+    }
+
+    /// The leases a commit through this handle must still hold.
+    pub(crate) fn fences(&self) -> &[Arc<crate::lease::Held>] {
+        &self.fences
     }
 
     /// The object store holding the lake.

@@ -89,17 +89,13 @@ fn delivered(snapshot: &Snapshot, hash: &str) -> HashSet<(String, String)> {
         .iter()
         .filter(|c| c.kind == CommitKind::Alerts)
     {
-        if commit.summary.get("webhook_hash").and_then(|h| h.as_str()) != Some(hash) {
+        // Parsed when the log was read: a record that does not parse
+        // failed the load, so no delivered alert is sent twice.
+        let Some(record) = commit.alerts().filter(|r| r.webhook_hash == hash) else {
             continue;
-        }
-        for d in commit.summary["deliveries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(t), Some(w)) = (d["tenant_id"].as_str(), d["iso_week"].as_str()) {
-                done.insert((t.to_string(), w.to_string()));
-            }
+        };
+        for d in &record.deliveries {
+            done.insert((d.tenant_id.clone(), d.iso_week.clone()));
         }
     }
     done

@@ -78,6 +78,9 @@ fn killed_ingests_leave_the_lake_before_or_after_never_between() {
         };
         let mut child = lake
             .command()
+            // A SIGKILLed writer cannot release its lease: keep it short so
+            // the re-run below takes it over quickly.
+            .env("AGENTLEDGER_LEASE_SECS", "2")
             .args(["ingest", events.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -119,8 +122,12 @@ fn killed_ingests_leave_the_lake_before_or_after_never_between() {
             after += 1;
         }
 
-        // Re-running completes it exactly, and leaves no orphan files behind.
-        lake.ingest(&[&events]);
+        // Re-running completes it exactly, and leaves no orphan files behind
+        // (they are all older than a grace period of 0).
+        lake.json_with_env(
+            ("AGENTLEDGER_ORPHAN_GRACE_SECS", "0"),
+            &["ingest", "--format", "json", events.to_str().unwrap()],
+        );
         assert_eq!(
             ids(&lake, "events", "event_id"),
             after_events,
@@ -145,5 +152,63 @@ fn killed_ingests_leave_the_lake_before_or_after_never_between() {
     assert!(
         mid_write > 0,
         "no kill landed while data files were being written"
+    );
+}
+
+/// SIGTERM (what Kubernetes sends before SIGKILL) stops a writer cleanly:
+/// it gives its lease up, so the next writer goes on at once instead of
+/// waiting out the lease, and what it had not committed is not visible.
+#[test]
+fn a_stopped_writer_releases_its_lease_at_once() {
+    let env = Env::new();
+    let sample = env.path("sample");
+    env.ok(&[
+        "sample",
+        "--out",
+        sample.to_str().unwrap(),
+        "--runs",
+        "2500",
+        "--seed",
+        "9",
+    ]);
+    let events = sample.join("events.ndjson");
+    let child = env
+        .command()
+        .args(["ingest", events.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it holds the lease.
+    let leases = env.lake().join("_lock/writer");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !leases.is_dir() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        // It finished before the signal: nothing to check about stopping.
+        eprintln!("the ingest finished before SIGTERM");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    // The lease is free now: a writer that may not wait at all goes on.
+    let again = env
+        .command()
+        .env("AGENTLEDGER_LOCK_WAIT_SECS", "0")
+        .args(["ingest", "--format", "json", events.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
     );
 }

@@ -488,44 +488,73 @@ fn the_batch_exits_3_on_alerts_only_when_asked() {
     );
 }
 
+/// A second live batch is refused; a batch killed on another node (a
+/// lease record naming another host, never renewed) delays the next run only
+/// until its lease expires.
 #[test]
-fn a_second_batch_is_refused_and_a_stale_lock_is_taken_over() {
+fn a_second_batch_is_refused_and_a_dead_ones_lease_is_taken_over() {
     let (env, config) = batch_env();
     let c = config.to_str().unwrap();
-    std::fs::create_dir_all(env.lake().join("_lock")).unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let lock = |pid: u32| {
-        format!(
-            r#"{{"pid":{pid},"host":"{}","purpose":"agentledger run","since":"2026-11-24T02:00:00Z"}}"#,
-            host.trim()
-        )
+    // A live holder: another batch, renewing its (short) lease while it waits
+    // on a webhook that never answers.
+    let dir = env.lake().join("_lock/batch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = |generation: u64, expires_in_ms: i64| {
+        let expires = chrono::Utc::now() + chrono::Duration::milliseconds(expires_in_ms);
+        serde_json::json!({
+            "lease": "batch", "generation": generation, "holder": "other-node-1",
+            "host": "other-node", "pid": 1, "purpose": "agentledger run",
+            "acquired_at": "2026-11-24T02:00:00Z",
+            "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        })
+        .to_string()
     };
-    // A live holder: this test process.
-    std::fs::write(
-        env.lake().join("_lock/batch.json"),
-        lock(std::process::id()),
-    )
-    .unwrap();
+    // A live holder renews: simulate it by writing the next generation
+    // while the second batch watches.
+    std::fs::write(dir.join(format!("{:020}.json", 1)), record(1, 60_000)).unwrap();
+    let renewer = {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            for g in 2..=6u64 {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                std::fs::write(dir.join(format!("{g:020}.json")), record(g, 60_000)).unwrap();
+            }
+        })
+    };
+    let started = std::time::Instant::now();
     let out = env.run(&["run", "--config", c, "--week", WEEK]);
+    renewer.join().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains("locked") && err.contains("agentledger run"),
+        err.contains("locked by another batch") && err.contains("agentledger run"),
         "{err}"
     );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "refused as soon as the renewal was seen, not after the lease"
+    );
     assert!(!env.path("reports").exists(), "the second run did nothing");
-    // A dead holder: a process that has exited.
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead = child.id();
-    child.wait().unwrap();
-    std::fs::write(env.lake().join("_lock/batch.json"), lock(dead)).unwrap();
+    // A dead holder on another node: valid for 2 more seconds, never renewed.
+    std::fs::write(dir.join(format!("{:020}.json", 7)), record(7, 2000)).unwrap();
+    let started = std::time::Instant::now();
     let out = env.run(&["run", "--config", c, "--week", WEEK]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!env.lake().join("_lock/batch.json").exists(), "released");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let last: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(names.last().unwrap())).unwrap())
+            .unwrap();
+    assert_eq!(last["released"], true, "released: {last}");
+    assert!(last["generation"].as_u64().unwrap() > 7, "{last}");
 }
 
 #[test]
@@ -561,6 +590,8 @@ fn a_batch_killed_at_any_moment_is_finished_by_the_next_run() {
         let c = config.to_str().unwrap();
         let mut child = env
             .command()
+            // SIGKILL leaves its leases held: keep them short.
+            .env("AGENTLEDGER_LEASE_SECS", "2")
             .args(["run", "--config", c, "--week", WEEK])
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -31,7 +31,7 @@
 use std::sync::Arc;
 
 use agentledger_lake::Lake;
-use agentledger_lake::lock::WriterLock;
+use agentledger_lake::lease::Lease;
 use agentledger_lake::log::{Commit, CommitKind, FileEntry, RunPartsCover, Snapshot};
 use agentledger_lake::schema::{RUN_PARTS, RUN_PARTS_SCHEMA};
 use agentledger_lake::writer::open_file;
@@ -102,8 +102,8 @@ pub async fn refresh_runs(lake: &Lake) -> Result<RefreshSummary> {
 
 /// [`refresh_runs`] with other settings (tests use tiny buckets).
 pub async fn refresh_runs_with(lake: &Lake, options: RefreshOptions) -> Result<RefreshSummary> {
-    let lock = WriterLock::acquire(lake, "runs").await?;
-    let result = refresh_locked(lake, options).await;
+    let lock = Lease::writer(lake, "runs").await?;
+    let result = refresh_locked(&lock.fence(lake), options).await;
     lock.release().await?;
     result
 }
