@@ -31,8 +31,10 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 use crate::batch::RowBuilder;
 use crate::dedup::Bloom;
 use crate::error::{Error, Result};
+use crate::limits::{Limits, RAW_EXCERPT_BYTES};
+use crate::rebase::{MAX_RESTARTS, Prepared, Rebased};
 use crate::source::{Source, expand};
-use crate::validate::{EVENT_COLUMNS, Rejection, Val, validate};
+use crate::validate::{EVENT_COLUMNS, Rejection, Val, validate_with};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -50,6 +52,11 @@ pub struct IngestOptions {
     /// Size of the duplicate filter in bits; `None` sizes it from the lake
     /// and the input (tests set it tiny to force the exact path).
     pub dedup_filter_bits: Option<u64>,
+    /// What one line may cost (length, nesting, keys, attribute size); a
+    /// line over a limit is quarantined with that limit's reason code.
+    /// The default reads overrides from the environment
+    /// ([`Limits::from_env`]).
+    pub limits: Limits,
 }
 
 impl Default for IngestOptions {
@@ -59,6 +66,7 @@ impl Default for IngestOptions {
             memory_budget: 96 * 1024 * 1024,
             suspect_budget: 64 * 1024 * 1024,
             dedup_filter_bits: None,
+            limits: Limits::from_env(),
         }
     }
 }
@@ -321,6 +329,10 @@ struct Block {
     seq: u64,
     first_line: i64,
     data: Vec<u8>,
+    /// Set for a line over the length limit: `data` is then only the start
+    /// of that one line (at most [`RAW_EXCERPT_BYTES`]), and this is its
+    /// full length in bytes (without its line end).
+    too_long: Option<u64>,
 }
 
 /// What the workers need to know of the ingest.
@@ -329,6 +341,7 @@ struct BlockMeta<'a> {
     source: &'a str,
     ingest_id: &'a str,
     ingested_at: i64,
+    limits: Limits,
 }
 
 /// One block validated: the valid lines as events rows (provenance
@@ -345,60 +358,257 @@ struct Decoded {
 }
 
 /// Cuts `reader` into blocks of whole lines and sends them in order.
+///
+/// A line longer than `max_line` bytes (its line end aside) is never held
+/// whole: once it is known to be too long, the reader keeps only its first
+/// [`RAW_EXCERPT_BYTES`], reads past the rest up to the line end while
+/// counting its length, and sends it as a block of its own (see
+/// [`Block::too_long`]). So a block holds at most about `BLOCK_BYTES` plus
+/// one line of `max_line`, whatever the input.
 fn cut_blocks(
-    mut reader: Box<dyn std::io::BufRead + Send>,
+    reader: Box<dyn std::io::BufRead + Send>,
     name: &str,
+    max_line: usize,
     tx: &mpsc::SyncSender<Block>,
 ) -> Result<()> {
-    let mut seq = 0u64;
-    let mut next_line: i64 = 1;
-    let mut carry: Vec<u8> = Vec::new();
+    cut_blocks_of(reader, name, max_line, BLOCK_BYTES, tx)
+}
+
+/// [`cut_blocks`] into blocks of at least `block_bytes` (tests vary it).
+fn cut_blocks_of(
+    mut reader: Box<dyn std::io::BufRead + Send>,
+    name: &str,
+    max_line: usize,
+    block_bytes: usize,
+    tx: &mpsc::SyncSender<Block>,
+) -> Result<()> {
+    let mut cutter = Cutter {
+        tx,
+        block_bytes,
+        seq: 0,
+        next_line: 1,
+        data: Vec::with_capacity(block_bytes + 256 * 1024),
+        lines: 0,
+        line_start: 0,
+        long: None,
+        // One byte more for a CR before the LF, which is not part of a line.
+        max_with_cr: max_line.saturating_add(1),
+    };
     loop {
-        let mut data = std::mem::take(&mut carry);
-        data.reserve(BLOCK_BYTES + 256 * 1024);
-        let mut eof = false;
-        // Where the last line end is; the carried-over start of a line has
-        // none, and each read is searched once, so a very long line costs
-        // no more than a short one per byte.
-        let mut last_newline: Option<usize> = None;
-        // At least BLOCK_BYTES and one line end, or the rest of the input.
-        while data.len() < BLOCK_BYTES || last_newline.is_none() {
-            let buf = reader.fill_buf().map_err(|e| Error::Source {
-                source_name: name.to_string(),
-                reason: format!("read failed after line {}: {e}", next_line - 1),
-            })?;
-            if buf.is_empty() {
-                eof = true;
-                break;
-            }
-            let n = buf.len();
-            if let Some(at) = memchr::memrchr(b'\n', buf) {
-                last_newline = Some(data.len() + at);
-            }
-            data.extend_from_slice(buf);
-            reader.consume(n);
+        let buf = reader.fill_buf().map_err(|e| Error::Source {
+            source_name: name.to_string(),
+            reason: format!("read failed after line {}: {e}", cutter.next_line - 1),
+        })?;
+        if buf.is_empty() {
+            break;
         }
-        if !eof {
-            // The unfinished last line goes to the next block.
-            let end = last_newline.expect("the loop ends on a line end unless at the end");
-            carry = data.split_off(end + 1);
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        let lines = memchr::memchr_iter(b'\n', &data).count() as i64
-            + i64::from(data.last() != Some(&b'\n'));
-        let block = Block {
-            seq,
-            first_line: next_line,
-            data,
-        };
-        next_line += lines;
-        seq += 1;
+        let n = buf.len();
+        // Each read is searched once, so a very long line costs no more
+        // than a short one per byte.
+        let sent = cutter.take(buf);
+        reader.consume(n);
         // A closed channel means the consumer failed; it reports why.
-        if tx.send(block).is_err() || eof {
+        if !sent {
             return Ok(());
         }
+    }
+    cutter.finish();
+    Ok(())
+}
+
+/// The state of [`cut_blocks`] between reads.
+struct Cutter<'t> {
+    tx: &'t mpsc::SyncSender<Block>,
+    /// A block is sent once it holds this many bytes.
+    block_bytes: usize,
+    seq: u64,
+    /// The number of the first line in `data`.
+    next_line: i64,
+    /// Whole lines, then the start of the line being read.
+    data: Vec<u8>,
+    /// Whole lines in `data`.
+    lines: i64,
+    /// Where the line being read starts in `data`.
+    line_start: usize,
+    /// The line being read past, when it is over the limit.
+    long: Option<LongLine>,
+    max_with_cr: usize,
+}
+
+/// A line over the length limit, being read past.
+struct LongLine {
+    /// Its first bytes, at most [`RAW_EXCERPT_BYTES`].
+    excerpt: Vec<u8>,
+    /// Bytes read so far.
+    len: u64,
+    /// Whether it is all white space so far (a blank line is skipped).
+    blank: bool,
+    /// Whether its last byte so far is a CR.
+    ends_in_cr: bool,
+}
+
+impl LongLine {
+    fn add(&mut self, bytes: &[u8]) {
+        let room = RAW_EXCERPT_BYTES.saturating_sub(self.excerpt.len());
+        self.excerpt
+            .extend_from_slice(&bytes[..room.min(bytes.len())]);
+        self.len += bytes.len() as u64;
+        self.blank = self.blank && bytes.iter().all(u8::is_ascii_whitespace);
+        if let Some(&last) = bytes.last() {
+            self.ends_in_cr = last == b'\r';
+        }
+    }
+}
+
+impl Cutter<'_> {
+    /// Takes one read's bytes; false once the consumer is gone.
+    fn take(&mut self, buf: &[u8]) -> bool {
+        let mut pos = 0;
+        while pos < buf.len() {
+            let rest = &buf[pos..];
+            if let Some(long) = &mut self.long {
+                let Some(i) = memchr::memchr(b'\n', rest) else {
+                    long.add(rest);
+                    return true;
+                };
+                long.add(&rest[..i]);
+                pos += i + 1;
+                if !self.end_long_line() {
+                    return false;
+                }
+                continue;
+            }
+            // The run of whole lines within the limit, copied at once.
+            let mut partial = self.data.len() - self.line_start;
+            let (mut whole, mut lines, mut over) = (0, 0, false);
+            for i in memchr::memchr_iter(b'\n', rest) {
+                if partial + (i - whole) > self.max_with_cr {
+                    over = true;
+                    break;
+                }
+                partial = 0;
+                whole = i + 1;
+                lines += 1;
+                if self.data.len() + whole >= self.block_bytes {
+                    break;
+                }
+            }
+            if whole > 0 {
+                self.data.extend_from_slice(&rest[..whole]);
+                pos += whole;
+                self.lines += lines;
+                self.line_start = self.data.len();
+                if self.data.len() >= self.block_bytes && !self.send_lines() {
+                    return false;
+                }
+                continue;
+            }
+            if !over && partial + rest.len() <= self.max_with_cr {
+                // The start of a line that may still fit. A full block goes
+                // now, without it, rather than wait for its end.
+                self.data.extend_from_slice(rest);
+                return self.data.len() < self.block_bytes || self.send_lines();
+            }
+            // Over the limit: keep its start, read past the rest of it.
+            let mut long = LongLine {
+                excerpt: Vec::new(),
+                len: 0,
+                blank: true,
+                ends_in_cr: false,
+            };
+            long.add(&self.data[self.line_start..]);
+            self.data.truncate(self.line_start);
+            self.long = Some(long);
+        }
+        true
+    }
+
+    /// Sends the whole lines read so far, if any, keeping the start of the
+    /// line being read for the next block; false once the consumer is gone.
+    fn send_lines(&mut self) -> bool {
+        if self.line_start == 0 {
+            return true;
+        }
+        let mut next = Vec::with_capacity(self.block_bytes + 256 * 1024);
+        next.extend_from_slice(&self.data[self.line_start..]);
+        self.data.truncate(self.line_start);
+        let block = Block {
+            seq: self.seq,
+            first_line: self.next_line,
+            data: std::mem::replace(&mut self.data, next),
+            too_long: None,
+        };
+        self.seq += 1;
+        self.next_line += self.lines;
+        self.lines = 0;
+        self.line_start = 0;
+        self.tx.send(block).is_ok()
+    }
+
+    /// Ends the long line being read past: sends the lines before it, then
+    /// it as a block of its own (a blank one is kept as an empty line, for
+    /// the numbering).
+    fn end_long_line(&mut self) -> bool {
+        let long = self.long.take().expect("a long line is being read");
+        if long.blank {
+            self.data.push(b'\n');
+            self.lines += 1;
+            self.line_start = self.data.len();
+            return true;
+        }
+        if !self.send_lines() {
+            return false;
+        }
+        let len = long.len - u64::from(long.ends_in_cr);
+        let mut excerpt = long.excerpt;
+        if excerpt.len() as u64 > len {
+            excerpt.truncate(len as usize); // a line end's CR, when all fit
+        } else {
+            drop_cut_char(&mut excerpt);
+        }
+        let block = Block {
+            seq: self.seq,
+            first_line: self.next_line,
+            data: excerpt,
+            too_long: Some(len),
+        };
+        self.seq += 1;
+        self.next_line += 1;
+        self.tx.send(block).is_ok()
+    }
+
+    /// Sends what is left at the end of the input (a last line may lack its
+    /// line end).
+    fn finish(mut self) {
+        // (A blank long last line leaves an empty line, sent below.)
+        if self.long.is_some() && !self.end_long_line() {
+            return;
+        }
+        if self.line_start < self.data.len() {
+            // The last line, without a line end: a whole line all the same.
+            self.lines += 1;
+            self.line_start = self.data.len();
+        }
+        self.send_lines();
+    }
+}
+
+/// Drops a UTF-8 sequence cut off at the end of `bytes` (an excerpt), so the
+/// stored raw text does not end in escaped halves of a character.
+fn drop_cut_char(bytes: &mut Vec<u8>) {
+    // A sequence is at most 4 bytes: its lead byte is among the last 4.
+    let tail = bytes.len().saturating_sub(4)..bytes.len();
+    let Some(lead) = tail.rev().find(|&i| bytes[i] & 0xC0 != 0x80) else {
+        return;
+    };
+    let needed = match bytes[lead] {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    };
+    if bytes.len() - lead < needed {
+        bytes.truncate(lead);
     }
 }
 
@@ -420,7 +630,6 @@ fn column_str<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
 /// Validates every line of a block.
 fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
     let data = block.data;
-    let mut rows = RowBuilder::new(Arc::clone(&EVENT_COLUMNS_SCHEMA));
     let mut out = Decoded {
         read: 0,
         batch: None,
@@ -430,6 +639,22 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
         data: Vec::new(),
         rejections: Vec::new(),
     };
+    if let Some(len) = block.too_long {
+        out.read = 1;
+        let rejection = Rejection {
+            code: "line_too_long",
+            message: format!(
+                "line is {len} bytes long, over the limit of {} bytes; it was not read whole, and its raw text here is truncated to its first {} bytes",
+                meta.limits.max_line_bytes,
+                data.len()
+            ),
+            event_id: None,
+        };
+        out.rejections
+            .push((block.first_line, raw_text(&data), rejection));
+        return Ok(out);
+    }
+    let mut rows = RowBuilder::new(Arc::clone(&EVENT_COLUMNS_SCHEMA));
     let mut lines: Vec<i64> = Vec::new();
     let mut hashes: Vec<i64> = Vec::new();
     let mut line_no = block.first_line - 1;
@@ -447,7 +672,7 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
             continue;
         }
         out.read += 1;
-        match validate(line) {
+        match validate_with(line, &meta.limits) {
             Ok(event) => {
                 out.keys.push(xxh3_128(event.event_id.as_bytes()));
                 hashes.push(event.content_hash as i64);
@@ -615,13 +840,15 @@ impl Job {
             source: &name,
             ingest_id: &self.ingest_id,
             ingested_at: self.ingested_at,
+            limits: self.options.limits,
         };
         std::thread::scope(|scope| -> Result<()> {
             let (block_tx, block_rx) = mpsc::sync_channel::<Block>(workers);
             let block_rx = Arc::new(Mutex::new(block_rx));
             let (out_tx, out_rx) = mpsc::sync_channel::<(u64, Result<Decoded>)>(workers);
             let read_name = name.clone();
-            let reading = scope.spawn(move || cut_blocks(reader, &read_name, &block_tx));
+            let max_line = self.options.limits.max_line_bytes;
+            let reading = scope.spawn(move || cut_blocks(reader, &read_name, max_line, &block_tx));
             for _ in 0..workers {
                 let rx = Arc::clone(&block_rx);
                 let tx = out_tx.clone();
@@ -820,11 +1047,13 @@ impl Job {
                         seq: 0,
                         first_line: s.line,
                         data: s.raw.into_bytes(),
+                        too_long: None,
                     };
                     let meta = BlockMeta {
                         source: &name,
                         ingest_id: &self.ingest_id,
                         ingested_at: self.ingested_at,
+                        limits: self.options.limits,
                     };
                     let d = decode_block(block, meta)?;
                     new_batches.push(d.batch.expect("a suspect was valid when read"));
@@ -851,6 +1080,9 @@ impl Job {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod robustness;
 
 #[cfg(test)]
 mod tests {
@@ -1096,7 +1328,7 @@ mod tests {
         let reader: Box<dyn std::io::BufRead + Send> =
             Box::new(std::io::BufReader::new(std::io::Cursor::new(input.clone())));
         let (tx, rx) = mpsc::sync_channel::<Block>(1024);
-        cut_blocks(reader, "test", &tx).unwrap();
+        cut_blocks(reader, "test", BLOCK_BYTES * 4, &tx).unwrap();
         drop(tx);
         let blocks: Vec<Block> = rx.iter().collect();
         assert!(blocks.len() >= 3, "{} blocks", blocks.len());

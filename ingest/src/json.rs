@@ -6,14 +6,23 @@
 //! duplicate keys, and gives two derived forms: a canonical text (sorted keys,
 //! normalized numbers) whose hash tells an exact repeat from a conflicting
 //! one, and a compact text for storing `attributes`.
+//!
+//! The parser keeps nested values as raw text without recursing (serde_json
+//! skips over a `RawValue` with a loop and no depth limit), but the two
+//! derived forms are written recursively, one level at a time. So a line is
+//! first held to the nesting and key limits by [`check_shape`], one pass over
+//! its bytes with no recursion, and [`write_value`] refuses anything deeper
+//! than [`MAX_DEPTH_CEILING`] besides.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::decimal::Decimal;
+use crate::limits::MAX_DEPTH_CEILING;
 
 /// The members of a JSON object in document order, values as raw text.
 /// Keys are borrowed from the text where they need no unescaping.
@@ -55,9 +64,27 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
                 f.write_str("a JSON object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut members: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::with_capacity(16);
+                let mut members: Vec<(Cow<'a, str>, &'a RawValue)> =
+                    Vec::with_capacity(LINEAR_KEYS);
+                // Past LINEAR_KEYS members, a set: a scan of every earlier
+                // key per key is quadratic in the object's size.
+                let mut seen: Option<HashSet<Cow<'a, str>>> = None;
                 while let Some(key) = map.next_key_seed(KeySeed)? {
-                    if members.iter().any(|(k, _)| *k == key) {
+                    let duplicate = match &mut seen {
+                        Some(set) => !set.insert(key.clone()),
+                        None => {
+                            let duplicate = members.iter().any(|(k, _)| *k == key);
+                            if !duplicate && members.len() >= LINEAR_KEYS {
+                                let mut set: HashSet<Cow<'a, str>> =
+                                    HashSet::with_capacity(4 * LINEAR_KEYS);
+                                set.extend(members.iter().map(|(k, _)| k.clone()));
+                                set.insert(key.clone());
+                                seen = Some(set);
+                            }
+                            duplicate
+                        }
+                    };
+                    if duplicate {
                         return Err(de::Error::custom(format!("duplicate key \"{key}\"")));
                     }
                     let value: &'a RawValue = map.next_value()?;
@@ -68,6 +95,127 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
         }
         deserializer.deserialize_map(ObjVisitor(std::marker::PhantomData))
     }
+}
+
+/// Objects up to this many members are checked for a repeated key by a
+/// linear scan (the common case: no hashing, no allocation); larger ones
+/// through a hash set.
+pub const LINEAR_KEYS: usize = 16;
+
+/// A limit [`check_shape`] found exceeded, with the measured value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShapeError {
+    /// Arrays and objects nest `depth` levels deep somewhere in the text.
+    TooDeep {
+        /// The deepest nesting, the outermost value being level 1.
+        depth: usize,
+    },
+    /// One object has `keys` members.
+    TooManyKeys {
+        /// Members of that object.
+        keys: usize,
+    },
+}
+
+/// Checks nesting depth and members per object of JSON text in one pass
+/// over its bytes, without recursion and without parsing: it only tracks
+/// brackets and colons outside strings, so it needs no valid JSON (the
+/// parser that runs after it tells invalid text apart). `max_depth` is
+/// capped at [`MAX_DEPTH_CEILING`]. When a limit is exceeded the rest of the
+/// text is scanned to measure by how much (still in one pass).
+pub fn check_shape(text: &[u8], max_depth: usize, max_keys: usize) -> Result<(), ShapeError> {
+    /// The member count of a level that is an array.
+    const ARRAY: usize = usize::MAX;
+    let max_depth = max_depth.min(MAX_DEPTH_CEILING);
+    // Members of each open object, by level; nothing deeper than the
+    // ceiling is ever recorded.
+    let mut keys = [0usize; MAX_DEPTH_CEILING + 1];
+    let mut depth = 0usize;
+    let mut bytes = Structure { text, at: 0 };
+    while let Some(b) = bytes.next() {
+        match b {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    let mut deepest = depth;
+                    for b in bytes {
+                        match b {
+                            b'{' | b'[' => {
+                                depth += 1;
+                                deepest = deepest.max(depth);
+                            }
+                            b'}' | b']' => depth = depth.saturating_sub(1),
+                            _ => {}
+                        }
+                    }
+                    return Err(ShapeError::TooDeep { depth: deepest });
+                }
+                keys[depth] = if b == b'{' { 0 } else { ARRAY };
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {
+                // A colon: one more member of the object at this level.
+                if depth == 0 || keys[depth] == ARRAY {
+                    continue;
+                }
+                keys[depth] += 1;
+                if keys[depth] > max_keys {
+                    let level = depth;
+                    let mut count = keys[depth];
+                    for b in bytes {
+                        match b {
+                            b'{' | b'[' => depth += 1,
+                            b'}' | b']' => {
+                                depth = depth.saturating_sub(1);
+                                if depth < level {
+                                    break;
+                                }
+                            }
+                            _ if depth == level => count += 1,
+                            _ => {}
+                        }
+                    }
+                    return Err(ShapeError::TooManyKeys { keys: count });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bytes `{ [ } ] :` of JSON text that are outside strings.
+struct Structure<'t> {
+    text: &'t [u8],
+    at: usize,
+}
+
+impl Iterator for Structure<'_> {
+    type Item = u8;
+    fn next(&mut self) -> Option<u8> {
+        while let Some(&b) = self.text.get(self.at) {
+            self.at += 1;
+            match b {
+                b'"' => self.at = string_end(self.text, self.at),
+                b'{' | b'[' | b'}' | b']' | b':' => return Some(b),
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// The offset just past the string whose body starts at `at`, or the end of
+/// the text when it is not closed.
+fn string_end(text: &[u8], mut at: usize) -> usize {
+    while let Some(i) = memchr::memchr2(b'"', b'\\', text.get(at..).unwrap_or_default()) {
+        at += i;
+        if text[at] == b'"' {
+            return at + 1;
+        }
+        // An escape: the next byte is never the end of the string.
+        at += 2;
+    }
+    text.len()
 }
 
 /// What kind of JSON value a raw text is, for messages.
@@ -96,22 +244,43 @@ pub enum Form {
     Compact,
 }
 
-/// Writes the JSON value `raw` in the given form.
+/// Writes the JSON value `raw` in the given form. Recurses once per level
+/// of nesting: text deeper than [`MAX_DEPTH_CEILING`] is refused with an
+/// error, so no input can exhaust the stack; callers hold lines to their
+/// (lower) limit with [`check_shape`] first.
 pub fn write_value(raw: &RawValue, form: Form, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    write_value_at(raw, form, out, 1)
+}
+
+/// The error for nesting past [`MAX_DEPTH_CEILING`].
+fn too_deep() -> serde_json::Error {
+    de::Error::custom(format!("nesting deeper than {MAX_DEPTH_CEILING} levels"))
+}
+
+/// [`write_value`] for a value at nesting `level` (1 outermost).
+fn write_value_at(
+    raw: &RawValue,
+    form: Form,
+    out: &mut Vec<u8>,
+    level: usize,
+) -> Result<(), serde_json::Error> {
     let text = raw.get();
     match text.as_bytes().first() {
         Some(b'{') => {
             let obj: RawObject<'_> = serde_json::from_str(text)?;
-            write_members(obj.0, form, out)
+            write_members_at(obj.0, form, out, level)
         }
         Some(b'[') => {
+            if level > MAX_DEPTH_CEILING {
+                return Err(too_deep());
+            }
             let items: Vec<&RawValue> = serde_json::from_str(text)?;
             out.push(b'[');
             for (i, item) in items.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(item, form, out)?;
+                write_value_at(item, form, out, level + 1)?;
             }
             out.push(b']');
             Ok(())
@@ -171,11 +340,25 @@ fn write_canonical_integer(text: &str, out: &mut Vec<u8>) -> bool {
 }
 
 /// Writes an object from its members (sorted by key in canonical form).
+/// Like [`write_value`], refuses nesting deeper than [`MAX_DEPTH_CEILING`].
 pub fn write_members(
-    mut members: Vec<(Cow<'_, str>, &RawValue)>,
+    members: Vec<(Cow<'_, str>, &RawValue)>,
     form: Form,
     out: &mut Vec<u8>,
 ) -> Result<(), serde_json::Error> {
+    write_members_at(members, form, out, 1)
+}
+
+/// [`write_members`] for an object at nesting `level` (1 outermost).
+fn write_members_at(
+    mut members: Vec<(Cow<'_, str>, &RawValue)>,
+    form: Form,
+    out: &mut Vec<u8>,
+    level: usize,
+) -> Result<(), serde_json::Error> {
+    if level > MAX_DEPTH_CEILING {
+        return Err(too_deep());
+    }
     if form == Form::Canonical {
         members.sort_by(|a, b| a.0.cmp(&b.0));
     }
@@ -194,7 +377,7 @@ pub fn write_members(
             Cow::Owned(k) => push_string(out, k),
         }
         out.push(b':');
-        write_value(value, form, out)?;
+        write_value_at(value, form, out, level + 1)?;
     }
     out.push(b'}');
     Ok(())
@@ -266,6 +449,97 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"z":1.50,"a":[true,null]}"#
+        );
+    }
+
+    #[test]
+    fn the_shape_scan_measures_depth_and_keys_outside_strings() {
+        let shape = |t: &str| check_shape(t.as_bytes(), 3, 2);
+        assert_eq!(shape(r#"{"a":[{"b":1,"c":2}]}"#), Ok(()));
+        assert_eq!(
+            shape(r#"{"a":[{"b":[[1]]}]}"#),
+            Err(ShapeError::TooDeep { depth: 5 })
+        );
+        assert_eq!(
+            shape(r#"{"a":1,"b":{"c":1},"d":2,"e":3}"#),
+            Err(ShapeError::TooManyKeys { keys: 4 })
+        );
+        // Brackets, colons and escaped quotes inside strings are text.
+        assert_eq!(shape(r#"{"[[[[:":"{{{{\"[[[[","x":"\\"}"#), Ok(()));
+        // Colons in arrays are not members; unbalanced and unclosed text
+        // is the parser's to refuse.
+        assert_eq!(shape(r#"[1:2:3:4]"#), Ok(()));
+        assert_eq!(shape("]]]}}}{}"), Ok(()));
+        assert_eq!(shape(r#"{"a":"unclosed"#), Ok(()));
+        assert_eq!(shape(r#"{"a":"ends in a backslash\"#), Ok(()));
+        assert_eq!(
+            check_shape("[".repeat(1_000_000).as_bytes(), 64, 10),
+            Err(ShapeError::TooDeep { depth: 1_000_000 })
+        );
+        // No limit is set above the ceiling.
+        assert_eq!(
+            check_shape("[".repeat(200).as_bytes(), usize::MAX, 10),
+            Err(ShapeError::TooDeep { depth: 200 })
+        );
+    }
+
+    #[test]
+    fn repeated_keys_are_found_in_linear_time() {
+        // 50,000 keys: a scan of the earlier keys for each key takes about
+        // 40 s here (a debug build), a set well under one.
+        let mut text = String::from("{");
+        for i in 0..50_000 {
+            text.push_str(&format!(r#""key{i}":{i},"#));
+        }
+        let started = std::time::Instant::now();
+        let ok = format!("{}}}", text.trim_end_matches(','));
+        assert_eq!(
+            serde_json::from_str::<RawObject<'_>>(&ok).unwrap().0.len(),
+            50_000
+        );
+        let again = format!(r#"{text}"key49999":0}}"#);
+        let err = serde_json::from_str::<RawObject<'_>>(&again).unwrap_err();
+        assert!(
+            err.to_string().contains(r#"duplicate key "key49999""#),
+            "{err}"
+        );
+        // An escaped spelling of a key is the same key.
+        let escaped = format!(r#"{text}"k\u0065y5":0}}"#);
+        assert!(serde_json::from_str::<RawObject<'_>>(&escaped).is_err());
+        let mut out = Vec::new();
+        let obj = serde_json::from_str::<RawObject<'_>>(&ok).unwrap();
+        write_members(obj.0, Form::Canonical, &mut out).unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn writing_refuses_nesting_past_the_ceiling_without_overflowing() {
+        let at = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let outcome = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let (ok, deep) = (at(MAX_DEPTH_CEILING), at(MAX_DEPTH_CEILING + 1));
+                let ok: &RawValue = serde_json::from_str(&ok).unwrap();
+                let deep: &RawValue = serde_json::from_str(&deep).unwrap();
+                let mut out = Vec::new();
+                let ok = write_value(ok, Form::Canonical, &mut out).is_ok();
+                let deep = write_value(deep, Form::Compact, &mut out).map_err(|e| e.to_string());
+                (ok, deep)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(outcome.0);
+        assert!(
+            outcome
+                .1
+                .unwrap_err()
+                .contains("nesting deeper than 128 levels"),
+            "refused"
         );
     }
 }

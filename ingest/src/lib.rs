@@ -12,6 +12,11 @@
 //! deduplicates and writes them, so every decision is the one a line-by-line
 //! reading makes. The only state that grows with the lake is the event-id
 //! Bloom filter (about two bytes per stored event, see [`dedup`]).
+//!
+//! Bounded per line too: every line is held to the [`Limits`] of length,
+//! nesting, keys per object and attribute size before the work they bound,
+//! so no line, whatever its shape, can crash the ingest, stall it or take
+//! its memory; a line over a limit is quarantined like any other bad line.
 
 pub mod batch;
 pub mod decimal;
@@ -19,6 +24,7 @@ pub mod dedup;
 pub mod error;
 pub mod ingest;
 pub mod json;
+pub mod limits;
 pub mod reference;
 pub mod sampler;
 pub mod source;
@@ -26,4 +32,5 @@ pub mod validate;
 
 pub use error::{Error, Result};
 pub use ingest::{IngestOptions, IngestSummary, Progress, SourceSummary, ingest, ingest_observed};
+pub use limits::Limits;
 pub use reference::{LoadSummary, ReferenceKind, load_reference};

@@ -6,14 +6,15 @@
 //! that names the field and what was wrong with it, for people.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use agentledger_lake::schema::{EVENTS_SCHEMA, MONEY_PRECISION, MONEY_SCALE};
 use serde_json::value::RawValue;
 
 use crate::decimal::{Decimal, FitError};
-use crate::json::{Form, RawObject, describe, write_members};
+use crate::json::{Form, LINEAR_KEYS, RawObject, ShapeError, check_shape, describe, write_members};
+use crate::limits::Limits;
 
 /// A typed value of one column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,10 @@ pub const REASON_CODES: &[&str] = &[
     "unknown_event_type",
     "attribute_conflict",
     "conflicting_duplicate",
+    "line_too_long",
+    "too_deep",
+    "too_many_keys",
+    "attributes_too_large",
 ];
 
 /// A valid event, ready for the events table.
@@ -464,13 +469,32 @@ pub fn parse_ts(s: &str) -> Option<i64> {
     micros.checked_add(i64::from(dt.timestamp_subsec_micros()))
 }
 
-/// Validates one line (without its line terminator).
+/// Validates one line (without its line terminator) under the default
+/// [`Limits`].
 pub fn validate(line: &[u8]) -> Result<ValidEvent<'_>, Rejection> {
+    validate_with(line, &Limits::DEFAULT)
+}
+
+/// Validates one line (without its line terminator). Time and memory are
+/// linear in the line's length (nesting and keys per object are checked
+/// before anything recurses or hashes), and the stack taken is bounded by
+/// the nesting limit.
+pub fn validate_with<'a>(line: &'a [u8], limits: &Limits) -> Result<ValidEvent<'a>, Rejection> {
     let bare = |code, message| Rejection {
         code,
         message,
         event_id: None,
     };
+    if line.len() > limits.max_line_bytes {
+        return Err(bare(
+            "line_too_long",
+            format!(
+                "line is {} bytes long, over the limit of {} bytes",
+                line.len(),
+                limits.max_line_bytes
+            ),
+        ));
+    }
     let text = std::str::from_utf8(line).map_err(|e| {
         bare(
             "invalid_json",
@@ -479,6 +503,22 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent<'_>, Rejection> {
                 e.valid_up_to()
             ),
         )
+    })?;
+    check_shape(line, limits.depth(), limits.max_keys).map_err(|e| match e {
+        ShapeError::TooDeep { depth } => bare(
+            "too_deep",
+            format!(
+                "nesting depth {depth} exceeds the limit of {} levels of arrays and objects",
+                limits.depth()
+            ),
+        ),
+        ShapeError::TooManyKeys { keys } => bare(
+            "too_many_keys",
+            format!(
+                "an object has {keys} keys, over the limit of {} keys per object",
+                limits.max_keys
+            ),
+        ),
     })?;
     let obj: RawObject<'_> = match serde_json::from_str(text) {
         Ok(obj) => obj,
@@ -622,20 +662,48 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent<'_>, Rejection> {
     let mut merged: Option<Vec<(Cow<'_, str>, &RawValue)>> = attributes.map(|a| a.0);
     if !unknown.is_empty() {
         let list = merged.get_or_insert_with(Vec::new);
-        for (k, v) in unknown {
-            if list.iter().any(|(existing, _)| *existing == k) {
-                return Err(c.reject(
-                    "attribute_conflict",
-                    format!("top-level field '{k}' is not part of {event_type} and 'attributes' already has a key '{k}'"),
-                ));
-            }
-            list.push((k, v));
+        // Both sides are free of repeats; only a name in both conflicts.
+        // A set when both are large, so this stays linear.
+        let conflict = if list.len() <= LINEAR_KEYS || unknown.len() <= LINEAR_KEYS {
+            unknown
+                .iter()
+                .find(|(k, _)| list.iter().any(|(existing, _)| existing == k))
+        } else {
+            let names: HashSet<&str> = list.iter().map(|(k, _)| &**k).collect();
+            unknown.iter().find(|(k, _)| names.contains(&**k))
+        };
+        if let Some((k, _)) = conflict {
+            return Err(c.reject(
+                "attribute_conflict",
+                format!("top-level field '{k}' is not part of {event_type} and 'attributes' already has a key '{k}'"),
+            ));
+        }
+        list.extend(unknown);
+        if list.len() > limits.max_keys {
+            return Err(c.reject(
+                "too_many_keys",
+                format!(
+                    "'attributes' would hold {} keys with the unknown top-level fields, over the limit of {} keys per object",
+                    list.len(),
+                    limits.max_keys
+                ),
+            ));
         }
     }
     if let Some(members) = merged {
         let mut out = Vec::new();
         write_members(members, Form::Compact, &mut out)
             .map_err(|e| c.reject("invalid_json", format!("field 'attributes': {e}")))?;
+        if out.len() > limits.max_attributes_bytes {
+            return Err(c.reject(
+                "attributes_too_large",
+                format!(
+                    "'attributes' (with any unknown top-level fields) is {} bytes as stored, over the limit of {} bytes",
+                    out.len(),
+                    limits.max_attributes_bytes
+                ),
+            ));
+        }
         values[common.attributes] = Some(Val::Str(Cow::Owned(
             String::from_utf8(out).expect("JSON is UTF-8"),
         )));
@@ -652,6 +720,7 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent<'_>, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_DEPTH;
 
     const BASE: &str =
         r#""event_id":"e1","ts":"2026-10-05T10:00:00Z","tenant_id":"acme","run_id":"r1""#;
@@ -882,5 +951,247 @@ mod tests {
         assert_eq!(a, b.content_hash);
         let c = validate(line(r#""event_type":"tool_call","tool":"t","access":"read","status":"error","cost_usd":0.50"#).as_bytes()).unwrap().content_hash;
         assert_ne!(a, c);
+    }
+
+    /// A valid run_started line whose `attributes` is `attributes`.
+    fn with_attributes(attributes: &str) -> String {
+        format!(r#"{{{BASE},"event_type":"run_started","workflow":"w","attributes":{attributes}}}"#)
+    }
+
+    /// `{"x":[[…[1]…]]}` as `attributes`, so that the whole line nests
+    /// `line_depth` levels (the line's object 1, `attributes` 2, then arrays).
+    fn nested_attributes(line_depth: usize) -> String {
+        let arrays = line_depth - 2;
+        format!(r#"{{"x":{}1{}}}"#, "[".repeat(arrays), "]".repeat(arrays))
+    }
+
+    /// `n` distinct keys as object members, plus `extra`.
+    fn object_with_keys(n: usize, extra: &str) -> String {
+        let mut o = String::from("{");
+        for i in 0..n {
+            o.push_str(&format!(r#""k{i}":{i},"#));
+        }
+        o.push_str(extra);
+        o.push('}');
+        o
+    }
+
+    #[test]
+    fn limit_codes_are_listed_reason_codes() {
+        for code in [
+            "line_too_long",
+            "too_deep",
+            "too_many_keys",
+            "attributes_too_large",
+        ] {
+            assert!(REASON_CODES.contains(&code), "{code}");
+        }
+        let mut sorted = REASON_CODES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), REASON_CODES.len(), "no code listed twice");
+    }
+
+    /// 10,000 levels, in a thread with a 256 KiB stack: refused before
+    /// anything recurses (the canonical hash and the attributes compaction
+    /// both recurse once per level). The deepest allowed line validates on
+    /// that stack too.
+    #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        let outcome = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let deep = with_attributes(&nested_attributes(10_000));
+                let deep_rejection = validate(deep.as_bytes()).unwrap_err();
+                // At the top level, as a bare array, and in a broken line.
+                let bare = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+                let unclosed = format!(r#"{{"event_id":"e","x":{}"#, "{\"a\":".repeat(10_000));
+                let codes = [
+                    validate(bare.as_bytes()).unwrap_err().code,
+                    validate(unclosed.as_bytes()).unwrap_err().code,
+                ];
+                // Depth 64 exactly: the whole line nests 64 levels.
+                let deepest_ok = with_attributes(&nested_attributes(MAX_DEPTH));
+                let ok = validate(deepest_ok.as_bytes()).map(|e| e.content_hash);
+                let one_more = with_attributes(&nested_attributes(MAX_DEPTH + 1));
+                let over = validate(one_more.as_bytes()).map(|e| e.content_hash);
+                (deep_rejection, codes, ok, over)
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow on a 256 KiB stack");
+        let (deep, codes, ok, over) = outcome;
+        assert_eq!(deep.code, "too_deep", "{}", deep.message);
+        assert_eq!(
+            deep.message,
+            "nesting depth 10000 exceeds the limit of 64 levels of arrays and objects"
+        );
+        assert_eq!(codes, ["too_deep", "too_deep"]);
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(over.unwrap_err().code, "too_deep");
+    }
+
+    #[test]
+    fn brackets_in_strings_do_not_count_as_nesting() {
+        let brackets = "[{".repeat(5_000);
+        let l = with_attributes(&format!(
+            r#"{{"s":"{brackets} \" {brackets}","k":"a:b:c"}}"#
+        ));
+        let ev = validate(l.as_bytes()).unwrap();
+        assert!(ev.values[COMMON_COLUMNS.attributes].is_some());
+    }
+
+    #[test]
+    fn an_object_with_too_many_keys_is_refused_quickly() {
+        let started = std::time::Instant::now();
+        let l = with_attributes(&object_with_keys(50_000, r#""last":0"#));
+        let r = validate(l.as_bytes()).unwrap_err();
+        assert_eq!(r.code, "too_many_keys");
+        assert_eq!(
+            r.message,
+            "an object has 50001 keys, over the limit of 10000 keys per object"
+        );
+        // The same keys at the top level of the line.
+        let top = object_with_keys(50_000, r#""event_id":"e""#);
+        assert_eq!(code(&top), "too_many_keys");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn many_distinct_keys_are_accepted_and_a_repeat_among_them_is_caught() {
+        let l = with_attributes(&object_with_keys(9_000, r#""z":1"#));
+        let ev = validate(l.as_bytes()).unwrap();
+        let Some(Val::Str(stored)) = &ev.values[COMMON_COLUMNS.attributes] else {
+            panic!("attributes stored");
+        };
+        assert!(stored.starts_with(r#"{"k0":0,"k1":1,"#), "{stored:.40}");
+        // A repeat far past the linear-scan prefix, in attributes and at the
+        // top level.
+        let r = validate(with_attributes(&object_with_keys(5_000, r#""k4321":0"#)).as_bytes())
+            .unwrap_err();
+        assert_eq!(r.code, "invalid_json");
+        assert!(
+            r.message.contains(r#"duplicate key "k4321""#),
+            "{}",
+            r.message
+        );
+        let top = object_with_keys(5_000, r#""k17":"again""#);
+        assert!(
+            validate(top.as_bytes())
+                .unwrap_err()
+                .message
+                .contains("duplicate key")
+        );
+    }
+
+    #[test]
+    fn unknown_fields_merged_into_attributes_count_towards_its_limits() {
+        // `n` unknown top-level fields and `n` attributes.
+        let line = |n: usize| {
+            let mut l = format!(r#"{{{BASE},"event_type":"run_started","workflow":"w","#);
+            for i in 0..n {
+                l.push_str(&format!(r#""u{i}":{i},"#));
+            }
+            let attributes = object_with_keys(n - 1, r#""a":1"#);
+            l.push_str(&format!(r#""attributes":{attributes}}}"#));
+            l
+        };
+        // Each object within the limit, the stored attributes not.
+        let l = line(6_000);
+        let r = validate(l.as_bytes()).unwrap_err();
+        assert_eq!(r.code, "too_many_keys", "{}", r.message);
+        assert!(r.message.contains("12000 keys"), "{}", r.message);
+        // The same with one name on both sides is a conflict first.
+        let conflict = l.replace(r#""u5999":5999"#, r#""k5998":5999"#);
+        assert_eq!(code(&conflict), "attribute_conflict");
+        // Looking for a conflict is not quadratic: 30,000 names on each
+        // side (under limits that allow them) would take about 30 s here
+        // (a debug build) checked each against each.
+        let roomy = Limits {
+            max_keys: 100_000,
+            max_line_bytes: 16 << 20,
+            max_attributes_bytes: 16 << 20,
+            ..Limits::DEFAULT
+        };
+        let l = line(30_000);
+        let started = std::time::Instant::now();
+        assert!(validate_with(l.as_bytes(), &roomy).is_ok());
+        let conflict = l.replace(r#""u29999":29999"#, r#""k29998":29999"#);
+        let r = validate_with(conflict.as_bytes(), &roomy)
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(r.code, "attribute_conflict");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn attributes_over_the_size_limit_are_refused() {
+        let limit = crate::limits::MAX_ATTRIBUTES_BYTES;
+        // {"s":"…"} is 8 bytes around the text.
+        let fits = with_attributes(&format!(r#"{{"s":"{}"}}"#, "a".repeat(limit - 8)));
+        assert!(validate(fits.as_bytes()).is_ok());
+        let over = with_attributes(&format!(r#"{{"s":"{}"}}"#, "a".repeat(limit - 7)));
+        let r = validate(over.as_bytes()).unwrap_err();
+        assert_eq!(r.code, "attributes_too_large");
+        assert_eq!(r.event_id.as_deref(), Some("e1"));
+        assert!(
+            r.message.contains(&format!(
+                "is {} bytes as stored, over the limit of {limit} bytes",
+                limit + 1
+            )),
+            "{}",
+            r.message
+        );
+        // Unknown top-level fields are stored in attributes: they count.
+        let spread = format!(
+            r#"{{{BASE},"event_type":"run_started","workflow":"w","attributes":{{"s":"{}"}},"t":"{}"}}"#,
+            "a".repeat(limit / 2),
+            "b".repeat(limit / 2)
+        );
+        assert_eq!(code(&spread), "attributes_too_large");
+    }
+
+    #[test]
+    fn limits_can_be_set_per_call() {
+        let limits = Limits {
+            max_depth: 4,
+            max_line_bytes: 300,
+            max_keys: 12,
+            max_attributes_bytes: 20,
+        };
+        let code_with = |l: &str| {
+            validate_with(l.as_bytes(), &limits)
+                .map(|_| ())
+                .unwrap_err()
+                .code
+        };
+        assert!(validate_with(with_attributes(r#"{"a":[[1]]}"#).as_bytes(), &limits).is_ok());
+        assert_eq!(code_with(&with_attributes(r#"{"a":[[[1]]]}"#)), "too_deep");
+        assert_eq!(
+            code_with(&with_attributes(r#"{"a":"123456789012345"}"#)),
+            "attributes_too_large"
+        );
+        assert_eq!(
+            code_with(&with_attributes(&object_with_keys(12, r#""z":1"#))),
+            "too_many_keys"
+        );
+        let long = with_attributes(&format!(r#"{{"a":"{}"}}"#, "x".repeat(300)));
+        let r = validate_with(long.as_bytes(), &limits).unwrap_err();
+        assert_eq!(r.code, "line_too_long");
+        assert_eq!(
+            r.message,
+            format!(
+                "line is {} bytes long, over the limit of 300 bytes",
+                long.len()
+            )
+        );
     }
 }
