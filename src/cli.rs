@@ -45,6 +45,8 @@ pub enum Command {
     Retain(RetainArgs),
     /// Rewrite event partitions made of many small files as one file each.
     Compact(CompactArgs),
+    /// Rebuild every run part from the events now, with this binary's definitions.
+    Rebuild(RebuildArgs),
     /// Write realistic, deterministic sample events and reference CSVs.
     Sample(SampleArgs),
 }
@@ -70,6 +72,14 @@ pub struct CompactArgs {
     #[arg(long, value_name = "N", default_value_t = agentledger_lake::compact::MIN_FILES as u64,
           value_parser = clap::value_parser!(u64).range(2..))]
     pub min_files: u64,
+    /// How to print what was done.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub format: SummaryFormat,
+}
+
+/// `agentledger rebuild`.
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
     /// How to print what was done.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub format: SummaryFormat,

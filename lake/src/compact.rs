@@ -10,10 +10,11 @@
 //! started before the commit finishes on them.
 //!
 //! Run parts are not recomputed: only files whose events the current run
-//! parts already cover are compacted, and the commit states that the parts
-//! cover its events (`"run_parts": {"own": true}`), so `runs` neither loses
-//! nor counts them twice. Files not covered yet (an ingest whose parts are
-//! still to be computed) wait for the next compaction.
+//! parts (of the caller's definitions) already cover are compacted, and the
+//! commit states that the parts cover its events (`"run_parts": {"own":
+//! true}`), so `runs` neither loses nor counts them twice. Files not covered
+//! yet (an ingest whose parts are still to be computed, parts made with
+//! other definitions) wait for the next compaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,19 +61,26 @@ pub struct CompactSummary {
     pub files_deleted: usize,
 }
 
-/// Rewrites every `events` partition with `min_files` or more (covered)
-/// files into one file; takes the writer lock.
-pub async fn compact(lake: &Lake, min_files: usize) -> Result<CompactSummary> {
+/// Rewrites every `events` partition with `min_files` or more covered
+/// files into one file; takes the writer lock. `definitions` is the version
+/// of the run-parts definitions of the caller
+/// (`agentledger_transforms::definitions`): only events that parts of those
+/// definitions cover are compacted.
+pub async fn compact(lake: &Lake, min_files: usize, definitions: &str) -> Result<CompactSummary> {
     let lock = Lease::writer(lake, "compact").await?;
-    let result = compact_locked(&lock.fence(lake), min_files.max(2)).await;
+    let result = compact_locked(&lock.fence(lake), min_files.max(2), definitions).await;
     lock.release().await?;
     result
 }
 
-async fn compact_locked(lake: &Lake, min_files: usize) -> Result<CompactSummary> {
+async fn compact_locked(
+    lake: &Lake,
+    min_files: usize,
+    definitions: &str,
+) -> Result<CompactSummary> {
     let mut snapshot = Snapshot::load(lake).await?;
     snapshot.remove_orphans(lake, &[EVENTS]).await?;
-    let coverage = snapshot.run_coverage();
+    let coverage = snapshot.run_coverage(definitions);
     let uncovered: BTreeSet<&str> = coverage
         .uncovered_events
         .iter()
@@ -147,13 +155,19 @@ async fn compact_locked(lake: &Lake, min_files: usize) -> Result<CompactSummary>
             "files_removed": removes.len(),
             // The current parts covered every removed file; they cover the
             // same events in the new ones.
-            "run_parts": RunPartsCover { own: true, ..Default::default() },
+            "run_parts": RunPartsCover {
+                own: true,
+                definitions: Some(definitions.to_string()),
+                ..Default::default()
+            },
         }),
     );
     commit.id = id;
     commit.files = written;
     commit.removes = removes;
-    summary.version = Some(snapshot.commit(lake, commit).await?);
+    // An ingest committed meanwhile adds files this compaction never
+    // touches: the same commit stands on top of it.
+    summary.version = Some(snapshot.commit_over_ingests(lake, commit).await?);
     summary.files_deleted = delete_due(lake, &snapshot, grace_period()).await?;
     Ok(summary)
 }

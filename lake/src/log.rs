@@ -273,7 +273,7 @@ pub async fn append_locked(lake: &Lake, purpose: &str, commit: Commit) -> Result
     let result = async {
         let lake = &lock.fence(lake);
         let mut snapshot = Snapshot::load(lake).await?;
-        snapshot.commit(lake, commit).await
+        snapshot.commit_over_ingests(lake, commit).await
     }
     .await;
     lock.release().await?;
@@ -486,6 +486,33 @@ impl Snapshot {
         Ok(removed)
     }
 
+    /// Appends `commit` as the next version, moving it over commits that
+    /// writers holding no lease (ingests) made since this snapshot: for a
+    /// writer that holds the writer lease (loads, compaction, the run-parts
+    /// refresh, landing and alerts records), what an ingest adds changes
+    /// nothing it decided. A commit of any other kind since the snapshot is a
+    /// conflict ([`Error::CommitConflict`]).
+    pub async fn commit_over_ingests(&mut self, lake: &Lake, commit: Commit) -> Result<u64> {
+        loop {
+            match self.commit(lake, commit.clone()).await {
+                Err(Error::CommitConflict { version }) => {
+                    let newer = Snapshot::load(lake).await?;
+                    let since = &newer.commits()[self.commits.len()..];
+                    if since.iter().any(|c| {
+                        !matches!(
+                            c.kind,
+                            CommitKind::Ingest | CommitKind::Landing | CommitKind::Alerts
+                        )
+                    }) {
+                        return Err(Error::CommitConflict { version });
+                    }
+                    *self = newer;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Appends `commit` as the next version. Fails with
     /// [`Error::CommitConflict`] if another writer took that version first.
     ///
@@ -559,23 +586,34 @@ pub fn orphan_grace() -> std::time::Duration {
     crate::retry::env_secs("AGENTLEDGER_ORPHAN_GRACE_SECS", 3600)
 }
 
-/// Which events the stored `run_parts` cover at one snapshot.
+/// Which events the stored `run_parts` cover at one snapshot, for a reader
+/// of given definitions.
 ///
 /// Run parts are priced with the prices in force when they were made, and
 /// sum the events that existed then; a price load or a retention commit makes
 /// every earlier part stale. A `runs`, `ingest` or `compact` commit says in
 /// its summary (`"run_parts": {"full": bool, "covers": [versions], "own":
-/// bool, "unique": bool}`, see [`RunPartsCover`]) which events its parts
-/// cover: all events committed up to it (`full`), those of the listed
-/// commits, or the events the commit itself adds (`own`). Readers merge the current parts with parts computed on the
-/// fly from the uncovered events, so the answer never depends on whether
-/// parts are up to date, only the speed does.
+/// bool, "unique": bool, "definitions": "…"}`, see [`RunPartsCover`]) which
+/// events its parts cover: all events committed up to it (`full`), those of
+/// the listed commits, or the events the commit itself adds (`own`), and
+/// the version of the definitions that computed them. Parts of other
+/// definitions than the reader's (or of none: written before definitions
+/// were recorded) are stale too, and cover nothing. A refresh of other
+/// definitions that rebuilt or merged parts (a `full` cover, or one that
+/// removes parts files) took out every earlier part, ours too, so for this
+/// reader it is like a price load: nothing before it is covered. A
+/// compaction adds no parts: its events are covered when the files it
+/// replaced were. Readers merge the current parts with parts
+/// computed on the fly from the uncovered events, so the answer never
+/// depends on whether parts are up to date, only the speed does.
 #[derive(Debug, Default)]
 pub struct RunCoverage<'a> {
-    /// Current parts: made after the last price load and retention.
+    /// Current parts: made after the last price load and retention, with
+    /// the reader's definitions.
     pub parts: Vec<&'a FileEntry>,
-    /// Parts older than the last price load or retention: to be ignored by
-    /// readers and replaced by the next rebuild.
+    /// Parts older than the last price load or retention, or made with
+    /// other definitions: to be ignored by readers and replaced by the next
+    /// rebuild.
     pub stale_parts: Vec<&'a FileEntry>,
     /// Events files no current part covers, with the version that added each.
     pub uncovered_events: Vec<(u64, &'a FileEntry)>,
@@ -604,6 +642,13 @@ pub struct RunPartsCover {
     /// parts when written.
     #[serde(default)]
     pub unique: bool,
+    /// The version of the definitions that made the parts (a hash of the
+    /// SQL that defines a part and of the Rust that mirrors it; see
+    /// `agentledger_transforms::definitions`). `None` in records written
+    /// before definitions were recorded: such parts are stale for every
+    /// reader. A compaction records the definitions it compacted under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<String>,
 }
 
 impl RunPartsCover {
@@ -615,38 +660,92 @@ impl RunPartsCover {
 }
 
 impl Snapshot {
-    /// Which events the current `run_parts` files cover.
-    pub fn run_coverage(&self) -> RunCoverage<'_> {
+    /// Which events the current `run_parts` files cover, for a reader whose
+    /// definitions are `definitions` (see [`RunCoverage`]).
+    pub fn run_coverage(&self, definitions: &str) -> RunCoverage<'_> {
         use crate::schema::{EVENTS, RUN_PARTS};
         let removed: BTreeSet<&str> = self
             .commits
             .iter()
             .flat_map(|c| c.removes.iter().map(String::as_str))
             .collect();
-        // Versions are 1-based; 0 means "no such commit".
-        let invalidated = self
+        let ours = |cover: &RunPartsCover| cover.definitions.as_deref() == Some(definitions);
+        let parts_files: BTreeSet<&str> = self
             .commits
             .iter()
-            .rev()
-            .find(|c| matches!(c.kind, CommitKind::LoadPrices | CommitKind::Retain))
-            .map_or(0, |c| c.version);
+            .flat_map(|c| c.files.iter())
+            .filter(|f| f.table == RUN_PARTS)
+            .map(|f| f.path.as_str())
+            .collect();
+        // The version that added each events file, for compactions.
+        let added_by: std::collections::HashMap<&str, u64> = self
+            .commits
+            .iter()
+            .flat_map(|c| {
+                c.files
+                    .iter()
+                    .filter(|f| f.table == EVENTS)
+                    .map(move |f| (f.path.as_str(), c.version))
+            })
+            .collect();
+        // One pass in commit order. Versions are 1-based; 0 means "no such
+        // commit".
         let mut full_through = 0;
         let mut covered: BTreeSet<u64> = BTreeSet::new();
+        let mut current: BTreeSet<u64> = BTreeSet::new();
         let mut unique_in: Option<u64> = None;
-        for c in self.commits.iter().filter(|c| c.version > invalidated) {
-            if let Some(cover) = RunPartsCover::of(c) {
-                if cover.full {
-                    full_through = c.version;
+        for c in &self.commits {
+            // What makes every earlier part stale and every earlier event
+            // uncovered.
+            let mut invalidates = matches!(c.kind, CommitKind::LoadPrices | CommitKind::Retain);
+            if let Some(cover) = c.run_parts_cover() {
+                if c.kind == CommitKind::Compact {
+                    // The same events in other files: covered as the files
+                    // it replaced were, by parts current for this reader. A
+                    // compaction by another binary that put events our
+                    // parts cover and events they do not into one file
+                    // leaves no way to tell them apart: start over.
+                    let was_covered: Vec<bool> = c
+                        .removes
+                        .iter()
+                        .map(|path| {
+                            added_by
+                                .get(path.as_str())
+                                .is_some_and(|v| *v <= full_through || covered.contains(v))
+                        })
+                        .collect();
+                    if cover.own && was_covered.iter().all(|b| *b) {
+                        covered.insert(c.version);
+                    } else if was_covered.contains(&true) {
+                        invalidates = true;
+                    }
+                } else if !ours(cover) {
+                    // A rebuild or merge of other definitions took out every
+                    // part before it (or there was none: a first ingest),
+                    // ours too.
+                    invalidates =
+                        cover.full || c.removes.iter().any(|p| parts_files.contains(p.as_str()));
+                } else {
+                    current.insert(c.version);
+                    if cover.full {
+                        full_through = c.version;
+                    }
+                    // Only a commit with parts files says whether they are
+                    // unique.
+                    if c.files.iter().any(|f| f.table == RUN_PARTS) || cover.full {
+                        unique_in = cover.unique.then_some(c.version);
+                    }
+                    covered.extend(&cover.covers);
+                    if cover.own {
+                        covered.insert(c.version);
+                    }
                 }
-                // Only a commit with parts files says whether they are
-                // unique (a compaction's cover adds no parts).
-                if c.files.iter().any(|f| f.table == RUN_PARTS) || cover.full {
-                    unique_in = cover.unique.then_some(c.version);
-                }
-                covered.extend(cover.covers);
-                if cover.own {
-                    covered.insert(c.version);
-                }
+            }
+            if invalidates {
+                full_through = 0;
+                covered.clear();
+                current.clear();
+                unique_in = None;
             }
         }
         let mut out = RunCoverage::default();
@@ -663,7 +762,7 @@ impl Snapshot {
                         out.uncovered_events.push((c.version, f));
                     }
                 } else if f.table == RUN_PARTS {
-                    if c.version > invalidated {
+                    if current.contains(&c.version) {
                         out.parts.push(f);
                         parts_versions.push(c.version);
                     } else {
@@ -714,8 +813,9 @@ mod tests {
     async fn run_parts_cover_what_their_commits_say_until_prices_change() {
         let lake = Lake::open("memory://coverage-test").unwrap();
         let mut snap = Snapshot::load(&lake).await.unwrap();
-        let runs = |path: &str, cover: serde_json::Value, removes: &[&str]| {
+        let runs = |path: &str, mut cover: serde_json::Value, removes: &[&str]| {
             let mut c = commit(CommitKind::Runs, "run_parts", path, false);
+            cover["definitions"] = "d".into();
             c.summary = serde_json::json!({ "run_parts": cover });
             c.removes = removes.iter().map(|r| r.to_string()).collect();
             c
@@ -724,7 +824,7 @@ mod tests {
             files.iter().map(|f| f.path.clone()).collect()
         };
         let uncovered = |s: &Snapshot| -> Vec<(u64, String)> {
-            s.run_coverage()
+            s.run_coverage("d")
                 .uncovered_events
                 .iter()
                 .map(|(v, f)| (*v, f.path.clone()))
@@ -740,7 +840,7 @@ mod tests {
         snap.commit(&lake, commit(CommitKind::Ingest, "events", "e3", false))
             .await
             .unwrap();
-        assert_eq!(paths(snap.run_coverage().parts), ["r2"]);
+        assert_eq!(paths(snap.run_coverage("d").parts), ["r2"]);
         assert_eq!(uncovered(&snap), [(3, "e3".to_string())]);
         // A price load: r2 is stale, every event uncovered.
         snap.commit(
@@ -749,7 +849,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let cov = snap.run_coverage();
+        let cov = snap.run_coverage("d");
         assert!(cov.parts.is_empty());
         assert_eq!(paths(cov.stale_parts), ["r2"]);
         assert_eq!(uncovered(&snap).len(), 2);
@@ -760,7 +860,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let cov = snap.run_coverage();
+        let cov = snap.run_coverage("d");
         assert_eq!(paths(cov.parts), ["r5"]);
         assert!(cov.stale_parts.is_empty() && cov.uncovered_events.is_empty());
         assert_eq!(cov.events.len(), 2);
@@ -779,8 +879,198 @@ mod tests {
             .await
             .unwrap();
         let reread = Snapshot::load(&lake).await.unwrap();
-        assert_eq!(paths(reread.run_coverage().parts), ["r5", "r8"]);
+        assert_eq!(paths(reread.run_coverage("d").parts), ["r5", "r8"]);
         assert!(uncovered(&reread).is_empty());
+    }
+
+    /// A commit of `kind` adding `files` (`(table, path)`), with a run-parts
+    /// cover and removals.
+    fn covering(
+        kind: CommitKind,
+        files: &[(&str, &str)],
+        cover: serde_json::Value,
+        removes: &[&str],
+    ) -> Commit {
+        let mut c = Commit::record(kind, serde_json::json!({ "run_parts": cover }));
+        c.files = files
+            .iter()
+            .map(|(table, path)| FileEntry {
+                table: table.to_string(),
+                path: path.to_string(),
+                size: 1,
+                rows: 1,
+                date: None,
+            })
+            .collect();
+        c.removes = removes.iter().map(|r| r.to_string()).collect();
+        c
+    }
+
+    /// Current parts, stale parts and uncovered events files, by path.
+    fn coverage_of(snap: &Snapshot, definitions: &str) -> [Vec<String>; 3] {
+        let cov = snap.run_coverage(definitions);
+        let paths = |files: &[&FileEntry]| files.iter().map(|f| f.path.clone()).collect();
+        let uncovered: Vec<&FileEntry> = cov.uncovered_events.iter().map(|(_, f)| *f).collect();
+        [
+            paths(&cov.parts),
+            paths(&cov.stale_parts),
+            paths(&uncovered),
+        ]
+    }
+
+    #[tokio::test]
+    async fn parts_of_other_definitions_or_none_are_stale() {
+        use serde_json::json;
+        let lake = Lake::open("memory://coverage-definitions").unwrap();
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        // v1: an ingest whose own parts were made with "old".
+        let ingest = |e: &str, p: &str, defs: &str| {
+            covering(
+                CommitKind::Ingest,
+                &[("events", e), ("run_parts", p)],
+                json!({"own": true, "definitions": defs}),
+                &[],
+            )
+        };
+        snap.commit(&lake, ingest("e1", "p1", "old")).await.unwrap();
+        assert_eq!(coverage_of(&snap, "old"), [vec!["p1"], vec![], vec![]]);
+        assert_eq!(coverage_of(&snap, "new"), [vec![], vec!["p1"], vec!["e1"]]);
+        // v2: parts from before definitions were recorded: stale for all.
+        let runs = covering(
+            CommitKind::Runs,
+            &[("run_parts", "r2")],
+            json!({"covers": [1]}),
+            &[],
+        );
+        snap.commit(&lake, runs).await.unwrap();
+        assert_eq!(coverage_of(&snap, "old"), [vec!["p1"], vec!["r2"], vec![]]);
+        assert_eq!(
+            coverage_of(&snap, "new"),
+            [vec![], vec!["p1", "r2"], vec!["e1"]]
+        );
+        // v3, v4: "new" ingests, then rebuilds everything, removing the rest.
+        snap.commit(&lake, ingest("e3", "p3", "new")).await.unwrap();
+        assert_eq!(
+            coverage_of(&snap, "new"),
+            [vec!["p3"], vec!["p1", "r2"], vec!["e1"]]
+        );
+        let rebuild = |p: &str, defs: &str, removes: &[&str]| {
+            covering(
+                CommitKind::Runs,
+                &[("run_parts", p)],
+                json!({"full": true, "unique": true, "definitions": defs}),
+                removes,
+            )
+        };
+        snap.commit(&lake, rebuild("r4", "new", &["p1", "r2", "p3"]))
+            .await
+            .unwrap();
+        assert_eq!(coverage_of(&snap, "new"), [vec!["r4"], vec![], vec![]]);
+        assert!(snap.run_coverage("new").unique);
+        // For "old", the rebuild took its parts out: nothing is covered.
+        assert_eq!(
+            coverage_of(&snap, "old"),
+            [vec![], vec!["r4"], vec!["e1", "e3"]]
+        );
+        // v5, v6: "new" ingests; then a binary of "old" rebuilds, removing
+        // the ingest's parts with the others. For "new", the ingest's cover
+        // no longer holds: its parts are gone.
+        snap.commit(&lake, ingest("e5", "p5", "new")).await.unwrap();
+        snap.commit(&lake, rebuild("r6", "old", &["r4", "p5"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            coverage_of(&snap, "new"),
+            [vec![], vec!["r6"], vec!["e1", "e3", "e5"]]
+        );
+        assert_eq!(coverage_of(&snap, "old"), [vec!["r6"], vec![], vec![]]);
+        // The same when a rebuild of other definitions is not `full` (one
+        // moved over a concurrent ingest covers the versions it read).
+        snap.commit(&lake, ingest("e7", "p7", "new")).await.unwrap();
+        let moved = covering(
+            CommitKind::Runs,
+            &[("run_parts", "r8")],
+            json!({"covers": [1, 3, 5], "definitions": "old"}),
+            &["r6", "p7"],
+        );
+        snap.commit(&lake, moved).await.unwrap();
+        assert_eq!(
+            coverage_of(&snap, "new"),
+            [vec![], vec!["r8"], vec!["e1", "e3", "e5", "e7"]]
+        );
+        // Records read back: the definitions are kept, and absent in v2.
+        let reread = Snapshot::load(&lake).await.unwrap();
+        let defs: Vec<Option<String>> = reread
+            .commits()
+            .iter()
+            .map(|c| RunPartsCover::of(c).unwrap().definitions)
+            .collect();
+        assert_eq!(defs[0].as_deref(), Some("old"));
+        assert_eq!(defs[1], None);
+        assert_eq!(
+            coverage_of(&reread, "new"),
+            coverage_of(&snap, "new"),
+            "the same after reading the log"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_compaction_covers_what_the_files_it_replaced_covered() {
+        use serde_json::json;
+        let lake = Lake::open("memory://coverage-compaction").unwrap();
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        let ingest = |e: &str, p: &str, defs: &str| {
+            covering(
+                CommitKind::Ingest,
+                &[("events", e), ("run_parts", p)],
+                json!({"own": true, "definitions": defs}),
+                &[],
+            )
+        };
+        // A compaction by a binary that predates definitions (its cover
+        // has none) of events that parts of "new" cover: still covered.
+        snap.commit(&lake, ingest("e1", "p1", "new")).await.unwrap();
+        snap.commit(&lake, ingest("e2", "p2", "new")).await.unwrap();
+        let compact = |e: &str, removes: &[&str]| {
+            covering(
+                CommitKind::Compact,
+                &[("events", e)],
+                json!({"own": true}),
+                removes,
+            )
+        };
+        snap.commit(&lake, compact("c3", &["e1", "e2"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            coverage_of(&snap, "new"),
+            [vec!["p1", "p2"], vec![], vec![]]
+        );
+        // Events that only parts of "old" cover, compacted: uncovered.
+        snap.commit(&lake, ingest("e4", "p4", "old")).await.unwrap();
+        snap.commit(&lake, ingest("e5", "p5", "old")).await.unwrap();
+        snap.commit(&lake, compact("c6", &["e4", "e5"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            coverage_of(&snap, "new"),
+            [vec!["p1", "p2"], vec!["p4", "p5"], vec!["c6"]]
+        );
+        // Both in one file: no telling which events p7 holds, so nothing
+        // before is covered for "new" (no runs counted twice or lost).
+        snap.commit(&lake, ingest("e7", "p7", "new")).await.unwrap();
+        snap.commit(&lake, ingest("e8", "p8", "old")).await.unwrap();
+        snap.commit(&lake, compact("c9", &["e7", "e8"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            coverage_of(&snap, "new"),
+            [
+                vec![],
+                vec!["p1", "p2", "p4", "p5", "p7", "p8"],
+                vec!["c3", "c6", "c9"]
+            ]
+        );
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use agentledger_ingest::sampler::{SampleOptions, generate};
 use agentledger_lake::Lake;
 use agentledger_lake::log::Snapshot;
 use agentledger_queries::PartsObserver;
+use agentledger_transforms::definitions;
 
 async fn runs_text(lake: &Lake) -> String {
     let ctx = agentledger_queries::open_session(lake).await.unwrap();
@@ -106,12 +107,12 @@ async fn observed_parts_equal_the_sql_parts_in_any_order() {
         assert_eq!(observer.gave_up(), None);
 
         let snapshot = Snapshot::load(&observed).await.unwrap();
-        let coverage = snapshot.run_coverage();
+        let coverage = snapshot.run_coverage(definitions());
         assert!(coverage.uncovered_events.is_empty(), "{name}: all covered");
         assert_eq!(coverage.parts.len(), 1, "{name}: one parts file");
         assert_eq!(coverage.unique, unique, "{name}: unique parts");
         let plain_coverage = Snapshot::load(&plain).await.unwrap();
-        assert!(plain_coverage.run_coverage().parts.is_empty());
+        assert!(plain_coverage.run_coverage(definitions()).parts.is_empty());
 
         let expected = runs_text(&plain).await;
         assert!(expected.lines().count() > 1_000, "{name}: runs listed");
@@ -126,7 +127,7 @@ async fn observed_parts_equal_the_sql_parts_in_any_order() {
             Snapshot::load(&observed)
                 .await
                 .unwrap()
-                .run_coverage()
+                .run_coverage(definitions())
                 .unique
         );
         assert_eq!(runs_text(&observed).await, expected, "{name}: refreshed");
@@ -162,7 +163,7 @@ async fn an_overflowing_sum_leaves_the_events_to_the_sql() {
         observer.gave_up()
     );
     let snapshot = Snapshot::load(&lake).await.unwrap();
-    let coverage = snapshot.run_coverage();
+    let coverage = snapshot.run_coverage(definitions());
     assert!(coverage.parts.is_empty(), "no parts committed");
     assert_eq!(coverage.uncovered_events.len(), 1, "left to run_parts.sql");
 }
@@ -214,7 +215,7 @@ async fn compaction_keeps_what_the_run_parts_cover() {
     let expected = runs_text(&lake).await;
     let uncovered = |s: &Snapshot| -> Vec<String> {
         let mut paths: Vec<String> = s
-            .run_coverage()
+            .run_coverage(definitions())
             .uncovered_events
             .iter()
             .map(|(_, f)| f.path.clone())
@@ -225,7 +226,9 @@ async fn compaction_keeps_what_the_run_parts_cover() {
     let before = Snapshot::load(&lake).await.unwrap();
     assert!(!uncovered(&before).is_empty());
 
-    let compacted = agentledger_lake::compact::compact(&lake, 2).await.unwrap();
+    let compacted = agentledger_lake::compact::compact(&lake, 2, definitions())
+        .await
+        .unwrap();
     assert!(compacted.version.is_some(), "{compacted:?}");
     assert_eq!(compacted.uncovered_files, uncovered(&before).len());
     let after = Snapshot::load(&lake).await.unwrap();
@@ -237,12 +240,20 @@ async fn compaction_keeps_what_the_run_parts_cover() {
     );
 
     agentledger_queries::refresh_runs(&lake).await.unwrap();
-    assert!(Snapshot::load(&lake).await.unwrap().run_coverage().unique);
-    let compacted = agentledger_lake::compact::compact(&lake, 2).await.unwrap();
+    assert!(
+        Snapshot::load(&lake)
+            .await
+            .unwrap()
+            .run_coverage(definitions())
+            .unique
+    );
+    let compacted = agentledger_lake::compact::compact(&lake, 2, definitions())
+        .await
+        .unwrap();
     assert!(compacted.version.is_some(), "{compacted:?}");
     assert_eq!(compacted.uncovered_files, 0);
     let last = Snapshot::load(&lake).await.unwrap();
-    let coverage = last.run_coverage();
+    let coverage = last.run_coverage(definitions());
     assert!(coverage.uncovered_events.is_empty());
     assert!(coverage.unique, "a compaction keeps unique parts unique");
     let mut dates: Vec<_> = coverage.events.iter().map(|(_, f)| &f.date).collect();

@@ -99,6 +99,8 @@ impl LakeDb {
                 } else {
                     agentledger_transforms::runs::CHUNK_ROWS
                 },
+                force: false,
+                lease_wait: None,
             };
             agentledger_queries::refresh_runs_with(&self.lake, options)
                 .await
@@ -107,7 +109,7 @@ impl LakeDb {
             let snapshot = agentledger_lake::log::Snapshot::load(&self.lake)
                 .await
                 .map_err(err)?;
-            let coverage = snapshot.run_coverage();
+            let coverage = snapshot.run_coverage(agentledger_transforms::definitions());
             if !coverage.uncovered_events.is_empty() || !coverage.stale_parts.is_empty() {
                 return Err(SltError("the refresh left events uncovered".into()));
             }

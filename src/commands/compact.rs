@@ -10,7 +10,7 @@ use crate::cli::{CompactArgs, SummaryFormat};
 
 pub async fn run(lake: &Lake, args: CompactArgs) -> anyhow::Result<ExitCode> {
     let min_files = usize::try_from(args.min_files).unwrap_or(usize::MAX);
-    let summary = compact(lake, min_files).await?;
+    let summary = compact(lake, min_files, agentledger_transforms::definitions()).await?;
     match args.format {
         SummaryFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
         SummaryFormat::Text => {

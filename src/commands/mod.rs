@@ -6,6 +6,7 @@ mod ingest;
 mod load;
 mod metrics;
 mod output;
+mod rebuild;
 mod report;
 mod retain;
 mod run;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => Ok(run::run(&cli.lake, args).await),
         Command::Retain(args) => retain::run(&Lake::open_existing(&cli.lake)?, args).await,
         Command::Compact(args) => compact::run(&Lake::open_existing(&cli.lake)?, args).await,
+        Command::Rebuild(args) => rebuild::run(&Lake::open_existing(&cli.lake)?, args).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 mod compact;
+mod definitions;
 mod ingest;
 mod kill;
 mod load;

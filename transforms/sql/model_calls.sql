@@ -15,6 +15,8 @@
 --   price_effective_from names the price row used.
 -- Prices have at most 6 fractional digits, so the arithmetic below is done
 -- at scale 6 and the division by a million lands exactly on scale 12.
+-- Stored run parts hold these costs: a change to this query makes them
+-- stale and they are rebuilt (docs/lake.md, Definition versions).
 WITH prices AS (
     SELECT
         model,

@@ -6,6 +6,7 @@
 //! Derived tables are SQL views whose text lives in `sql/*.sql`, embedded
 //! here and readable by analysts.
 
+pub mod definitions;
 pub mod parts;
 pub mod runs;
 mod table;
@@ -21,6 +22,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
+pub use definitions::definitions;
 pub use table::LakeTable;
 
 /// Result with this crate's error type.
@@ -42,10 +44,16 @@ pub enum Error {
     ReadOnly(String),
 }
 
+/// `model_calls.sql`: each model call with its cost.
+pub const MODEL_CALLS_SQL: &str = include_str!("../sql/model_calls.sql");
+
+/// `tool_calls.sql`: the tool-call events.
+pub const TOOL_CALLS_SQL: &str = include_str!("../sql/tool_calls.sql");
+
 /// Views derived from the events, by name: `(name, SQL)`.
 pub const VIEWS: &[(&str, &str)] = &[
-    ("model_calls", include_str!("../sql/model_calls.sql")),
-    ("tool_calls", include_str!("../sql/tool_calls.sql")),
+    ("model_calls", MODEL_CALLS_SQL),
+    ("tool_calls", TOOL_CALLS_SQL),
 ];
 
 /// `run_parts.sql`: per-run partial sums of a set of events.
@@ -70,8 +78,8 @@ pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
 ///
 /// `run_parts` is the stored parts that are current plus, for events no
 /// current part covers yet (a new ingest, a price load not yet followed by a
-/// rebuild), the same sums computed from those events on the fly; `runs`
-/// merges them. See [`runs`] for how the stored parts are kept up to date.
+/// rebuild, parts made with other [`definitions`]), the same sums computed
+/// from those events on the fly; `runs` merges them. See [`runs`] for how the stored parts are kept up to date.
 pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionContext> {
     let ctx = base_session(lake)?;
     let store_url = store_url(lake)?;
@@ -81,7 +89,7 @@ pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionConte
     }
     register_views(&ctx).await?;
 
-    let coverage = snapshot.run_coverage();
+    let coverage = snapshot.run_coverage(definitions());
     let stored = LakeTable::with_files(lake, RUN_PARTS, &coverage.parts, store_url.clone());
     let mut plan =
         LogicalPlanBuilder::scan(RUN_PARTS, provider_as_source(Arc::new(stored)), None)?.build()?;

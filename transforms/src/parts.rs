@@ -43,6 +43,14 @@ use futures::future::BoxFuture;
 use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
 
+/// The version of this module's arithmetic: [`PartsObserver`]'s mirror of
+/// `run_parts.sql` (with `model_calls.sql`'s pricing) and [`PartsMerger`]'s
+/// of `merge_parts.sql`. It is part of [`crate::definitions`], which every
+/// parts commit records: bump it with any change to what this code
+/// computes, so that parts the old code made are rebuilt (the SQL files'
+/// own changes are noticed without it).
+pub const PARTS_CODE_VERSION: u32 = 1;
+
 /// Runs held in memory by a [`PartsObserver`] before the half seen least
 /// recently is written out.
 pub const OBSERVED_RUNS: usize = 65_536;
@@ -384,7 +392,10 @@ impl EventObserver for PartsObserver {
                 self.give_up("a stored price has more than 6 fractional digits".into());
                 return Ok(());
             };
-            let first = snapshot.run_coverage().events.is_empty();
+            let first = snapshot
+                .run_coverage(crate::definitions())
+                .events
+                .is_empty();
             self.active = Some(Active {
                 lake: lake.clone(),
                 relative: format!("{RUN_PARTS}/part-{ingest_id}-0001.parquet"),
@@ -473,6 +484,7 @@ impl EventObserver for PartsObserver {
                     covers: vec![],
                     own: true,
                     unique: active.unique,
+                    definitions: Some(crate::definitions().to_string()),
                 },
             }))
         })

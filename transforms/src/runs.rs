@@ -7,8 +7,11 @@
 //! files when that is due (a second commit when the first left a run in
 //! two rows). After a price load or a retention commit every part is stale
 //! (its model costs used the old prices, or it counts removed events), and
-//! the refresh rebuilds all of them from every event, removing the old files
-//! in the same commit. Readers never depend on it for correctness: a
+//! so is every part made with other definitions than this binary's
+//! ([`crate::definitions`]: a changed metric); the refresh then rebuilds all
+//! of them from every event, removing the old files in the same commit.
+//! [`RefreshOptions::force`] rebuilds them whatever they are
+//! (`agentledger rebuild`). Readers never depend on it for correctness: a
 //! session computes whatever is not covered on the fly (see
 //! [`agentledger_lake::log::RunCoverage`]).
 //!
@@ -33,7 +36,7 @@ use std::sync::Arc;
 use agentledger_lake::Lake;
 use agentledger_lake::lease::Lease;
 use agentledger_lake::log::{Commit, CommitKind, FileEntry, RunPartsCover, Snapshot};
-use agentledger_lake::schema::{RUN_PARTS, RUN_PARTS_SCHEMA};
+use agentledger_lake::schema::{EVENTS, RUN_PARTS, RUN_PARTS_SCHEMA};
 use agentledger_lake::writer::open_file;
 use arrow::array::RecordBatch;
 use arrow::compute::cast;
@@ -60,8 +63,9 @@ pub const MERGE_ALWAYS_ROWS: u64 = 500_000;
 /// What a refresh did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RefreshSummary {
-    /// The new parts cover every event: a rebuild (after a price load or
-    /// retention), a merge of all current parts, or a first refresh.
+    /// The new parts cover every event: a rebuild (after a price load,
+    /// retention or a change of definitions, or forced), a merge of all
+    /// current parts, or a first refresh.
     pub full: bool,
     /// Events read.
     pub events: u64,
@@ -69,6 +73,11 @@ pub struct RefreshSummary {
     pub parts: u64,
     /// Current parts files merged into the new one.
     pub merged_files: usize,
+    /// Parts files the refresh took out of the lake (merged, stale or
+    /// rebuilt).
+    pub removed_files: usize,
+    /// The definitions the parts were made with ([`crate::definitions`]).
+    pub definitions: String,
     /// The version committed, or none when everything was covered.
     pub version: Option<u64>,
 }
@@ -78,6 +87,14 @@ pub struct RefreshSummary {
 pub struct RefreshOptions {
     /// Events (or eight times as many parts rows) per bucket of runs.
     pub chunk_rows: u64,
+    /// Rebuild every part from the events even if they are current
+    /// (`agentledger rebuild`).
+    pub force: bool,
+    /// How long to wait for the writer lease; `None` waits as every writer
+    /// does (`AGENTLEDGER_LOCK_WAIT_SECS`). The refresh after an ingest
+    /// waits for nobody: its parts are an optimisation, and another writer
+    /// holding the lease will bring them up to date.
+    pub lease_wait: Option<std::time::Duration>,
 }
 
 impl Default for RefreshOptions {
@@ -91,6 +108,8 @@ impl Default for RefreshOptions {
                 1,
                 CHUNK_ROWS,
             ),
+            force: false,
+            lease_wait: None,
         }
     }
 }
@@ -100,49 +119,81 @@ pub async fn refresh_runs(lake: &Lake) -> Result<RefreshSummary> {
     refresh_runs_with(lake, RefreshOptions::default()).await
 }
 
-/// [`refresh_runs`] with other settings (tests use tiny buckets).
+/// [`refresh_runs`] with other settings (a forced rebuild; tests use tiny
+/// buckets).
 pub async fn refresh_runs_with(lake: &Lake, options: RefreshOptions) -> Result<RefreshSummary> {
-    let lock = Lease::writer(lake, "runs").await?;
+    let lock = match options.lease_wait {
+        None => Lease::writer(lake, "runs").await?,
+        Some(wait) => {
+            use agentledger_lake::lease::{WRITER, Waiting};
+            Lease::acquire(lake, WRITER, "runs", Waiting::Patiently(wait)).await?
+        }
+    };
     let result = refresh_locked(&lock.fence(lake), options).await;
     lock.release().await?;
     result
 }
 
 async fn refresh_locked(lake: &Lake, options: RefreshOptions) -> Result<RefreshSummary> {
-    let mut total = RefreshSummary::default();
+    let definitions = crate::definitions();
+    let mut total = RefreshSummary {
+        definitions: definitions.to_string(),
+        ..Default::default()
+    };
     // A refresh that had to read its events in several date chunks leaves
     // one file whose runs may have two rows; the second round merges it.
-    for _ in 0..2 {
+    for round in 0..2 {
         let mut snapshot = Snapshot::load(lake).await?;
         snapshot.remove_orphans(lake, &[RUN_PARTS]).await?;
-        let Some(plan) = plan_refresh(&snapshot) else {
+        let force = options.force && round == 0;
+        let Some(plan) = plan_refresh(&snapshot, definitions, force) else {
             break;
         };
         let id = agentledger_lake::log::new_id();
         let (files, summary, unique) = write_parts(lake, &snapshot, &plan, &id, options).await?;
-        let mut commit = Commit::record(
-            CommitKind::Runs,
-            serde_json::json!({
-                "run_parts": RunPartsCover {
-                    full: plan.full,
-                    covers: plan.covers.clone(),
-                    own: false,
-                    unique,
-                },
-                "events": summary.events,
-                "parts": summary.parts,
-                "merged_files": summary.merged_files,
-            }),
-        );
-        commit.id = id;
-        commit.files = files;
-        commit.removes = plan.removes;
-        let version = snapshot.commit(lake, commit).await?;
+        let mut cover = RunPartsCover {
+            full: plan.full,
+            covers: plan.covers.clone(),
+            own: false,
+            unique,
+            definitions: Some(definitions.to_string()),
+        };
+        // Ingests take no lease: one may commit while the parts are
+        // computed. The parts stay right for what they cover; only a claim
+        // about events they never saw must go (see `rebase_cover`).
+        let version = loop {
+            let mut commit = Commit::record(
+                CommitKind::Runs,
+                serde_json::json!({
+                    "run_parts": cover,
+                    "events": summary.events,
+                    "parts": summary.parts,
+                    "merged_files": summary.merged_files,
+                }),
+            );
+            commit.id = id.clone();
+            commit.files = files.clone();
+            commit.removes = plan.removes.clone();
+            match snapshot.commit(lake, commit).await {
+                Ok(version) => break version,
+                Err(agentledger_lake::Error::CommitConflict { version }) => {
+                    let newer = Snapshot::load(lake).await?;
+                    let since = &newer.commits()[snapshot.version() as usize..];
+                    if !rebase_cover(&mut cover, &snapshot, since) {
+                        return Err(agentledger_lake::Error::CommitConflict { version }.into());
+                    }
+                    snapshot = newer;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         total = RefreshSummary {
             full: total.full || summary.full,
             events: total.events + summary.events,
             parts: summary.parts,
             merged_files: total.merged_files + summary.merged_files,
+            removed_files: total.removed_files + plan.removes.len(),
+            definitions: total.definitions,
             version: Some(version),
         };
         agentledger_lake::retain::delete_due(
@@ -153,6 +204,44 @@ async fn refresh_locked(lake: &Lake, options: RefreshOptions) -> Result<RefreshS
         .await?;
     }
     Ok(total)
+}
+
+/// Moves a refresh's cover, made against `snapshot`, on top of `since`
+/// (commits made after it). Only writers without the writer lease can have
+/// committed since (ingests, landing and alerts records); anything else
+/// returns false. A cover of every event (`full`) becomes a cover of the
+/// versions that held events in `snapshot`, and parts are no longer the
+/// only ones or covering everything (`unique`) once others added files.
+pub(crate) fn rebase_cover(
+    cover: &mut RunPartsCover,
+    snapshot: &Snapshot,
+    since: &[Commit],
+) -> bool {
+    if since.iter().any(|c| {
+        !matches!(
+            c.kind,
+            CommitKind::Ingest | CommitKind::Landing | CommitKind::Alerts
+        )
+    }) {
+        return false;
+    }
+    if cover.full {
+        cover.full = false;
+        let mut versions: Vec<u64> = snapshot
+            .commits()
+            .iter()
+            .filter(|c| c.files.iter().any(|f| f.table == EVENTS))
+            .map(|c| c.version)
+            .collect();
+        versions.append(&mut cover.covers);
+        versions.sort_unstable();
+        versions.dedup();
+        cover.covers = versions;
+    }
+    if since.iter().any(|c| !c.files.is_empty()) {
+        cover.unique = false;
+    }
+    true
 }
 
 /// What a refresh has to compute.
@@ -170,9 +259,15 @@ pub(crate) struct RefreshPlan {
     pub removes: Vec<String>,
 }
 
-/// What to do, or `None` when the parts are current and need no merging.
-pub(crate) fn plan_refresh(snapshot: &Snapshot) -> Option<RefreshPlan> {
-    let coverage = snapshot.run_coverage();
+/// What to do for a binary of `definitions`, or `None` when the parts are
+/// current and need no merging; `force` rebuilds every part from the events
+/// (`None` only when the lake has neither events nor parts).
+pub(crate) fn plan_refresh(
+    snapshot: &Snapshot,
+    definitions: &str,
+    force: bool,
+) -> Option<RefreshPlan> {
+    let coverage = snapshot.run_coverage(definitions);
     let all_parts = || -> Vec<String> {
         coverage
             .parts
@@ -181,8 +276,12 @@ pub(crate) fn plan_refresh(snapshot: &Snapshot) -> Option<RefreshPlan> {
             .map(|f| f.path.clone())
             .collect()
     };
-    if !coverage.stale_parts.is_empty() {
-        // Prices or events changed under every part: rebuild from events.
+    if force && coverage.events.is_empty() && all_parts().is_empty() {
+        return None;
+    }
+    if force || !coverage.stale_parts.is_empty() {
+        // Prices, events or definitions changed under every part, or the
+        // caller wants them rebuilt: rebuild from events.
         return Some(RefreshPlan {
             full: true,
             sources: coverage.events.iter().map(|(_, f)| (*f).clone()).collect(),
@@ -421,6 +520,14 @@ mod tests {
         );
     }
 
+    /// The definitions of the parts [`lake_with_parts`] makes.
+    const DEFS: &str = "test-definitions";
+
+    /// [`plan_refresh`] for a binary of the parts' definitions, not forced.
+    fn plan_for(snapshot: &Snapshot) -> Option<RefreshPlan> {
+        plan_refresh(snapshot, DEFS, false)
+    }
+
     /// A snapshot of a memory lake: an events file, then `parts` parts
     /// files of `rows` rows each that cover it (one commit each), then, if
     /// `new_events`, an ingest no part covers.
@@ -442,6 +549,7 @@ mod tests {
                 CommitKind::Runs,
                 serde_json::json!({"run_parts": RunPartsCover {
                     covers: vec![first],
+                    definitions: Some(DEFS.into()),
                     ..Default::default()
                 }}),
             );
@@ -460,31 +568,60 @@ mod tests {
     async fn parts_are_merged_while_small_or_once_eight_files_pile_up() {
         let big = MERGE_ALWAYS_ROWS + 1;
         // Big parts and new events: new parts beside them, no merge.
-        let plan = plan_refresh(&lake_with_parts("big", 1, big, true).await).unwrap();
+        let plan = plan_for(&lake_with_parts("big", 1, big, true).await).unwrap();
         assert!(plan.merge.is_empty() && !plan.full, "{plan:?}");
         assert_eq!(plan.covers, [3]);
         assert_eq!(plan.sources.len(), 1);
         // Small parts: merged with the new ones every time.
-        let plan =
-            plan_refresh(&lake_with_parts("small", 1, MERGE_ALWAYS_ROWS, true).await).unwrap();
+        let plan = plan_for(&lake_with_parts("small", 1, MERGE_ALWAYS_ROWS, true).await).unwrap();
         assert_eq!((plan.merge.len(), plan.full), (1, true), "{plan:?}");
         // Seven big files plus the new parts make eight: all merged.
         let n = MERGE_PARTS_FILES - 1;
-        let plan = plan_refresh(&lake_with_parts("seven", n, big, true).await).unwrap();
+        let plan = plan_for(&lake_with_parts("seven", n, big, true).await).unwrap();
         assert_eq!(plan.merge.len(), n, "{plan:?}");
         assert_eq!(plan.removes.len(), n);
         // Nothing new: several big files stay until eight pile up, several
         // small ones are merged.
         assert!(
-            plan_refresh(&lake_with_parts("two-big", 2, big, false).await).is_none(),
+            plan_for(&lake_with_parts("two-big", 2, big, false).await).is_none(),
             "two big files are left as they are"
         );
         let plan =
-            plan_refresh(&lake_with_parts("eight", MERGE_PARTS_FILES, big, false).await).unwrap();
+            plan_for(&lake_with_parts("eight", MERGE_PARTS_FILES, big, false).await).unwrap();
         assert_eq!(plan.merge.len(), MERGE_PARTS_FILES, "{plan:?}");
-        let plan = plan_refresh(&lake_with_parts("two-small", 2, 10, false).await).unwrap();
+        let plan = plan_for(&lake_with_parts("two-small", 2, 10, false).await).unwrap();
         assert_eq!(plan.merge.len(), 2, "{plan:?}");
         assert!(plan.sources.is_empty());
+    }
+
+    #[tokio::test]
+    async fn parts_of_other_definitions_or_a_forced_refresh_rebuild_everything() {
+        let big = MERGE_ALWAYS_ROWS + 1;
+        let lake = lake_with_parts("defs", 2, big, true).await;
+        // This binary: new parts beside the current ones.
+        let plan = plan_refresh(&lake, DEFS, false).unwrap();
+        assert!(!plan.full && plan.removes.is_empty(), "{plan:?}");
+        // Another binary: every part is stale; all of them are rebuilt from
+        // every event, and the commit removes them.
+        for (defs, force) in [("other", false), (DEFS, true)] {
+            let plan = plan_refresh(&lake, defs, force).unwrap();
+            assert!(plan.full && plan.merge.is_empty(), "{plan:?}");
+            assert_eq!(plan.sources.len(), 2, "{plan:?}");
+            assert_eq!(
+                plan.removes,
+                ["run_parts/p0.parquet", "run_parts/p1.parquet"]
+            );
+        }
+        // Current and nothing to merge: only a forced refresh rebuilds.
+        let settled = lake_with_parts("defs-settled", 2, big, false).await;
+        assert!(plan_refresh(&settled, DEFS, false).is_none());
+        let plan = plan_refresh(&settled, DEFS, true).unwrap();
+        assert_eq!(
+            (plan.full, plan.sources.len(), plan.removes.len()),
+            (true, 1, 2)
+        );
+        // An empty lake has nothing to rebuild.
+        assert!(plan_refresh(&Snapshot::default(), DEFS, true).is_none());
     }
 
     #[test]
