@@ -34,4 +34,7 @@ pub enum Error {
     /// A background task failed.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// Concurrent writers kept changing what the ingest had decided.
+    #[error("{0}")]
+    Conflict(String),
 }

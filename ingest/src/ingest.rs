@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use agentledger_lake::Lake;
-use agentledger_lake::lease::Lease;
-use agentledger_lake::log::{Commit, CommitKind, FileEntry, Snapshot};
+use agentledger_lake::log::{FileEntry, Snapshot};
 use agentledger_lake::observe::EventObserver;
 use agentledger_lake::parquet_io::read_columns;
 use agentledger_lake::schema::{EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_SCHEMA, RUN_PARTS};
@@ -143,21 +142,64 @@ pub async fn ingest_observed<O: EventObserver + 'static>(
     observer: O,
 ) -> Result<(IngestSummary, O)> {
     let files = expand(sources).await?;
-    let lock = Lease::writer(lake, "ingest").await?;
-    let result = ingest_locked(&lock.fence(lake), files, options, progress, observer).await;
-    lock.release().await?;
-    result
+    // No lock: the ingest prepares against a snapshot and commits with a
+    // conditional put; when another writer committed first it rebases onto
+    // what they did (see [`crate::rebase`]).
+    let mut observer = observer;
+    let mut restarts = 0u32;
+    loop {
+        let (prepared, mut snapshot, returned) =
+            prepare(lake, files.clone(), options, progress.clone(), observer).await?;
+        observer = returned;
+        let mut prepared = match prepared {
+            Ok(prepared) => prepared,
+            // Nothing new: nothing to commit.
+            Err(summary) => return Ok((summary, observer)),
+        };
+        let mut round = 0u32;
+        let why = loop {
+            match snapshot.commit(lake, prepared.commit()).await {
+                Ok(version) => {
+                    prepared.summary.version = Some(version);
+                    return Ok((prepared.summary, observer));
+                }
+                Err(agentledger_lake::Error::CommitConflict { .. }) => {
+                    let newer = Snapshot::load(lake).await?;
+                    let since = newer.commits()[snapshot.version() as usize..].to_vec();
+                    round += 1;
+                    match prepared.rebase(lake, &since, round).await? {
+                        Rebased::Ready => snapshot = newer,
+                        Rebased::Restart(why) => break why,
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        prepared.discard(lake).await?;
+        restarts += 1;
+        if restarts > MAX_RESTARTS {
+            return Err(Error::Conflict(format!(
+                "the ingest started over {MAX_RESTARTS} times because of concurrent writers (last: {why}); nothing was committed, run it again"
+            )));
+        }
+    }
 }
 
-async fn ingest_locked<O: EventObserver + 'static>(
+/// Decides every line of `files` against the newest snapshot and writes the
+/// ingest's files: the commit to make (or, when nothing is new, the
+/// summary), the snapshot it stands on, and the observer.
+#[allow(clippy::type_complexity)]
+pub(crate) async fn prepare<O: EventObserver + 'static>(
     lake: &Lake,
     files: Vec<Source>,
     options: &IngestOptions,
     progress: Option<Arc<dyn Progress>>,
     mut observer: O,
-) -> Result<(IngestSummary, O)> {
-    let mut snapshot = Snapshot::load(lake).await?;
-    // Run parts too: an ingest killed after writing its parts file leaves one.
+) -> Result<(std::result::Result<Prepared, IngestSummary>, Snapshot, O)> {
+    let snapshot = Snapshot::load(lake).await?;
+    // Run parts too: an ingest killed after writing its parts file leaves
+    // one. Only files older than the orphan grace period go: a younger one
+    // may be a concurrent ingest's.
     snapshot
         .remove_orphans(lake, &[EVENTS, QUARANTINE, RUN_PARTS])
         .await?;
@@ -188,26 +230,21 @@ async fn ingest_locked<O: EventObserver + 'static>(
     .map_err(|e| Error::Task(e.to_string()))??;
     summary.ingest_id = ingest_id.clone();
     let observed = observer.finish().await?;
-
-    if !files.is_empty() {
-        let mut record = serde_json::json!({
-            "read": summary.read,
-            "stored": summary.stored,
-            "duplicate": summary.duplicate,
-            "quarantined": summary.quarantined,
-            "quarantined_new": summary.quarantined_new,
-            "sources": summary.sources.iter().map(|s| &s.source).collect::<Vec<_>>(),
-        });
-        if let Some(observed) = observed {
-            record["run_parts"] = serde_json::json!(observed.cover);
-            files.extend(observed.files);
-        }
-        let mut commit = Commit::record(CommitKind::Ingest, record);
-        commit.id = ingest_id;
-        commit.files = files;
-        summary.version = Some(snapshot.commit(lake, commit).await?);
+    if files.is_empty() {
+        return Ok((Err(summary), snapshot, observer));
     }
-    Ok((summary, observer))
+    let mut cover = None;
+    if let Some(observed) = observed {
+        cover = Some(observed.cover);
+        files.extend(observed.files);
+    }
+    let prepared = Prepared {
+        id: ingest_id,
+        files,
+        cover,
+        summary,
+    };
+    Ok((Ok(prepared), snapshot, observer))
 }
 
 /// What is stored already: a filter over the stored event ids (exact
@@ -285,7 +322,7 @@ fn expected_events(files: &[Source]) -> u64 {
         .sum()
 }
 
-fn quarantine_key(source: &str, line: i64, raw: &str) -> u128 {
+pub(crate) fn quarantine_key(source: &str, line: i64, raw: &str) -> u128 {
     let mut key = Vec::with_capacity(source.len() + raw.len() + 10);
     key.extend_from_slice(source.as_bytes());
     key.push(0);

@@ -25,6 +25,7 @@ pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod limits;
+pub mod rebase;
 pub mod reference;
 pub mod sampler;
 pub mod source;

@@ -116,7 +116,7 @@ pub async fn load_reference(lake: &Lake, kind: ReferenceKind, file: &Path) -> Re
         commit.id = id;
         commit.replaces = vec![kind.table().to_string()];
         commit.files = vec![entry];
-        let version = snapshot.commit(lake, commit).await?;
+        let version = snapshot.commit_over_ingests(lake, commit).await?;
         Ok::<_, Error>(version)
     }
     .await;

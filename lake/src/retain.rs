@@ -60,7 +60,16 @@ pub fn grace_period() -> Duration {
 /// Takes partitions dated before `cutoff` out of `events` and `quarantine`.
 pub async fn retain(lake: &Lake, cutoff: NaiveDate, dry_run: bool) -> Result<RetainSummary> {
     let lock = Lease::writer(lake, "retain").await?;
-    let result = retain_locked(&lock.fence(lake), cutoff, dry_run).await;
+    let fenced = lock.fence(lake);
+    // An ingest that commits meanwhile may add files dated before the
+    // cutoff, which retention after it must take out too: plan again.
+    let mut attempts = 0;
+    let result = loop {
+        match retain_locked(&fenced, cutoff, dry_run).await {
+            Err(crate::Error::CommitConflict { .. }) if attempts < 10 => attempts += 1,
+            other => break other,
+        }
+    };
     lock.release().await?;
     result
 }

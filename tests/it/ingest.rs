@@ -307,11 +307,13 @@ fn lease_record(lease: &str, generation: u64, host: &str, pid: u32, expires_in_m
 /// A writer that was killed on another node, or was PID 1 in its container,
 /// holds the writer lease only until it expires; a writer that finds it
 /// waits that long at most, then takes it over, with no person involved.
+/// Ingests take no lease at all: they go on meanwhile.
 #[test]
 fn a_writer_lease_left_by_another_host_or_pid_1_is_taken_over_when_it_expires() {
     let env = Env::new();
     let f = env.write("e.ndjson", &model_call("l1", "2026-10-05T10:00:00Z", "1"));
-    env.ingest(&[&f]); // creates the lake
+    env.ingest(&[&f]); // creates the lake, and refreshes under the lease
+    let plans = sample("customer_plans.csv");
     let dir = env.lake().join("_lock/writer");
     let newest = |dir: &std::path::Path| {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -337,11 +339,23 @@ fn a_writer_lease_left_by_another_host_or_pid_1_is_taken_over_when_it_expires() 
             lease_record("writer", generation, holder_host, pid, 2000),
         )
         .unwrap();
-        // A writer that may not wait is refused, naming the holder.
+        // An ingest does not wait: it commits while the lease is held (and
+        // leaves the run-parts refresh to whoever holds it).
+        let new = env.write(
+            &format!("n{generation}.ndjson"),
+            &model_call(&format!("n{generation}"), "2026-10-05T11:00:00Z", "1"),
+        );
+        let s = env.json_with_env(
+            ("AGENTLEDGER_LOCK_WAIT_SECS", "0"),
+            &["ingest", "--format", "json", new.to_str().unwrap()],
+        );
+        assert_eq!(s["stored"], 1, "{s}");
+        // A writer that takes the lease and may not wait is refused,
+        // naming the holder.
         let out = env
             .command()
             .env("AGENTLEDGER_LOCK_WAIT_SECS", "0")
-            .args(["ingest", f.to_str().unwrap()])
+            .args(["load", "plans", &plans])
             .output()
             .unwrap();
         assert!(!out.status.success());
@@ -352,13 +366,19 @@ fn a_writer_lease_left_by_another_host_or_pid_1_is_taken_over_when_it_expires() 
             "{err}"
         );
         // It names the record a person would look at, once.
-        let record = format!("{}/_lock/writer/{generation:020}.json", env.lake().display());
+        let record = format!(
+            "{}/_lock/writer/{generation:020}.json",
+            env.lake().display()
+        );
         assert!(err.contains(&record), "{err}");
-        assert_eq!(err.matches(env.lake().to_str().unwrap()).count(), 1, "{err}");
+        assert_eq!(
+            err.matches(env.lake().to_str().unwrap()).count(),
+            1,
+            "{err}"
+        );
         // One that may wait takes it over once it expires.
         let started = std::time::Instant::now();
-        let s = env.ingest(&[&f]);
-        assert_eq!(s["duplicate"], 1);
+        env.ok(&["load", "plans", &plans]);
         let waited = started.elapsed();
         assert!(
             waited >= std::time::Duration::from_millis(1000),
@@ -366,10 +386,7 @@ fn a_writer_lease_left_by_another_host_or_pid_1_is_taken_over_when_it_expires() 
         );
         assert!(waited < std::time::Duration::from_secs(30), "{waited:?}");
         let after = newest(&dir);
-        assert_eq!(
-            after["released"], true,
-            "released after the ingest: {after}"
-        );
+        assert_eq!(after["released"], true, "released after the load: {after}");
         assert!(
             after["generation"].as_u64().unwrap() > generation,
             "{after}"
@@ -383,12 +400,13 @@ fn a_writer_lease_left_by_another_host_or_pid_1_is_taken_over_when_it_expires() 
         .map(|e| e.unwrap().path())
         .collect();
     records.sort();
-    let first: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&records[0]).unwrap()).unwrap();
-    assert_eq!(first["fences"][0]["lease"], "writer", "{first}");
+    let last: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(records.last().unwrap()).unwrap()).unwrap();
+    assert_eq!(last["kind"], "load_plans", "{last}");
+    assert_eq!(last["fences"][0]["lease"], "writer", "{last}");
     assert!(
-        first["fences"][0]["generation"].as_u64().unwrap() >= 1,
-        "{first}"
+        last["fences"][0]["generation"].as_u64().unwrap() > 1,
+        "{last}"
     );
 }
 

@@ -490,3 +490,104 @@ fn persistent_faults_fail_in_bounded_time_and_a_rerun_completes() {
     ok(&env, s3.port, "p", &["ingest", &sample("events.ndjson")]);
     assert_exact(&env, s3.port, "p", &events);
 }
+
+/// Four ingest workers started together on one S3 lake, with overlapping
+/// sources (every file goes to two of them): each event is stored exactly
+/// once, the quarantine holds each bad line once, the summaries add up as if
+/// they had run one after another. No ingest waits for another's lock: the
+/// two timings are printed (`--nocapture`) for BENCHMARKS.md.
+#[test]
+fn four_concurrent_ingests_with_overlapping_sources_store_each_event_once() {
+    let env = Env::new();
+    let sample = env.path("sample");
+    env.ok(&[
+        "sample",
+        "--out",
+        sample.to_str().unwrap(),
+        "--runs",
+        "3000",
+        "--seed",
+        "11",
+    ]);
+    let text = std::fs::read_to_string(sample.join("events.ndjson")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let per = lines.len().div_ceil(4);
+    let parts: Vec<String> = lines
+        .chunks(per)
+        .enumerate()
+        .map(|(i, c)| {
+            env.write(&format!("four/part-{i}.ndjson"), &(c.join("\n") + "\n"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let sources: Vec<[&str; 2]> = (0..4)
+        .map(|i| [parts[i].as_str(), parts[(i + 1) % 4].as_str()])
+        .collect();
+    // The reference: the whole sample into a local lake.
+    env.ingest(&[&sample.join("events.ndjson")]);
+    let events = env.scalar("SELECT count(*) FROM events");
+    let quarantined = env.scalar("SELECT count(*) FROM quarantine");
+
+    let s3 = S3::start();
+    let p = s3.port;
+    // One after another.
+    let started = Instant::now();
+    for s in &sources {
+        ingest_json(&env, p, "serial", s);
+    }
+    let serial = started.elapsed();
+    // All at once.
+    let started = Instant::now();
+    let children: Vec<Child> = sources
+        .iter()
+        .map(|s| {
+            cmd(&env, p, "together")
+                .args(["ingest", "--format", "json", s[0], s[1]])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut stored = 0;
+    let mut read = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let n = |k: &str| s[k].as_u64().unwrap();
+        assert_eq!(
+            n("read"),
+            n("stored") + n("duplicate") + n("quarantined"),
+            "{s}"
+        );
+        stored += n("stored");
+        read += n("read");
+    }
+    let together = started.elapsed();
+    assert_eq!(
+        read as usize,
+        2 * lines.iter().filter(|l| !l.trim().is_empty()).count()
+    );
+    assert_eq!(
+        stored.to_string(),
+        events,
+        "each event stored by exactly one"
+    );
+    for prefix in ["serial", "together"] {
+        assert_exact(&env, p, prefix, &events);
+        assert_eq!(
+            scalar(&env, p, prefix, "SELECT count(*) FROM quarantine"),
+            quarantined,
+            "{prefix}: each bad line quarantined once"
+        );
+    }
+    // Timing is measured, not asserted (tests run beside each other); the
+    // figures are in BENCHMARKS.md.
+    eprintln!("four ingests: {serial:?} one after another, {together:?} at once");
+}
