@@ -16,13 +16,13 @@
 //!   webhook are not sent again.
 
 pub mod config;
+pub mod ops;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use agentledger_ingest::ingest::{IngestOptions, ingest_observed};
-use agentledger_ingest::reference::{ReferenceKind, content_hash, load_reference, loaded_hash};
+use agentledger_ingest::reference::{ReferenceKind, content_hash, loaded_hash};
 use agentledger_ingest::source::expand;
 use agentledger_lake::Lake;
 use agentledger_lake::lease::Lease;
@@ -178,7 +178,7 @@ async fn reload_reference(
         log.info(step, "unchanged, not reloaded", json!({"file": file}));
         return Ok(());
     }
-    let summary = load_reference(lake, kind, std::path::Path::new(file)).await?;
+    let summary = ops::load(lake, kind, std::path::Path::new(file)).await?;
     log.info(
         step,
         "loaded",
@@ -229,10 +229,7 @@ async fn ingest_landing(
     }
     let started = Instant::now();
     let names: Vec<String> = new.iter().map(|(n, _, _)| n.clone()).collect();
-    // The ingest computes the run parts of what it stores as it goes.
-    let observer = agentledger_queries::PartsObserver::default();
-    let (summary, _) =
-        ingest_observed(lake, &names, &IngestOptions::default(), None, observer).await?;
+    let summary = ops::ingest(lake, &names, None).await?;
     log.info(
         "ingest",
         "done",

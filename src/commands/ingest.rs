@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use agentledger_ingest::{IngestOptions, IngestSummary, Progress};
+use agentledger_ingest::{IngestSummary, Progress};
 use agentledger_lake::Lake;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -35,20 +35,7 @@ pub async fn run(lake: &Lake, args: IngestArgs) -> anyhow::Result<ExitCode> {
         .progress_chars("=> "),
     );
     let progress: Arc<dyn Progress> = Arc::new(Bar(bar));
-    // The ingest computes the run parts of what it stores as it goes and
-    // commits them with the events; the refresh merges them with earlier
-    // parts when that is due (see docs/lake.md).
-    let (summary, _) = agentledger_ingest::ingest_observed(
-        lake,
-        &args.sources,
-        &IngestOptions::default(),
-        Some(progress),
-        agentledger_transforms::parts::PartsObserver::default(),
-    )
-    .await?;
-    if summary.version.is_some() {
-        agentledger_transforms::runs::refresh_runs(lake).await?;
-    }
+    let summary = agentledger_batch::ops::ingest(lake, &args.sources, Some(progress)).await?;
     let mut out = std::io::stdout().lock();
     match args.format {
         SummaryFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?,

@@ -12,12 +12,7 @@ pub async fn run(lake: &Lake, args: LoadArgs) -> anyhow::Result<ExitCode> {
         LoadTable::Prices { file } => (ReferenceKind::Prices, file),
         LoadTable::Plans { file } => (ReferenceKind::Plans, file),
     };
-    let s = agentledger_ingest::load_reference(lake, kind, file).await?;
-    if kind == ReferenceKind::Prices {
-        // New prices make every run part stale: rebuild them now rather
-        // than on every later query.
-        agentledger_transforms::runs::refresh_runs(lake).await?;
-    }
+    let s = agentledger_batch::ops::load(lake, kind, std::path::Path::new(file)).await?;
     println!(
         "loaded {} rows into {} from {} (lake version {})",
         s.rows, s.table, s.file, s.version

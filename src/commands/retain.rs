@@ -3,18 +3,14 @@
 use std::process::ExitCode;
 
 use agentledger_lake::Lake;
-use agentledger_lake::retain::{grace_period, retain};
+use agentledger_lake::retain::grace_period;
 
 use crate::cli::{RetainArgs, SummaryFormat};
 
 pub async fn run(lake: &Lake, args: RetainArgs) -> anyhow::Result<ExitCode> {
     let today = chrono::Utc::now().date_naive();
     let cutoff = today - chrono::Duration::days(i64::from(args.days));
-    let summary = retain(lake, cutoff, args.dry_run).await?;
-    if summary.version.is_some() {
-        // The removed events leave every run part stale.
-        agentledger_transforms::runs::refresh_runs(lake).await?;
-    }
+    let summary = agentledger_batch::ops::retain(lake, cutoff, args.dry_run).await?;
     match args.format {
         SummaryFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
         SummaryFormat::Text => {

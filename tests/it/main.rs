@@ -1,6 +1,7 @@
 //! End-to-end tests of the `agentledger` binary: one test binary, a module
 //! per area, each test on its own temporary lake.
 
+mod chaos;
 mod common;
 mod compact;
 mod definitions;
