@@ -280,20 +280,7 @@ impl Index {
         }
         let mut quarantine = HashSet::new();
         for file in snapshot.files(QUARANTINE) {
-            let mut stream = read_columns(lake, file, &["source", "line", "raw_line"]).await?;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                let sources = batch.column(0).as_string::<i32>();
-                let lines = batch.column(1).as_primitive::<Int64Type>();
-                let raws = batch.column(2).as_string::<i32>();
-                for i in 0..batch.num_rows() {
-                    quarantine.insert(quarantine_key(
-                        sources.value(i),
-                        lines.value(i),
-                        raws.value(i),
-                    ));
-                }
-            }
+            quarantine.extend(quarantine_keys(lake, file).await?);
         }
         Ok(Self {
             filter,
@@ -322,7 +309,28 @@ fn expected_events(files: &[Source]) -> u64 {
         .sum()
 }
 
-pub(crate) fn quarantine_key(source: &str, line: i64, raw: &str) -> u128 {
+/// The key of every row of a quarantine file, in file order.
+pub(crate) async fn quarantine_keys(lake: &Lake, file: &FileEntry) -> Result<Vec<u128>> {
+    let mut keys = Vec::with_capacity(file.rows as usize);
+    let mut stream = read_columns(lake, file, &["source", "line", "raw_line"]).await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        // A projection keeps the file's column order: source, line, raw_line.
+        let sources = batch.column(0).as_string::<i32>();
+        let lines = batch.column(1).as_primitive::<Int64Type>();
+        let raws = batch.column(2).as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            keys.push(quarantine_key(
+                sources.value(i),
+                lines.value(i),
+                raws.value(i),
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+fn quarantine_key(source: &str, line: i64, raw: &str) -> u128 {
     let mut key = Vec::with_capacity(source.len() + raw.len() + 10);
     key.extend_from_slice(source.as_bytes());
     key.push(0);

@@ -34,7 +34,7 @@ use object_store::ObjectStoreExt;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::error::Result;
-use crate::ingest::{IngestSummary, quarantine_key};
+use crate::ingest::{IngestSummary, quarantine_keys};
 
 /// How often an ingest starts over before it gives up.
 pub const MAX_RESTARTS: u32 = 5;
@@ -127,20 +127,7 @@ impl Prepared {
         }
         let mut their_quarantine: HashSet<u128> = HashSet::new();
         for file in theirs.iter().filter(|f| f.table == QUARANTINE) {
-            let mut stream = read_columns(lake, file, &["source", "line", "raw_line"]).await?;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                let sources = column(&batch, "source")?.as_string::<i32>();
-                let lines = column(&batch, "line")?.as_primitive::<Int64Type>();
-                let raws = column(&batch, "raw_line")?.as_string::<i32>();
-                for i in 0..batch.num_rows() {
-                    their_quarantine.insert(quarantine_key(
-                        sources.value(i),
-                        lines.value(i),
-                        raws.value(i),
-                    ));
-                }
-            }
+            their_quarantine.extend(quarantine_keys(lake, file).await?);
         }
 
         // Our rows they already hold.
@@ -180,18 +167,11 @@ impl Prepared {
         let mut drop_quarantine: HashMap<String, Vec<bool>> = HashMap::new();
         let mut no_longer_new = 0u64;
         for file in self.files.iter().filter(|f| f.table == QUARANTINE) {
-            let mut keep = Vec::with_capacity(file.rows as usize);
-            let mut stream = read_columns(lake, file, &["source", "line", "raw_line"]).await?;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                let sources = column(&batch, "source")?.as_string::<i32>();
-                let lines = column(&batch, "line")?.as_primitive::<Int64Type>();
-                let raws = column(&batch, "raw_line")?.as_string::<i32>();
-                for i in 0..batch.num_rows() {
-                    let key = quarantine_key(sources.value(i), lines.value(i), raws.value(i));
-                    keep.push(!their_quarantine.contains(&key));
-                }
-            }
+            let keep: Vec<bool> = quarantine_keys(lake, file)
+                .await?
+                .iter()
+                .map(|key| !their_quarantine.contains(key))
+                .collect();
             let dropped = keep.iter().filter(|k| !**k).count() as u64;
             if dropped > 0 {
                 no_longer_new += dropped;

@@ -640,6 +640,18 @@ mod tests {
 
     const SHORT: Duration = Duration::from_millis(600);
 
+    /// Takes the writer lease with a short duration, without waiting.
+    async fn at_once(lake: &Lake, purpose: &str) -> Result<Lease> {
+        Lease::acquire_for(
+            lake,
+            WRITER,
+            purpose,
+            Waiting::Patiently(Duration::ZERO),
+            SHORT,
+        )
+        .await
+    }
+
     async fn put_record(lake: &Lake, name: &str, record: &LeaseRecord) {
         lake.store()
             .put(
@@ -667,25 +679,8 @@ mod tests {
     #[tokio::test]
     async fn a_held_lease_refuses_others_until_released() {
         let lake = Lake::open("memory://lease-held").unwrap();
-        let first = Lease::acquire_for(
-            &lake,
-            WRITER,
-            "ingest",
-            Waiting::Patiently(Duration::ZERO),
-            SHORT,
-        )
-        .await
-        .unwrap();
-        let err = Lease::acquire_for(
-            &lake,
-            WRITER,
-            "load",
-            Waiting::Patiently(Duration::ZERO),
-            SHORT,
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let first = at_once(&lake, "ingest").await.unwrap();
+        let err = at_once(&lake, "load").await.unwrap_err().to_string();
         assert!(err.contains("locked by another writer"), "{err}");
         assert!(err.contains("'ingest'"), "{err}");
         // Held past several of its own lease durations: renewal keeps it.
@@ -699,15 +694,7 @@ mod tests {
         let fence = first.check().await.unwrap();
         assert!(fence.generation > 1, "renewed: {fence:?}");
         first.release().await.unwrap();
-        let second = Lease::acquire_for(
-            &lake,
-            WRITER,
-            "load",
-            Waiting::Patiently(Duration::ZERO),
-            SHORT,
-        )
-        .await
-        .unwrap();
+        let second = at_once(&lake, "load").await.unwrap();
         assert!(
             second.generation() > fence.generation,
             "fencing numbers only grow"
@@ -780,15 +767,7 @@ mod tests {
             r
         })
         .await;
-        let take = || {
-            Lease::acquire_for(
-                &lake,
-                WRITER,
-                "ingest",
-                Waiting::Patiently(Duration::ZERO),
-                SHORT,
-            )
-        };
+        let take = || at_once(&lake, "ingest");
         let (a, b) = tokio::join!(take(), take());
         let (winner, loser) = match (a, b) {
             (Ok(w), Err(e)) | (Err(e), Ok(w)) => (w, e.to_string()),
@@ -800,15 +779,7 @@ mod tests {
         // The winner stalls (no renewal) past its lease; another takes over.
         winner.renewer.as_ref().unwrap().abort();
         tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
-        let usurper = Lease::acquire_for(
-            &lake,
-            WRITER,
-            "ingest",
-            Waiting::Patiently(Duration::ZERO),
-            SHORT,
-        )
-        .await
-        .unwrap();
+        let usurper = at_once(&lake, "ingest").await.unwrap();
         // The stalled holder's commit is refused by the fence.
         let fenced = winner.fence(&lake);
         let mut snapshot = crate::log::Snapshot::load(&fenced).await.unwrap();
@@ -857,16 +828,7 @@ mod tests {
             .put(&record_path(&lake, WRITER, 2), b"{not json".to_vec().into())
             .await
             .unwrap();
-        let err = Lease::acquire_for(
-            &lake,
-            WRITER,
-            "ingest",
-            Waiting::Patiently(Duration::ZERO),
-            SHORT,
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let err = at_once(&lake, "ingest").await.unwrap_err().to_string();
         assert!(err.contains("00000000000000000002.json"), "{err}");
     }
 
