@@ -16,9 +16,34 @@
 --   revenue_usd          the two added
 -- The plan in force on a day is the tenant's row with the latest
 -- effective_from on or before it; a tenant with no plan in force earns 0.
--- Lines marked `@period...` take the period chosen; `@filter` the --from/--to
--- cut on the run's date, which also cuts the period's days to [from, to).
-WITH plans AS (
+-- The period is defined once, on the three lines marked `@period`: the
+-- period's key (as `metrics` groups by it), its first day and the first day
+-- after it. `--by tenant_id,date`, `tenant_id,month` and `--from --to` take
+-- those lines from period_date.sql, period_month.sql and period_range.sql.
+-- The line marked `@filter` takes the --from/--to cut on the run's date, and
+-- those marked `@from` and `@to` cut the period's days to [from, to).
+WITH run_periods AS (
+    -- Each finished run with its period.
+    SELECT
+        tenant_id,
+        date,
+        succeeded,
+        period,
+        period_start,                                                       -- @from
+        period_end                                                          -- @to
+    FROM (
+        SELECT
+            tenant_id,
+            date,
+            succeeded,
+            week AS period,                                                 -- @period
+            week AS period_start,                                           -- @period
+            CAST(week + INTERVAL '7' DAY AS DATE) AS period_end             -- @period
+        FROM runs
+        WHERE finished                                                      -- @filter
+    ) AS r
+),
+plans AS (
     SELECT
         tenant_id,
         effective_from,
@@ -34,22 +59,13 @@ periods AS (
     -- first kind, the weekly report lists both).
     SELECT DISTINCT tenant_id, period, period_start, period_end
     FROM (
-        SELECT
-            tenant_id,
-            week AS period,                                                 -- @period
-            week AS period_start,                                           -- @period_start
-            CAST(week + INTERVAL '7' DAY AS DATE) AS period_end             -- @period_end
-        FROM runs
-        WHERE finished                                                      -- @filter
+        SELECT tenant_id, period, period_start, period_end
+        FROM run_periods
         UNION ALL
         SELECT p.tenant_id, r.period, r.period_start, r.period_end
         FROM (
-            SELECT DISTINCT
-                week AS period,                                             -- @period
-                week AS period_start,                                       -- @period_start
-                CAST(week + INTERVAL '7' DAY AS DATE) AS period_end         -- @period_end
-            FROM runs
-            WHERE finished                                                  -- @filter
+            SELECT DISTINCT period, period_start, period_end
+            FROM run_periods
         ) AS r
         JOIN plans p
             ON p.effective_from < r.period_end
@@ -90,15 +106,15 @@ fees AS (
 successes AS (
     SELECT
         r.tenant_id,
-        r.week AS period,                                                   -- @period
+        r.period,
         CAST(SUM(p.price_per_success_usd) AS DECIMAL(38, 12)) AS success_revenue_usd
-    FROM runs r
+    FROM run_periods r
     JOIN plans p
         ON p.tenant_id = r.tenant_id
         AND r.date >= p.effective_from
         AND (p.effective_until IS NULL OR r.date < p.effective_until)
-    WHERE r.succeeded                                                       -- @filter
-    GROUP BY r.tenant_id, r.week                                            -- @period
+    WHERE r.succeeded
+    GROUP BY r.tenant_id, r.period
 )
 SELECT
     g.tenant_id,

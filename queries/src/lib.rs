@@ -4,7 +4,11 @@
 //! tenant and ISO week where it groups at all). The commands reuse the same
 //! text: lines that end in a marker comment (`-- @keys`, `-- @filter`,
 //! `-- @period`, ...) are rewritten for the keys and period asked for, and
-//! nothing else changes. [`open_session`] registers `metrics`, `revenue` and
+//! nothing else changes. The code holds no SQL of its own for a period:
+//! `revenue.sql`'s three `@period` lines are replaced by those of
+//! `period_date.sql`, `period_month.sql` or `period_range.sql`, found by
+//! their marker (in the range's, `--from`/`--to` take the place of the dates
+//! it is written for). [`open_session`] registers `metrics`, `revenue` and
 //! `margin` as views, so `agentledger sql` sees them by name too.
 
 pub mod gate;
@@ -32,6 +36,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub const METRICS_SQL: &str = include_str!("../sql/metrics.sql");
 /// `revenue.sql`: revenue of a tenant over a period.
 pub const REVENUE_SQL: &str = include_str!("../sql/revenue.sql");
+/// `period_date.sql`: the UTC date as the period of `revenue.sql`.
+pub const PERIOD_DATE_SQL: &str = include_str!("../sql/period_date.sql");
+/// `period_month.sql`: the calendar month as the period of `revenue.sql`.
+pub const PERIOD_MONTH_SQL: &str = include_str!("../sql/period_month.sql");
+/// `period_range.sql`: the `[--from, --to)` range as the period of `revenue.sql`.
+pub const PERIOD_RANGE_SQL: &str = include_str!("../sql/period_range.sql");
+/// The range `period_range.sql` is written for, which the command's
+/// `--from` and `--to` replace.
+const PERIOD_RANGE_AS_WRITTEN: (&str, &str) = ("DATE '2026-10-19'", "DATE '2026-10-26'");
 /// `margin.sql`: metrics with revenue, margin and gross margin.
 pub const MARGIN_SQL: &str = include_str!("../sql/margin.sql");
 /// `open_runs.sql`: runs without a `run_finished`, and their cost so far.
@@ -52,6 +65,9 @@ pub const FILES: &[(&str, &str)] = &[
     ("weekly_accounts.sql", WEEKLY_ACCOUNTS_SQL),
     ("metrics.sql", METRICS_SQL),
     ("revenue.sql", REVENUE_SQL),
+    ("period_date.sql", PERIOD_DATE_SQL),
+    ("period_month.sql", PERIOD_MONTH_SQL),
+    ("period_range.sql", PERIOD_RANGE_SQL),
     ("margin.sql", MARGIN_SQL),
     ("open_runs.sql", OPEN_RUNS_SQL),
     ("gate.sql", GATE_SQL),
@@ -219,61 +235,40 @@ impl MetricsQuery {
         })
     }
 
-    /// `revenue.sql` for the period, when revenue applies.
+    /// `revenue.sql` for the period, when revenue applies: its `@period`
+    /// lines are those of the period's file (`revenue.sql` itself for the
+    /// ISO week).
     pub fn revenue_sql(&self) -> Option<String> {
-        let period = self.period()?;
-        let (p, start, end, group) = match period {
-            PeriodKind::Key(Key::Date) => (
-                "date".to_string(),
-                "date".to_string(),
-                "CAST(date + INTERVAL '1' DAY AS DATE)".to_string(),
-                Some("r.date"),
-            ),
-            PeriodKind::Key(Key::Month) => (
-                "month".to_string(),
-                "CAST(date_trunc('month', date) AS DATE)".to_string(),
-                "CAST(date_trunc('month', date) + INTERVAL '1' MONTH AS DATE)".to_string(),
-                Some("r.month"),
-            ),
-            PeriodKind::Key(_) => (
-                "week".to_string(),
-                "week".to_string(),
-                "CAST(week + INTERVAL '7' DAY AS DATE)".to_string(),
-                Some("r.week"),
-            ),
-            PeriodKind::Range(from, to) => (
-                format!("DATE '{from}'"),
-                format!("DATE '{from}'"),
-                format!("DATE '{to}'"),
-                None,
-            ),
-        };
-        // --from/--to cut every period's days to [from, to).
-        let start = match self.from {
-            Some(from) => format!("greatest({start}, DATE '{from}')"),
-            None => start,
-        };
-        let end = match self.to {
-            Some(to) => format!("least({end}, DATE '{to}')"),
-            None => end,
-        };
+        let mut lines = match self.period()? {
+            PeriodKind::Key(Key::Date) => marked_lines(PERIOD_DATE_SQL, "period"),
+            PeriodKind::Key(Key::Month) => marked_lines(PERIOD_MONTH_SQL, "period"),
+            PeriodKind::Key(_) => marked_lines(REVENUE_SQL, "period"),
+            PeriodKind::Range(from, to) => marked_lines(PERIOD_RANGE_SQL, "period")
+                .into_iter()
+                .map(|line| {
+                    line.replace(PERIOD_RANGE_AS_WRITTEN.0, &format!("DATE '{from}'"))
+                        .replace(PERIOD_RANGE_AS_WRITTEN.1, &format!("DATE '{to}'"))
+                })
+                .collect(),
+        }
+        .into_iter();
         let filter = self.run_date_filter("date");
-        let success_filter = self.run_date_filter("r.date");
         Some(render(REVENUE_SQL, |marker, code| {
             let indent = &code[..code.len() - code.trim_start().len()];
             match marker {
-                "period" if code.trim_start().starts_with("r.") => Some(format!(
-                    "{indent}{} AS period,",
-                    group.map_or_else(|| p.clone(), str::to_string)
-                )),
-                "period" if code.trim_start().starts_with("GROUP BY") => Some(format!(
-                    "{indent}GROUP BY r.tenant_id{}",
-                    group.map(|g| format!(", {g}")).unwrap_or_default()
-                )),
-                "period" => Some(format!("{indent}{p} AS period,")),
-                "period_start" => Some(format!("{indent}{start} AS period_start,")),
-                "period_end" => Some(format!("{indent}{end} AS period_end")),
-                "filter" if code.contains("r.succeeded") => Some(format!("{code}{success_filter}")),
+                // A file without its three lines is caught by the tests.
+                "period" => Some(format!("{indent}{}", lines.next().unwrap_or_default())),
+                // --from/--to cut every period's days to [from, to).
+                "from" => Some(match self.from {
+                    Some(from) => {
+                        format!("{indent}greatest(period_start, DATE '{from}') AS period_start,")
+                    }
+                    None => code.to_string(),
+                }),
+                "to" => Some(match self.to {
+                    Some(to) => format!("{indent}least(period_end, DATE '{to}') AS period_end"),
+                    None => code.to_string(),
+                }),
                 "filter" => Some(format!("{code}{filter}")),
                 _ => Some(code.to_string()),
             }
@@ -475,6 +470,19 @@ fn join_keys(keys: &[Key], prefix: &str) -> String {
         .join(", ")
 }
 
+/// The lines of `sql` marked `-- @marker`, without the comment and the
+/// indent, in order.
+fn marked_lines(sql: &str, marker: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    render(sql, |m, code| {
+        if m == marker {
+            out.push(code.trim_start().to_string());
+        }
+        None
+    });
+    out
+}
+
 /// A `@keys` line with the default key list replaced; dropped when there are
 /// no keys (`GROUP BY`/`ORDER BY` of nothing, or the keys of a select list).
 fn keyed_line(code: &str, default: &str, keys: &str) -> Option<String> {
@@ -598,7 +606,76 @@ mod tests {
             for header in ["-- name:", "-- grain:", "-- unit:", "-- definition"] {
                 assert!(sql.contains(header), "{name} lacks {header}");
             }
+            let stem = name.trim_end_matches(".sql");
+            assert!(
+                sql.starts_with(&format!("-- name:  {stem}\n")),
+                "{name} is not named {stem} on its first line"
+            );
         }
+        // Every file of sql/ is one of them, so a new file is checked too.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".sql") {
+                assert!(
+                    FILES.iter().any(|(n, _)| *n == name),
+                    "sql/{name} is not in FILES"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_period_of_revenue_comes_from_its_file() {
+        let (from, to) = (date("2026-03-02"), date("2026-03-09"));
+        let cases = [
+            (vec![Key::TenantId, Key::Date], None, None, PERIOD_DATE_SQL),
+            (
+                vec![Key::TenantId, Key::Month],
+                None,
+                None,
+                PERIOD_MONTH_SQL,
+            ),
+            (vec![Key::TenantId, Key::Week], None, None, REVENUE_SQL),
+            (vec![Key::TenantId, Key::Week], from, to, REVENUE_SQL),
+            (vec![Key::TenantId], from, to, PERIOD_RANGE_SQL),
+        ];
+        let unmarked: Vec<&str> = REVENUE_SQL
+            .lines()
+            .filter(|l| !l.contains("-- @"))
+            .collect();
+        for (keys, from, to, file) in cases {
+            let sql = MetricsQuery::new(keys.clone(), from, to)
+                .revenue_sql()
+                .unwrap();
+            assert!(!sql.contains("-- @"), "{sql}");
+            // Three period lines in each file, and each in the query.
+            let lines = marked_lines(file, "period");
+            assert_eq!(lines.len(), 3, "{keys:?}");
+            assert_eq!(marked_lines(REVENUE_SQL, "period").len(), 3);
+            for line in lines {
+                let line = match (from, to) {
+                    (Some(f), Some(t)) if file == PERIOD_RANGE_SQL => line
+                        .replace(PERIOD_RANGE_AS_WRITTEN.0, &format!("DATE '{f}'"))
+                        .replace(PERIOD_RANGE_AS_WRITTEN.1, &format!("DATE '{t}'")),
+                    _ => line,
+                };
+                assert!(sql.contains(&line), "{keys:?} lacks {line}:\n{sql}");
+            }
+            // The rest is revenue.sql as written.
+            let kept: Vec<&str> = sql.lines().filter(|l| unmarked.contains(l)).collect();
+            assert_eq!(kept, unmarked, "{keys:?}");
+            if let (Some(f), Some(t)) = (from, to) {
+                assert!(sql.contains(&format!("greatest(period_start, DATE '{f}')")));
+                assert!(sql.contains(&format!("least(period_end, DATE '{t}')")));
+                assert!(sql.contains(&format!("date >= DATE '{f}' AND date < DATE '{t}'")));
+                assert!(!sql.contains("2026-10-"), "{sql}");
+            }
+        }
+        // The range file is written for the range the code replaces.
+        let range = marked_lines(PERIOD_RANGE_SQL, "period").join("\n");
+        assert!(range.contains(PERIOD_RANGE_AS_WRITTEN.0), "{range}");
+        assert!(range.contains(PERIOD_RANGE_AS_WRITTEN.1), "{range}");
     }
 
     #[test]
