@@ -27,8 +27,8 @@ use agentledger_ingest::source::expand;
 use agentledger_lake::Lake;
 use agentledger_lake::lease::Lease;
 use agentledger_lake::log::{Commit, CommitKind, Snapshot, append_locked};
-use agentledger_reports::report::write_report;
-use agentledger_reports::webhook::{WebhookOptions, deliver, redacted};
+use agentledger_reports::publish::publish;
+use agentledger_reports::webhook::{WebhookOptions, redacted};
 use agentledger_reports::weekly::{IsoWeek, figures};
 use serde_json::{Value, json};
 
@@ -122,18 +122,15 @@ pub enum BatchError {
     /// Ingest or a reference load.
     #[error(transparent)]
     Ingest(#[from] agentledger_ingest::error::Error),
-    /// The report.
+    /// The report or its webhook.
     #[error(transparent)]
-    Report(#[from] agentledger_reports::report::ReportError),
+    Publish(#[from] agentledger_reports::publish::PublishError),
     /// Reading the figures.
     #[error(transparent)]
     Query(#[from] agentledger_reports::export::Error),
     /// Opening the session.
     #[error(transparent)]
     Session(#[from] agentledger_queries::Error),
-    /// The webhook.
-    #[error(transparent)]
-    Webhook(#[from] agentledger_reports::webhook::WebhookError),
     /// The config lacks something.
     #[error("{0}")]
     Config(String),
@@ -314,47 +311,49 @@ async fn run_locked(
             json!({"unpriced_model_calls": f.unpriced_model_calls_lake}),
         );
     }
-    let files = write_report(&dir, &f)?;
-    outcome.alerts = files.alerts.len();
-    outcome.report = Some(files.html.clone());
-    log.info(
-        "report",
-        "written",
-        json!({"week": week.label(), "tenants": f.accounts.len(), "negative_accounts": files.alerts.len(),
-               "report": files.html.display().to_string()}),
-    );
+    let mut opts = WebhookOptions::default();
+    if let Some(t) = config.alerts.timeout_seconds {
+        opts.timeout = std::time::Duration::from_secs(t);
+    }
+    if let Some(a) = config.alerts.attempts {
+        opts.attempts = a.max(1);
+    }
+    let url = config.alerts.webhook.as_deref();
+    let published = publish(lake, &dir, &f, url, &opts, |files| {
+        log.info(
+            "report",
+            "written",
+            json!({"week": week.label(), "tenants": f.accounts.len(), "negative_accounts": files.alerts.len(),
+                   "report": files.html.display().to_string()}),
+        );
+    })
+    .await?;
+    outcome.alerts = published.files.alerts.len();
+    outcome.report = Some(published.files.html.clone());
 
-    if let Some(url) = &config.alerts.webhook {
-        let mut opts = WebhookOptions::default();
-        if let Some(t) = config.alerts.timeout_seconds {
-            opts.timeout = std::time::Duration::from_secs(t);
-        }
-        if let Some(a) = config.alerts.attempts {
-            opts.attempts = a.max(1);
-        }
-        let deliveries = deliver(lake, url, &files.alerts, &opts).await?;
-        let count = |s: &str| deliveries.iter().filter(|d| d.status == s).count();
-        outcome.failed_deliveries = count("failed");
-        for d in deliveries.iter().filter(|d| d.status == "failed") {
-            log.log(
-                "error",
+    match (url, published.tally()) {
+        (Some(url), Some(tally)) => {
+            outcome.failed_deliveries = tally.failed;
+            for d in published.failed() {
+                log.log(
+                    "error",
+                    "alerts",
+                    "webhook did not take the alert",
+                    json!({"tenant_id": d.tenant_id, "week": d.iso_week, "error": d.error}),
+                );
+            }
+            log.info(
                 "alerts",
-                "webhook did not take the alert",
-                json!({"tenant_id": d.tenant_id, "week": d.iso_week, "error": d.error}),
+                "delivered",
+                json!({"webhook": redacted(url), "sent": tally.sent,
+                       "already_sent": tally.already_sent, "failed": tally.failed}),
             );
         }
-        log.info(
-            "alerts",
-            "delivered",
-            json!({"webhook": redacted(url), "sent": count("sent"),
-                   "already_sent": count("already_sent"), "failed": outcome.failed_deliveries}),
-        );
-    } else {
-        log.info(
+        _ => log.info(
             "alerts",
             "no webhook configured; alerts are in alerts.json",
-            json!({"alerts": files.alerts.len()}),
-        );
+            json!({"alerts": outcome.alerts}),
+        ),
     }
     Ok(outcome)
 }

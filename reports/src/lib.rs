@@ -9,9 +9,11 @@
 //! [`weekly`] reads one ISO week's figures, [`report`] writes them as the
 //! weekly margin report (HTML, charts from [`charts`], `margin.csv`,
 //! `alerts.json`, `summary.json`) and [`webhook`] delivers the alerts once.
+//! [`publish`] does both, for the `report` command and the batch alike.
 
 pub mod charts;
 pub mod export;
+pub mod publish;
 pub mod report;
 pub mod rows;
 pub mod webhook;

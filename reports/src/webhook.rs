@@ -2,8 +2,11 @@
 //!
 //! Each negative account is POSTed as one JSON object: the alert's fields
 //! plus a Slack-compatible `text`. A request that times out, cannot connect
-//! or gets HTTP 429 or 5xx is retried with exponential backoff and full
-//! jitter; any other answer is final. Each delivery is then recorded in the
+//! or gets HTTP 429 or 5xx is retried with exponential backoff and equal
+//! jitter (each wait is between half and all of the backoff); any other
+//! answer is final. Requests go through the same async HTTP client
+//! (`reqwest`, rustls) that the object stores use, so the binary carries
+//! one HTTP stack. Each delivery is then recorded in the
 //! lake's commit log (kind `alerts`: tenant, week and a hash of the URL, never
 //! the URL itself, which is usually a secret), and alerts already recorded
 //! for the same URL are skipped, so re-running a week sends nothing twice. A
@@ -43,6 +46,36 @@ impl Default for WebhookOptions {
     }
 }
 
+/// What became of one alert; printed, logged and serialized as `sent`,
+/// `already_sent` or `failed`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// The webhook took it (HTTP 2xx) and the delivery was recorded.
+    Sent,
+    /// A delivery to the same URL was recorded before; not sent again.
+    AlreadySent,
+    /// Every attempt failed, or the webhook gave a final refusal.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The status as printed and logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::AlreadySent => "already_sent",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What happened to one alert.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Delivery {
@@ -50,8 +83,8 @@ pub struct Delivery {
     pub tenant_id: String,
     /// `YYYY-Www`.
     pub iso_week: String,
-    /// `sent`, `already_sent` or `failed`.
-    pub status: &'static str,
+    /// Sent, already sent or failed.
+    pub status: DeliveryStatus,
     /// Requests made.
     pub attempts: u32,
     /// Why it failed.
@@ -68,6 +101,36 @@ pub enum WebhookError {
     /// The URL is not http(s).
     #[error("webhook URL must start with http:// or https://, not '{0}'")]
     BadUrl(String),
+    /// The HTTP client could not be set up (TLS backend or root
+    /// certificates).
+    #[error("cannot set up the webhook's HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// How many alerts ended in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// Delivered now.
+    pub sent: usize,
+    /// Delivered by an earlier run.
+    pub already_sent: usize,
+    /// Not delivered; a re-run retries them.
+    pub failed: usize,
+}
+
+impl Tally {
+    /// Counts `deliveries` by status.
+    pub fn of(deliveries: &[Delivery]) -> Self {
+        let mut t = Self::default();
+        for d in deliveries {
+            match d.status {
+                DeliveryStatus::Sent => t.sent += 1,
+                DeliveryStatus::AlreadySent => t.already_sent += 1,
+                DeliveryStatus::Failed => t.failed += 1,
+            }
+        }
+        t
+    }
 }
 
 /// Identifies a webhook without storing it: its xxh3-128 hash.
@@ -107,11 +170,13 @@ enum Outcome {
     Final(String),
 }
 
-fn post(agent: &ureq::Agent, url: &str, body: &str) -> Outcome {
-    match agent
+async fn post(client: &reqwest::Client, url: &str, body: &str) -> Outcome {
+    match client
         .post(url)
-        .header("Content-Type", "application/json")
-        .send(body)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
     {
         Ok(resp) => {
             let code = resp.status().as_u16();
@@ -121,12 +186,28 @@ fn post(agent: &ureq::Agent, url: &str, body: &str) -> Outcome {
                 _ => Outcome::Final(format!("HTTP {code}")),
             }
         }
-        Err(e) => Outcome::Retry(e.to_string()),
+        Err(e) => Outcome::Retry(describe(e)),
     }
 }
 
+/// A transport error as text: reqwest's message without the URL (which is
+/// usually a secret) and then its causes, which say what actually went
+/// wrong (connection refused, timed out, ...).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The wait before retry number `retry` (1-based): `base × 2^(retry−1)`,
-/// capped, with full jitter between half and all of it.
+/// capped, then scaled by a random factor in [0.5, 1): equal jitter, so
+/// retries spread out but never come sooner than half the backoff.
 pub fn backoff(options: &WebhookOptions, retry: u32) -> Duration {
     let exp = options
         .base_delay
@@ -147,18 +228,17 @@ pub async fn deliver(
     }
     let hash = url_hash(url);
     let already = delivered(&Snapshot::load(lake).await?, &hash);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(options.timeout))
-        .http_status_as_error(false)
+    let client = reqwest::Client::builder()
+        .timeout(options.timeout)
         .build()
-        .into();
+        .map_err(WebhookError::Client)?;
     let mut out = Vec::new();
     for alert in alerts {
         if already.contains(&(alert.tenant_id.clone(), alert.iso_week.clone())) {
             out.push(Delivery {
                 tenant_id: alert.tenant_id.clone(),
                 iso_week: alert.iso_week.clone(),
-                status: "already_sent",
+                status: DeliveryStatus::AlreadySent,
                 attempts: 0,
                 error: None,
             });
@@ -169,11 +249,7 @@ pub async fn deliver(
         let error: Option<String>;
         loop {
             attempts += 1;
-            let (agent2, url2, body2) = (agent.clone(), url.to_string(), body.clone());
-            let outcome = tokio::task::spawn_blocking(move || post(&agent2, &url2, &body2))
-                .await
-                .unwrap_or_else(|e| Outcome::Final(e.to_string()));
-            match outcome {
+            match post(&client, url, &body).await {
                 Outcome::Sent => {
                     error = None;
                     break;
@@ -191,10 +267,12 @@ pub async fn deliver(
                 }
             }
         }
-        let status = if error.is_none() { "sent" } else { "failed" };
-        if status == "sent" {
+        let status = if error.is_none() {
             record(lake, &hash, url, alert, attempts).await?;
-        }
+            DeliveryStatus::Sent
+        } else {
+            DeliveryStatus::Failed
+        };
         out.push(Delivery {
             tenant_id: alert.tenant_id.clone(),
             iso_week: alert.iso_week.clone(),
@@ -268,6 +346,49 @@ mod tests {
                 "{d9:?}"
             );
         }
+    }
+
+    #[test]
+    fn statuses_serialize_print_and_tally_as_before() {
+        let all = [
+            (DeliveryStatus::Sent, "sent"),
+            (DeliveryStatus::AlreadySent, "already_sent"),
+            (DeliveryStatus::Failed, "failed"),
+        ];
+        for (status, text) in all {
+            assert_eq!(serde_json::to_value(status).unwrap(), text);
+            assert_eq!(status.to_string(), text);
+            assert_eq!(status.as_str(), text);
+        }
+        let delivery = |status| Delivery {
+            tenant_id: "acme".into(),
+            iso_week: "2026-W43".into(),
+            status,
+            attempts: 1,
+            error: None,
+        };
+        assert_eq!(
+            serde_json::to_value(delivery(DeliveryStatus::AlreadySent)).unwrap(),
+            serde_json::json!({"tenant_id": "acme", "iso_week": "2026-W43",
+                               "status": "already_sent", "attempts": 1})
+        );
+        let deliveries: Vec<_> = [
+            DeliveryStatus::Sent,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Sent,
+            DeliveryStatus::AlreadySent,
+        ]
+        .into_iter()
+        .map(delivery)
+        .collect();
+        assert_eq!(
+            Tally::of(&deliveries),
+            Tally {
+                sent: 2,
+                already_sent: 1,
+                failed: 1
+            }
+        );
     }
 
     #[test]

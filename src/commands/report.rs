@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use agentledger_lake::Lake;
 use agentledger_queries::Caveats;
-use agentledger_reports::report::write_report;
-use agentledger_reports::webhook::{WebhookOptions, deliver};
+use agentledger_reports::publish::publish;
+use agentledger_reports::webhook::WebhookOptions;
 use agentledger_reports::weekly::{IsoWeek, figures};
 use anyhow::bail;
 
@@ -24,33 +24,35 @@ pub async fn run(lake: &Lake, args: ReportArgs) -> anyhow::Result<ExitCode> {
         open_runs: f.open_runs,
         open_cost: 0,
     });
-    let files = write_report(&args.out, &f)?;
-    println!(
-        "{week} ({} to {}): {} tenant{}, {} negative account{}",
-        week.monday(),
-        week.sunday(),
-        f.accounts.len(),
-        if f.accounts.len() == 1 { "" } else { "s" },
-        files.alerts.len(),
-        if files.alerts.len() == 1 { "" } else { "s" },
-    );
-    println!("report: {}", files.html.display());
-    if let Some(url) = &args.webhook {
-        let deliveries = deliver(lake, url, &files.alerts, &WebhookOptions::default()).await?;
-        let failed: Vec<_> = deliveries.iter().filter(|d| d.status == "failed").collect();
+    let published = publish(
+        lake,
+        &args.out,
+        &f,
+        args.webhook.as_deref(),
+        &WebhookOptions::default(),
+        |files| {
+            println!(
+                "{week} ({} to {}): {} tenant{}, {} negative account{}",
+                week.monday(),
+                week.sunday(),
+                f.accounts.len(),
+                if f.accounts.len() == 1 { "" } else { "s" },
+                files.alerts.len(),
+                if files.alerts.len() == 1 { "" } else { "s" },
+            );
+            println!("report: {}", files.html.display());
+        },
+    )
+    .await?;
+    if let Some(tally) = published.tally() {
         println!(
             "alerts: {} sent, {} already sent, {} failed",
-            deliveries.iter().filter(|d| d.status == "sent").count(),
-            deliveries
-                .iter()
-                .filter(|d| d.status == "already_sent")
-                .count(),
-            failed.len()
+            tally.sent, tally.already_sent, tally.failed
         );
-        if let Some(d) = failed.first() {
+        if let Some(d) = published.failed().next() {
             bail!(
                 "the webhook did not take {} alert(s); first: {} ({}); run again to retry them",
-                failed.len(),
+                tally.failed,
                 d.tenant_id,
                 d.error.clone().unwrap_or_default()
             );
