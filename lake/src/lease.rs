@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -514,16 +514,7 @@ fn record_path(lake: &Lake, name: &str, generation: u64) -> Path {
 async fn create(lake: &Lake, name: &str, record: &LeaseRecord) -> Result<Created> {
     let path = record_path(lake, name, record.generation);
     let body = serde_json::to_vec_pretty(record).expect("lease record serializes");
-    let put = crate::retry::retrying(lake, || {
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        lake.store()
-            .put_opts(&path, PutPayload::from(body.clone()), opts)
-    })
-    .await;
-    match put {
+    match crate::retry::create_if_absent(lake, &path, body).await {
         Ok(_) => Ok(Created::Mine),
         Err(object_store::Error::AlreadyExists { .. }) => {
             let theirs = read(lake, &path).await?;

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -545,16 +545,7 @@ impl Snapshot {
         }
         let path = lake.path(&format!("{LOG_DIR}/{version:020}.json"));
         let body = serde_json::to_vec_pretty(&commit).expect("commit serializes");
-        let put = crate::retry::retrying(lake, || {
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            lake.store()
-                .put_opts(&path, PutPayload::from(body.clone()), opts)
-        })
-        .await;
-        match put {
+        match crate::retry::create_if_absent(lake, &path, body).await {
             Ok(_) => {
                 self.commits.push(commit);
                 Ok(version)

@@ -38,6 +38,30 @@ where
     }
 }
 
+/// Creates the object at `path` with `body` only if it does not exist
+/// (`PutMode::Create`, atomic on every store), repeating the request through
+/// transient errors. `AlreadyExists` comes back to the caller, which checks
+/// whether the object found is its own earlier attempt (commit records,
+/// lease records).
+pub async fn create_if_absent(
+    lake: &Lake,
+    path: &object_store::path::Path,
+    body: Vec<u8>,
+) -> Result<(), object_store::Error> {
+    use object_store::{PutMode, PutOptions, PutPayload};
+    let body = bytes::Bytes::from(body);
+    retrying(lake, || {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        lake.store()
+            .put_opts(path, PutPayload::from(body.clone()), opts)
+    })
+    .await
+    .map(|_| ())
+}
+
 /// A duration in whole seconds from the environment variable `name`, or
 /// `default` when it is unset. A value that is not a whole number is
 /// reported on stderr (naming the variable) and the default is used.

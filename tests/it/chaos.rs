@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Env, sample};
+use crate::common::{Env, data_files, sample};
 
 const WEEK: &str = "2026-W44";
 
@@ -97,27 +97,11 @@ fn unnamed_files(lake: &Path) -> Vec<String> {
             named.insert(f["path"].as_str().unwrap().to_string());
         }
     }
-    let mut out = Vec::new();
-    for table in ["events", "quarantine", "run_parts"] {
-        let mut stack = vec![lake.join(table)];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in entries {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let rel = p.strip_prefix(lake).unwrap().to_str().unwrap().to_string();
-                    if !named.contains(&rel) {
-                        out.push(rel);
-                    }
-                }
-            }
-        }
-    }
-    out
+    ["events", "quarantine", "run_parts"]
+        .iter()
+        .flat_map(|table| data_files(lake, table))
+        .filter(|rel| !named.contains(rel))
+        .collect()
 }
 
 /// A small seeded generator (xorshift64*), so a failing point can be rerun.

@@ -87,6 +87,22 @@ impl Env {
             .collect()
     }
 
+    /// `agentledger sample --runs RUNS --seed SEED` into the test's folder
+    /// `sample`; returns the events file.
+    pub fn generated_sample(&self, runs: u32, seed: u32) -> PathBuf {
+        let out = self.path("sample");
+        self.ok(&[
+            "sample",
+            "--out",
+            out.to_str().unwrap(),
+            "--runs",
+            &runs.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ]);
+        out.join("events.ndjson")
+    }
+
     /// Ingests and returns the JSON summary.
     pub fn ingest(&self, sources: &[&Path]) -> serde_json::Value {
         let mut args = vec!["ingest", "--format", "json"];

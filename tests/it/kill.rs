@@ -161,17 +161,7 @@ fn killed_ingests_leave_the_lake_before_or_after_never_between() {
 #[test]
 fn a_stopped_writer_releases_its_lease_at_once() {
     let env = Env::new();
-    let sample = env.path("sample");
-    env.ok(&[
-        "sample",
-        "--out",
-        sample.to_str().unwrap(),
-        "--runs",
-        "2500",
-        "--seed",
-        "9",
-    ]);
-    let events = sample.join("events.ndjson");
+    let events = env.generated_sample(2500, 9);
     let child = env
         .command()
         .args(["ingest", events.to_str().unwrap()])

@@ -499,17 +499,8 @@ fn persistent_faults_fail_in_bounded_time_and_a_rerun_completes() {
 #[test]
 fn four_concurrent_ingests_with_overlapping_sources_store_each_event_once() {
     let env = Env::new();
-    let sample = env.path("sample");
-    env.ok(&[
-        "sample",
-        "--out",
-        sample.to_str().unwrap(),
-        "--runs",
-        "3000",
-        "--seed",
-        "11",
-    ]);
-    let text = std::fs::read_to_string(sample.join("events.ndjson")).unwrap();
+    let events = env.generated_sample(3000, 11);
+    let text = std::fs::read_to_string(&events).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let per = lines.len().div_ceil(4);
     let parts: Vec<String> = lines
@@ -525,7 +516,7 @@ fn four_concurrent_ingests_with_overlapping_sources_store_each_event_once() {
         .map(|i| [parts[i].as_str(), parts[(i + 1) % 4].as_str()])
         .collect();
     // The reference: the whole sample into a local lake.
-    env.ingest(&[&sample.join("events.ndjson")]);
+    env.ingest(&[&events]);
     let events = env.scalar("SELECT count(*) FROM events");
     let quarantined = env.scalar("SELECT count(*) FROM quarantine");
 
