@@ -91,8 +91,14 @@ fn copy_dir(from: &Path, to: &Path) {
 fn unnamed_files(lake: &Path) -> Vec<String> {
     let mut named = std::collections::BTreeSet::new();
     for entry in std::fs::read_dir(lake.join("_log")).unwrap() {
+        let path = entry.unwrap().path();
+        // Only commit records: a create killed mid-write can leave the
+        // store's temporary `NNN.json#N` beside them, which readers ignore.
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
         let record: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         for f in record["files"].as_array().unwrap() {
             named.insert(f["path"].as_str().unwrap().to_string());
         }
