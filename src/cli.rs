@@ -18,8 +18,25 @@ pub struct Cli {
     )]
     pub lake: String,
 
+    /// The most memory DataFusion may hold for queries, such as 512M, 2G,
+    /// 1.5GiB or 50% (of the memory available); sorts and aggregations
+    /// spill to disk beyond it. Wins over AGENTLEDGER_MEMORY_LIMIT; default:
+    /// half the memory available (the container's limit, else physical
+    /// memory).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<agentledger_transforms::memory::Size>,
+
+    /// The folder for spill files (created if missing). Wins over
+    /// AGENTLEDGER_SPILL_DIR; default: the OS temporary folder (TMPDIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_size(text: &str) -> Result<agentledger_transforms::memory::Size, String> {
+    agentledger_transforms::memory::parse_size(text)
 }
 
 /// The subcommands.

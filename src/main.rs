@@ -13,6 +13,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Every DataFusion session of this process runs under this budget.
+    if let Err(e) =
+        agentledger_transforms::memory::configure(agentledger_transforms::memory::Settings {
+            memory_limit: cli.memory_limit,
+            spill_dir: cli.spill_dir.clone(),
+        })
+    {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,8 +51,7 @@ fn main() -> ExitCode {
                 // `agentledger sql ... | head` is not a failure.
                 return ExitCode::SUCCESS;
             }
-            let text = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {text}");
+            eprintln!("error: {}", commands::error_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -369,16 +369,20 @@ const METRICS_RUN_COLUMNS: &[&str] = &[
 /// Reads `runs` once into memory (the columns [`metrics`] and [`caveats`]
 /// use) and puts that in its place on `ctx`: the metrics, their revenue and
 /// the caveats then scan it instead of merging the run parts four or five
-/// times. Only for a session that asks nothing else of `runs`.
+/// times. Only for a session that asks nothing else of `runs`. The rows
+/// count against the memory limit; when they would take more than a quarter
+/// of it, `runs` is left as it is (each query merges the parts again, spilling
+/// where it must).
 pub async fn cache_runs_for_metrics(ctx: &SessionContext) -> Result<()> {
-    let cached = ctx
+    let runs = ctx
         .table("runs")
         .await?
-        .select_columns(METRICS_RUN_COLUMNS)?
-        .cache()
-        .await?;
-    ctx.deregister_table("runs")?;
-    ctx.register_table("runs", cached.into_view())?;
+        .select_columns(METRICS_RUN_COLUMNS)?;
+    let consumer = "cached runs (agentledger metrics)";
+    if let Some(cached) = agentledger_transforms::memory::cache_counted(runs, consumer).await? {
+        ctx.deregister_table("runs")?;
+        ctx.register_table("runs", cached)?;
+    }
     Ok(())
 }
 

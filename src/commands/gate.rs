@@ -31,7 +31,7 @@ pub async fn run(lake_url: &str, args: GateArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", super::error_text(&e));
             ExitCode::from(ERROR)
         }
     }

@@ -41,3 +41,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn open(url: &str) -> anyhow::Result<Lake> {
     Ok(Lake::open(url)?)
 }
+
+/// An error as one line for stderr. A query that did not fit in the memory
+/// limit says so, with the limit and how to raise it.
+pub fn error_text(e: &anyhow::Error) -> String {
+    agentledger_transforms::memory::exhausted_message(e.as_ref())
+        .unwrap_or_else(|| format!("{e:#}").replace('\n', " "))
+}

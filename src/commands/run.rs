@@ -51,6 +51,8 @@ pub async fn run(lake_arg: &str, args: RunArgs) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Err(e) => fail(e.to_string()),
+        Err(e) => fail(
+            agentledger_transforms::memory::exhausted_message(&e).unwrap_or_else(|| e.to_string()),
+        ),
     }
 }

@@ -102,6 +102,6 @@ async fn repl(ctx: &SessionContext) -> anyhow::Result<ExitCode> {
 
 fn report(result: anyhow::Result<()>) {
     if let Err(e) = result {
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        eprintln!("error: {}", super::error_text(&e));
     }
 }

@@ -7,6 +7,8 @@
 //! here and readable by analysts.
 
 pub mod definitions;
+pub mod join_guard;
+pub mod memory;
 pub mod parts;
 pub mod runs;
 mod table;
@@ -19,6 +21,7 @@ use agentledger_lake::log::{FileEntry, Snapshot};
 use agentledger_lake::schema::{CUSTOMER_PLANS, EVENTS, MODEL_PRICES, QUARANTINE, RUN_PARTS};
 use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
@@ -42,6 +45,9 @@ pub enum Error {
         "refused: agentledger sql is read-only and this statement would create, change or delete data ({0}); use agentledger ingest / load to change the lake"
     )]
     ReadOnly(String),
+    /// A setting (an environment variable) has a value that cannot be used.
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// `model_calls.sql`: each model call with its cost.
@@ -114,14 +120,27 @@ pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionConte
 }
 
 /// A session with agentledger's settings and functions and the lake's
-/// object store, but no tables.
+/// object store, but no tables. It runs under the process's memory budget
+/// ([`memory::budget`]): operators that can spill do so to disk when they
+/// reach their share, and a query that cannot fit fails with
+/// `ResourcesExhausted` ([`memory::exhausted_message`] says it for people;
+/// [`join_guard`] keeps nested-loop joins from panicking instead).
 fn base_session(lake: &Lake) -> Result<SessionContext> {
     // DATAFUSION_* variables (target partitions, batch size...) apply.
     let mut config = SessionConfig::from_env()?.with_information_schema(true);
     let parquet = &mut config.options_mut().execution.parquet;
     parquet.pushdown_filters = true;
     parquet.reorder_filters = true;
-    let ctx = SessionContext::new_with_config(config);
+    let budget = memory::budget().map_err(Error::Setting)?;
+    budget.tune(&mut config);
+    let runtime = budget.runtime_env().map_err(Error::Setting)?;
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(join_guard::GuardNestedLoopJoins))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.register_udf(udf::DivMoney::udf());
     ctx.register_udf(udf::RunBucket::udf());
     ctx.register_object_store(lake.store_url(), Arc::clone(lake.store()));

@@ -97,16 +97,30 @@ pub struct RefreshOptions {
     pub lease_wait: Option<std::time::Duration>,
 }
 
+/// Memory limit per event of a chunk ([`default_chunk_rows`]). The joins
+/// of `run_parts.sql` hold a chunk's per-run rows in hash tables, which
+/// DataFusion cannot spill; measured at 100 to 200 bytes per event.
+pub const LIMIT_BYTES_PER_CHUNK_ROW: u64 = 512;
+
+/// [`CHUNK_ROWS`], or fewer under a memory limit below
+/// [`CHUNK_ROWS`] × [`LIMIT_BYTES_PER_CHUNK_ROW`] (512 MiB), so that a
+/// refresh fits the limit: a 64 MiB limit reads 131072 events at a time.
+pub fn default_chunk_rows() -> u64 {
+    crate::memory::budget().map_or(CHUNK_ROWS, |b| {
+        (b.limit() / LIMIT_BYTES_PER_CHUNK_ROW).clamp(1, CHUNK_ROWS)
+    })
+}
+
 impl Default for RefreshOptions {
-    /// [`CHUNK_ROWS`], or `AGENTLEDGER_RUNS_CHUNK_ROWS` when set (fewer rows,
-    /// less memory, a little more time).
+    /// [`default_chunk_rows`], or `AGENTLEDGER_RUNS_CHUNK_ROWS` when set
+    /// (fewer rows, less memory, a little more time).
     fn default() -> Self {
         Self {
             chunk_rows: agentledger_lake::retry::env_count(
                 "AGENTLEDGER_RUNS_CHUNK_ROWS",
                 "rows",
                 1,
-                CHUNK_ROWS,
+                default_chunk_rows(),
             ),
             force: false,
             lease_wait: None,
