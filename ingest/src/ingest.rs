@@ -153,8 +153,13 @@ pub async fn ingest_observed<O: EventObserver + 'static>(
         observer = returned;
         let mut prepared = match prepared {
             Ok(prepared) => prepared,
-            // Nothing new: nothing to commit.
-            Err(summary) => return Ok((summary, observer)),
+            // Nothing new: nothing to commit. Still bring the tables'
+            // Delta logs up to date: this is how a re-run of an ingest
+            // killed after its commit and before its Delta write ends.
+            Err(summary) => {
+                agentledger_lake::delta::sync(lake, &snapshot).await?;
+                return Ok((summary, observer));
+            }
         };
         let mut round = 0u32;
         let why = loop {

@@ -421,6 +421,9 @@ mod tests {
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).unwrap() {
                 let p = e.unwrap().path();
+                if p.ends_with(agentledger_lake::delta::DELTA_LOG_DIR) {
+                    continue;
+                }
                 if p.is_dir() {
                     stack.push(p);
                 } else {

@@ -93,6 +93,29 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A commit landed, but the Delta Lake log of one of its tables could not
+    /// be brought up to date (see [`crate::delta`]). The lake itself is
+    /// fine; the next write brings the Delta log up to date.
+    #[error(
+        "the commit landed at version {version}, but the Delta log of table {table} could not be updated ({reason}); engines reading {table}/_delta_log see the table as it was until the next agentledger write brings it up to date"
+    )]
+    DeltaSync {
+        /// The lake version committed.
+        version: u64,
+        /// The table whose Delta log is behind.
+        table: String,
+        /// Why it could not be updated.
+        reason: String,
+    },
+    /// A table's Delta Lake log holds something agentledger did not write or
+    /// cannot read.
+    #[error("Delta log {path}: {reason}")]
+    DeltaLog {
+        /// The Delta log file's path inside the lake.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A data file does not hold what the commit log says it holds.
     #[error("corrupt data file {path}: {reason}")]
     CorruptData {

@@ -4,7 +4,9 @@
 //! becomes an object store ([`store`]), the one Arrow schema of each table
 //! ([`schema`]), the commit log that makes an ingest or a reference load
 //! atomic ([`log`]), the leases that keep writers and the batch exclusive ([`lease`]) and the partitioned Parquet
-//! writer ([`writer`]).
+//! writer ([`writer`]). Each table also carries a Delta Lake transaction log
+//! derived from the commit log ([`delta`]), so other engines read exactly
+//! the committed rows.
 //!
 //! The main design choice: data files are plain Hive-partitioned Parquet that
 //! any engine can read, and *visibility* is decided by a commit log. A data
@@ -15,6 +17,7 @@
 //! committing are orphans, ignored by readers and deleted by the next writer.
 
 pub mod compact;
+pub mod delta;
 pub mod error;
 pub mod lease;
 pub mod log;

@@ -410,7 +410,8 @@ impl Snapshot {
     /// the grace period may belong to a writer still preparing its commit,
     /// on this host or another. On a local lake the folders are walked
     /// directly, which also finds the partial uploads (`name#N`) that the
-    /// object store's listing hides.
+    /// object store's listing hides. A table's Delta log (`_delta_log/`,
+    /// see [`crate::delta`]) is never touched.
     pub async fn remove_orphans(&self, lake: &Lake, tables: &[&str]) -> Result<Vec<String>> {
         self.remove_orphans_older_than(lake, tables, orphan_grace())
             .await
@@ -439,7 +440,10 @@ impl Snapshot {
                     for entry in entries.flatten() {
                         let path = entry.path();
                         if path.is_dir() {
-                            stack.push(path);
+                            // A table's Delta log names no data file of its own.
+                            if entry.file_name() != crate::delta::DELTA_LOG_DIR {
+                                stack.push(path);
+                            }
                             continue;
                         }
                         let Ok(rel) = path.strip_prefix(&root) else {
@@ -475,6 +479,12 @@ impl Snapshot {
                 let Some(rel) = lake.relative(&meta.location) else {
                     continue;
                 };
+                if rel
+                    .split('/')
+                    .any(|part| part == crate::delta::DELTA_LOG_DIR)
+                {
+                    continue;
+                }
                 if !known.contains(rel.as_str()) && old_enough(meta.last_modified.into()) {
                     match lake.store().delete(&meta.location).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => removed.push(rel),
@@ -548,6 +558,8 @@ impl Snapshot {
         match crate::retry::create_if_absent(lake, &path, body).await {
             Ok(_) => {
                 self.commits.push(commit);
+                // The commit landed: a failure here says so (Error::DeltaSync).
+                crate::delta::sync(lake, self).await?;
                 Ok(version)
             }
             Err(object_store::Error::AlreadyExists { .. }) => {
@@ -560,6 +572,7 @@ impl Snapshot {
                 match serde_json::from_slice::<Commit>(&existing) {
                     Ok(c) if c.id == commit.id && c.kind == commit.kind => {
                         self.commits.push(commit);
+                        crate::delta::sync(lake, self).await?;
                         Ok(version)
                     }
                     _ => Err(Error::CommitConflict { version }),

@@ -108,3 +108,17 @@ async fn stream(
     let stream = builder.with_batch_size(64 * 1024).build()?;
     Ok(stream.map_err(Into::into).boxed())
 }
+
+/// The footer of one committed file (schema, row groups and their column
+/// statistics), without its page indexes: one ranged read of its tail.
+pub async fn read_metadata(lake: &Lake, file: &FileEntry) -> Result<ParquetMetaData> {
+    let mut reader = ObjectReader {
+        store: Arc::clone(lake.store()),
+        path: lake.path(&file.path),
+        size: file.size,
+    };
+    Ok(ParquetMetaDataReader::new()
+        .with_prefetch_hint(Some(64 * 1024))
+        .load_and_finish(&mut reader, file.size)
+        .await?)
+}

@@ -111,6 +111,10 @@ async fn retain_locked(lake: &Lake, cutoff: NaiveDate, dry_run: bool) -> Result<
         );
         commit.removes = paths;
         version = Some(snapshot.commit(lake, commit).await?);
+    } else if !dry_run {
+        // No commit: still bring the Delta logs up to date (a retention
+        // killed after its commit ends this way when run again).
+        crate::delta::sync(lake, &snapshot).await?;
     }
     let files_deleted = if dry_run {
         0

@@ -2,8 +2,9 @@
 //! loads, ingests, compaction, retention and the scheduled batch), each
 //! followed by re-running what was interrupted and what came after: the
 //! stored events, the quarantine and the metrics always equal those of the
-//! run that was never interrupted, and nothing is left that a later write
-//! cannot clean.
+//! run that was never interrupted, nothing is left that a later write
+//! cannot clean, and every table's Delta log names exactly the committed
+//! files.
 //!
 //! `AGENTLEDGER_CHAOS_POINTS` sets how many kill points (default 100).
 
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Env, data_files, sample};
+use crate::common::{Env, committed_files, data_files, delta_files, sample};
 
 const WEEK: &str = "2026-W44";
 
@@ -257,6 +258,15 @@ fn writes_killed_at_a_hundred_moments_are_completed_by_rerunning() {
             left.is_empty(),
             "point {point} (step {step}): left behind {left:?}"
         );
+        // Other engines read what agentledger reads: the Delta logs caught
+        // up with whatever the killed process had committed.
+        for table in agentledger_lake::delta::TABLES {
+            assert_eq!(
+                delta_files(&lake, table),
+                committed_files(&lake, table),
+                "point {point} (step {step}): the Delta log of {table}"
+            );
+        }
         std::fs::remove_dir_all(&lake).unwrap();
     }
     eprintln!("kill points per step {killed:?}; {finished_anyway} finished before the kill");

@@ -31,8 +31,11 @@ impl Env {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_agentledger"));
+        // The memory settings of the shell running the tests do not apply.
         c.env("AGENTLEDGER_LAKE", self.lake())
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env_remove("AGENTLEDGER_MEMORY_LIMIT")
+            .env_remove("AGENTLEDGER_SPILL_DIR");
         c
     }
 
@@ -148,7 +151,8 @@ pub fn model_call(id: &str, ts: &str, cost: &str) -> String {
     )
 }
 
-/// Every data file below a lake folder, relative to the lake.
+/// Every data file below a lake folder, relative to the lake (not the
+/// table's Delta log).
 pub fn data_files(lake: &Path, table: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![lake.join(table)];
@@ -159,7 +163,9 @@ pub fn data_files(lake: &Path, table: &str) -> Vec<String> {
         for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {
-                stack.push(p);
+                if !p.ends_with(agentledger_lake::delta::DELTA_LOG_DIR) {
+                    stack.push(p);
+                }
             } else {
                 out.push(p.strip_prefix(lake).unwrap().display().to_string());
             }
@@ -167,6 +173,56 @@ pub fn data_files(lake: &Path, table: &str) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// The files a Delta reader sees in `table` (paths relative to the lake),
+/// replaying its `_delta_log` versions in order; they must run from 0
+/// without a gap.
+pub fn delta_files(lake: &Path, table: &str) -> std::collections::BTreeSet<String> {
+    let dir = lake
+        .join(table)
+        .join(agentledger_lake::delta::DELTA_LOG_DIR);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 25 && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    let mut files = std::collections::BTreeSet::new();
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(name, &format!("{i:020}.json"), "{}: a gap", dir.display());
+        for line in std::fs::read_to_string(dir.join(name)).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(add) = action.get("add") {
+                files.insert(format!("{table}/{}", add["path"].as_str().unwrap()));
+            } else if let Some(remove) = action.get("remove") {
+                let path = format!("{table}/{}", remove["path"].as_str().unwrap());
+                assert!(
+                    files.remove(&path),
+                    "{}: {path} removed, not there",
+                    dir.display()
+                );
+            }
+        }
+    }
+    files
+}
+
+/// The files agentledger's own readers see in `table`.
+pub fn committed_files(lake: &Path, table: &str) -> std::collections::BTreeSet<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let lake = agentledger_lake::Lake::open_existing(lake.to_str().unwrap()).unwrap();
+        let snapshot = agentledger_lake::Snapshot::load(&lake).await.unwrap();
+        snapshot
+            .files(table)
+            .iter()
+            .map(|f| f.path.clone())
+            .collect()
+    })
 }
 
 /// Stdout of a run that must have succeeded; its stderr and stdout if not.
