@@ -164,8 +164,8 @@ pub async fn ingest_observed<O: EventObserver + 'static>(
                     return Ok((prepared.summary, observer));
                 }
                 Err(agentledger_lake::Error::CommitConflict { .. }) => {
-                    let newer = Snapshot::load(lake).await?;
-                    let since = newer.commits()[snapshot.version() as usize..].to_vec();
+                    let newer = snapshot.refreshed(lake).await?;
+                    let since = newer.since(snapshot.version()).to_vec();
                     round += 1;
                     match prepared.rebase(lake, &since, round).await? {
                         Rebased::Ready => snapshot = newer,

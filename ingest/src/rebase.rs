@@ -377,8 +377,8 @@ mod tests {
             matches!(err, agentledger_lake::Error::CommitConflict { .. }),
             "{err}"
         );
-        let newer = Snapshot::load(&lake).await.unwrap();
-        let since = newer.commits()[at_second.version() as usize..].to_vec();
+        let newer = at_second.refreshed(&lake).await.unwrap();
+        let since = newer.since(at_second.version()).to_vec();
         assert_eq!(
             second.rebase(&lake, &since, 1).await.unwrap(),
             Rebased::Ready
@@ -450,8 +450,8 @@ mod tests {
         let (first, mut at_first) = prepared(&lake, &[a.display().to_string()]).await;
         let (mut second, at_second) = prepared(&lake, &[b.display().to_string()]).await;
         at_first.commit(&lake, first.commit()).await.unwrap();
-        let newer = Snapshot::load(&lake).await.unwrap();
-        let since = newer.commits()[at_second.version() as usize..].to_vec();
+        let newer = at_second.refreshed(&lake).await.unwrap();
+        let since = newer.since(at_second.version()).to_vec();
         match second.rebase(&lake, &since, 1).await.unwrap() {
             Rebased::Restart(why) => assert!(why.contains("e1"), "{why}"),
             Rebased::Ready => panic!("a conflicting duplicate must not be stored"),

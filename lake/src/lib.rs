@@ -14,6 +14,7 @@
 //! lake as it was before the commit or with all of it; files it wrote without
 //! committing are orphans, ignored by readers and deleted by the next writer.
 
+pub mod checkpoint;
 pub mod compact;
 pub mod error;
 pub mod lease;
@@ -23,6 +24,7 @@ pub mod parquet_io;
 pub mod retain;
 pub mod retry;
 pub mod schema;
+pub mod state;
 pub mod store;
 pub mod writer;
 

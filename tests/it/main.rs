@@ -2,6 +2,7 @@
 //! per area, each test on its own temporary lake.
 
 mod chaos;
+mod checkpoint;
 mod common;
 mod compact;
 mod definitions;

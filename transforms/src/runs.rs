@@ -177,8 +177,8 @@ async fn refresh_locked(lake: &Lake, options: RefreshOptions) -> Result<RefreshS
             match snapshot.commit(lake, commit).await {
                 Ok(version) => break version,
                 Err(agentledger_lake::Error::CommitConflict { version }) => {
-                    let newer = Snapshot::load(lake).await?;
-                    let since = &newer.commits()[snapshot.version() as usize..];
+                    let newer = snapshot.refreshed(lake).await?;
+                    let since = newer.since(snapshot.version());
                     if !rebase_cover(&mut cover, &snapshot, since) {
                         return Err(agentledger_lake::Error::CommitConflict { version }.into());
                     }
@@ -228,10 +228,11 @@ pub(crate) fn rebase_cover(
     if cover.full {
         cover.full = false;
         let mut versions: Vec<u64> = snapshot
-            .commits()
+            .state()
+            .appended
             .iter()
-            .filter(|c| c.files.iter().any(|f| f.table == EVENTS))
-            .map(|c| c.version)
+            .filter(|f| f.entry.table == EVENTS)
+            .map(|f| f.added_by)
             .collect();
         versions.append(&mut cover.covers);
         versions.sort_unstable();
