@@ -17,6 +17,8 @@
 pub mod checkpoint;
 pub mod compact;
 pub mod error;
+pub mod index;
+pub mod keyfile;
 pub mod lease;
 pub mod log;
 pub mod observe;
