@@ -182,9 +182,25 @@ pub struct ReferenceRecord {
     pub content_hash: String,
 }
 
+/// What a commit's summary says about the key index (`"index": {…}`): the
+/// `event_index` and `quarantine_index` files that let an ingest look up
+/// stored event ids and quarantined lines without reading every file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexCover {
+    /// The index files this commit adds hold the keys of the events and
+    /// quarantine rows it adds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own: bool,
+    /// After this commit, the index holds the keys of every live events and
+    /// quarantine row (a rebuild).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Parsed {
     cover: Option<RunPartsCover>,
+    index: Option<IndexCover>,
     landing: Option<LandingRecord>,
     alerts: Option<AlertsRecord>,
     reference: Option<ReferenceRecord>,
@@ -225,6 +241,9 @@ impl Commit {
         if let Some(cover) = self.summary.get("run_parts") {
             parsed.cover = Some(typed("summary.run_parts", cover)?);
         }
+        if let Some(index) = self.summary.get("index") {
+            parsed.index = Some(typed("summary.index", index)?);
+        }
         match self.kind {
             CommitKind::Landing => parsed.landing = Some(typed("landing summary", &self.summary)?),
             CommitKind::Alerts => parsed.alerts = Some(typed("alerts summary", &self.summary)?),
@@ -240,6 +259,12 @@ impl Commit {
     /// What its `run_parts` cover, if it states one.
     pub fn run_parts_cover(&self) -> Option<&RunPartsCover> {
         self.parsed.cover.as_ref()
+    }
+
+    /// Which of its events and quarantine rows are in the key index, if it
+    /// says.
+    pub fn index_cover(&self) -> Option<&IndexCover> {
+        self.parsed.index.as_ref()
     }
 
     /// The landing files a `landing` commit records.

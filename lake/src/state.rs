@@ -25,13 +25,17 @@ use crate::log::{
     AlertsRecord, Commit, CommitKind, FileEntry, Format, LandedFile, ReferenceRecord, RunCoverage,
     RunPartsCover,
 };
-use crate::schema::{EVENTS, RUN_PARTS};
+use crate::schema::{EVENTS, RUN_PARTS, index_of};
 
 /// A data file a reader sees, with the version of the commit that added it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveFile {
     /// The version that added the file.
     pub added_by: u64,
+    /// Its rows' keys are in the key index (`events` and `quarantine`
+    /// files only; see [`crate::log::IndexCover`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub indexed: bool,
     /// The file.
     #[serde(flatten)]
     pub entry: FileEntry,
@@ -158,6 +162,12 @@ pub struct State {
     pub kept: BTreeSet<String>,
     /// Removed files not yet known to be deleted.
     pub removals: Vec<Removal>,
+    /// For `events` and `quarantine`: the version that last took each date
+    /// partition's rows out of the lake (retention; compaction keeps the
+    /// rows, so it does not count). A key index entry of that date from a
+    /// file older than that version is no longer stored.
+    #[serde(default)]
+    pub retained: BTreeMap<String, BTreeMap<String, u64>>,
     /// Landing files ingested by the batch, by path (the newest record of
     /// a path wins).
     pub landed: BTreeMap<String, LandedFile>,
@@ -188,6 +198,9 @@ impl State {
         let removes: HashSet<&str> = c.removes.iter().map(String::as_str).collect();
         let mut added_by: HashMap<&str, u64> = HashMap::new();
         let mut removes_parts = false;
+        // Per keyed table: whether every file the commit removes was indexed.
+        let mut removed_indexed: BTreeMap<&str, bool> = BTreeMap::new();
+        let mut retained: Vec<(String, String)> = Vec::new();
         if !removes.is_empty() {
             for f in &self.appended {
                 if removes.contains(f.entry.path.as_str()) {
@@ -196,9 +209,24 @@ impl State {
                     } else if f.entry.table == RUN_PARTS {
                         removes_parts = true;
                     }
+                    if index_of(&f.entry.table).is_some() {
+                        *removed_indexed
+                            .entry(f.entry.table.as_str())
+                            .or_insert(true) &= f.indexed;
+                        if c.kind != CommitKind::Compact
+                            && let Some(date) = &f.entry.date
+                        {
+                            retained.push((f.entry.table.clone(), date.clone()));
+                        }
+                    }
                 }
             }
         }
+        let index = c.index_cover().cloned().unwrap_or_default();
+        let indexed_of: BTreeMap<String, bool> = removed_indexed
+            .into_iter()
+            .map(|(t, all)| (t.to_string(), all && c.kind == CommitKind::Compact))
+            .collect();
         if let Some(defs) = c.run_parts_cover().and_then(|c| c.definitions.as_ref())
             && !self.covers.contains_key(defs)
         {
@@ -258,10 +286,27 @@ impl State {
                 // replace it count for no reader.
                 self.kept.insert(f.path.clone());
             } else {
+                let keyed = index_of(&f.table).is_some();
                 self.appended.push(LiveFile {
                     added_by: c.version,
+                    // A compaction's file holds the rows of the files it
+                    // removed: indexed if they all were.
+                    indexed: keyed
+                        && (index.own || indexed_of.get(&f.table).copied().unwrap_or(false)),
                     entry: f.clone(),
                 });
+            }
+        }
+
+        for (table, date) in retained {
+            self.retained
+                .entry(table)
+                .or_default()
+                .insert(date, c.version);
+        }
+        if index.full {
+            for f in &mut self.appended {
+                f.indexed |= index_of(&f.entry.table).is_some();
             }
         }
 
@@ -401,10 +446,10 @@ mod tests {
     fn file(table: &str, path: String) -> FileEntry {
         FileEntry {
             table: table.into(),
+            date: Some(format!("2026-01-{:02}", path.len() % 28 + 1)),
             path,
             size: 10,
             rows: 2,
-            date: None,
         }
     }
 
@@ -423,7 +468,12 @@ mod tests {
         for version in 1..=n {
             let roll = rng.below(100);
             let mut c;
-            if roll < 45 {
+            if roll < 4 {
+                // A rebuild of the key index.
+                c = Commit::record(CommitKind::Compact, json!({"index": {"full": true}}));
+                c.files
+                    .push(file("event_index", format!("event_index/k{version}")));
+            } else if roll < 45 {
                 c = Commit::record(CommitKind::Ingest, json!({}));
                 for i in 0..=rng.below(2) {
                     let p = format!("events/e{version}-{i}");
@@ -439,6 +489,11 @@ mod tests {
                 if rng.below(4) == 0 {
                     c.files
                         .push(file("quarantine", format!("quarantine/q{version}")));
+                }
+                if rng.below(2) == 0 {
+                    c.summary["index"] = json!({"own": true});
+                    c.files
+                        .push(file("event_index", format!("event_index/k{version}")));
                 }
             } else if roll < 60 {
                 c = Commit::record(CommitKind::Runs, json!({}));
@@ -534,6 +589,8 @@ mod tests {
             "alerts": s.alerts,
             "references": s.references,
             "format": [s.format.reader, s.format.writer, s.writer_format_at],
+            "indexed": s.appended.iter().filter(|f| f.indexed).map(|f| f.entry.path.clone()).collect::<Vec<_>>(),
+            "retained": s.retained,
         })
     }
 

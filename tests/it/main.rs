@@ -6,6 +6,7 @@ mod checkpoint;
 mod common;
 mod compact;
 mod definitions;
+mod index;
 mod ingest;
 mod kill;
 mod load;
