@@ -706,6 +706,13 @@ pub struct RunCoverage<'a> {
     /// The current parts hold one row per run and cover every event, so
     /// `runs` can read them without merging.
     pub unique: bool,
+    /// Of `parts`: those of the newest commit whose parts held one row per
+    /// run and were the only current parts when written (a rebuild or a
+    /// merge). Every run has at most one row here.
+    pub base_parts: Vec<&'a FileEntry>,
+    /// Of `parts`: the others, written after the base. Only the runs these
+    /// (and the uncovered events) touch need merging with the base.
+    pub newer_parts: Vec<&'a FileEntry>,
 }
 
 /// What a commit's summary says its `run_parts` files cover: a `runs`

@@ -76,6 +76,12 @@ pub struct CoverFold {
     /// The version whose parts hold one row per run, while they are the
     /// only current parts.
     pub unique_in: Option<u64>,
+    /// The newest version whose parts hold one row per run and were the only
+    /// current parts when written, while they are current: a *base* that
+    /// later parts add to. Readers merge only the runs later parts touch
+    /// (merge on read); the base's other rows are final.
+    #[serde(default)]
+    pub base_in: Option<u64>,
 }
 
 impl CoverFold {
@@ -130,6 +136,9 @@ impl CoverFold {
                 // unique.
                 if c.files.iter().any(|f| f.table == RUN_PARTS) || cover.full {
                     self.unique_in = cover.unique.then_some(c.version);
+                    if cover.unique {
+                        self.base_in = Some(c.version);
+                    }
                 }
                 self.covered.extend(&cover.covers);
                 if cover.own {
@@ -375,6 +384,11 @@ impl State {
                 if fold.current.contains(&f.added_by) {
                     out.parts.push(&f.entry);
                     parts_versions.push(f.added_by);
+                    if Some(f.added_by) == fold.base_in {
+                        out.base_parts.push(&f.entry);
+                    } else {
+                        out.newer_parts.push(&f.entry);
+                    }
                 } else {
                     out.stale_parts.push(&f.entry);
                 }
