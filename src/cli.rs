@@ -62,7 +62,7 @@ pub enum Command {
     Retain(RetainArgs),
     /// Rewrite event partitions made of many small files as one file each.
     Compact(CompactArgs),
-    /// Rebuild every run part from the events now, with this binary's definitions.
+    /// Rebuild every run part from the events now, with this binary's definitions, and the key index.
     Rebuild(RebuildArgs),
     /// Write realistic, deterministic sample events and reference CSVs.
     Sample(SampleArgs),

@@ -138,23 +138,14 @@ pub enum BatchError {
 
 /// Landing files already ingested: path → (size, hash).
 fn landed(snapshot: &Snapshot) -> HashMap<String, (u64, String)> {
-    let mut out = HashMap::new();
-    for commit in snapshot
-        .commits()
-        .iter()
-        .filter(|c| c.kind == CommitKind::Landing)
-    {
-        // Parsed when the log was read: a record that does not parse
-        // failed the load, so no landed file is ever forgotten.
-        for f in commit
-            .landing()
-            .map(|l| l.files.as_slice())
-            .unwrap_or_default()
-        {
-            out.insert(f.path.clone(), (f.size, f.hash.clone()));
-        }
-    }
-    out
+    // Parsed when the log was read: a record that does not parse failed the
+    // load, so no landed file is ever forgotten.
+    snapshot
+        .state()
+        .landed
+        .values()
+        .map(|f| (f.path.clone(), (f.size, f.hash.clone())))
+        .collect()
 }
 
 async fn reload_reference(

@@ -12,10 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use agentledger_lake::Lake;
+use agentledger_lake::index::{KeyIndex, event_key, quarantine_key, quarantine_keys};
 use agentledger_lake::log::{FileEntry, Snapshot};
 use agentledger_lake::observe::EventObserver;
 use agentledger_lake::parquet_io::read_columns;
-use agentledger_lake::schema::{EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_SCHEMA, RUN_PARTS};
+use agentledger_lake::schema::{
+    EVENT_INDEX, EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_INDEX, QUARANTINE_SCHEMA, RUN_PARTS,
+};
 use agentledger_lake::writer::PartitionedWriter;
 use arrow::array::{
     AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
@@ -169,8 +172,8 @@ pub async fn ingest_observed<O: EventObserver + 'static>(
                     return Ok((prepared.summary, observer));
                 }
                 Err(agentledger_lake::Error::CommitConflict { .. }) => {
-                    let newer = Snapshot::load(lake).await?;
-                    let since = newer.commits()[snapshot.version() as usize..].to_vec();
+                    let newer = snapshot.refreshed(lake).await?;
+                    let since = newer.since(snapshot.version()).to_vec();
                     round += 1;
                     match prepared.rebase(lake, &since, round).await? {
                         Rebased::Ready => snapshot = newer,
@@ -206,7 +209,10 @@ pub(crate) async fn prepare<O: EventObserver + 'static>(
     // one. Only files older than the orphan grace period go: a younger one
     // may be a concurrent ingest's.
     snapshot
-        .remove_orphans(lake, &[EVENTS, QUARANTINE, RUN_PARTS])
+        .remove_orphans(
+            lake,
+            &[EVENTS, QUARANTINE, RUN_PARTS, EVENT_INDEX, QUARANTINE_INDEX],
+        )
         .await?;
     let index = Index::load(
         lake,
@@ -238,6 +244,9 @@ pub(crate) async fn prepare<O: EventObserver + 'static>(
     if files.is_empty() {
         return Ok((Err(summary), snapshot, observer));
     }
+    // The index runs of what it stores, committed with it.
+    let runs = agentledger_lake::index::runs_for(lake, &ingest_id, &files).await?;
+    files.extend(runs);
     let mut cover = None;
     if let Some(observed) = observed {
         cover = Some(observed.cover);
@@ -252,12 +261,17 @@ pub(crate) async fn prepare<O: EventObserver + 'static>(
     Ok((Ok(prepared), snapshot, observer))
 }
 
-/// What is stored already: a filter over the stored event ids (exact
-/// answers come from the committed files), and the keys of quarantined lines.
+/// What is stored already: the key indexes of events and quarantine
+/// (probed block by block), and for the files they do not cover (and for
+/// this ingest's own events) a filter over their ids (exact answers come
+/// from those files) and the keys of their quarantined lines.
 struct Index {
+    events: KeyIndex,
+    quarantined: KeyIndex,
     filter: Bloom,
-    event_files: Vec<FileEntry>,
     quarantine: HashSet<u128>,
+    /// Keys of lines about to be rejected that the quarantine index holds.
+    quarantined_before: HashSet<u128>,
 }
 
 impl Index {
@@ -267,31 +281,45 @@ impl Index {
         expected_new: u64,
         filter_bits: Option<u64>,
     ) -> Result<Self> {
-        let event_files: Vec<FileEntry> = snapshot.files(EVENTS).into_iter().cloned().collect();
-        let stored: u64 = event_files.iter().map(|f| f.rows).sum();
+        let events = KeyIndex::of(snapshot, EVENTS)?;
+        let quarantined = KeyIndex::of(snapshot, QUARANTINE)?;
+        let unindexed: u64 = events.unindexed().iter().map(|f| f.rows).sum();
         let mut filter = match filter_bits {
             Some(bits) => Bloom::with_bits(bits),
-            None => Bloom::with_expected(stored + expected_new),
+            None => Bloom::with_expected(unindexed + expected_new),
         };
-        for file in &event_files {
+        for file in events.unindexed() {
             let mut stream = read_columns(lake, file, &["event_id"]).await?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 let ids = batch.column(0).as_string::<i32>();
                 for id in ids.iter().flatten() {
-                    filter.insert(xxh3_128(id.as_bytes()));
+                    filter.insert(event_key(id));
                 }
             }
         }
         let mut quarantine = HashSet::new();
-        for file in snapshot.files(QUARANTINE) {
+        for file in quarantined.unindexed() {
             quarantine.extend(quarantine_keys(lake, file).await?);
         }
         Ok(Self {
+            events,
+            quarantined,
             filter,
-            event_files,
             quarantine,
+            quarantined_before: HashSet::new(),
         })
+    }
+}
+
+/// The rejection of an event whose id is stored with other content.
+fn conflicting(event_id: &str) -> Rejection {
+    Rejection {
+        code: "conflicting_duplicate",
+        message: format!(
+            "event_id '{event_id}' is already stored with different content; the event stored first stays"
+        ),
+        event_id: Some(event_id.to_string()),
     }
 }
 
@@ -312,36 +340,6 @@ fn expected_events(files: &[Source]) -> u64 {
             f.size() * factor / 150
         })
         .sum()
-}
-
-/// The key of every row of a quarantine file, in file order.
-pub(crate) async fn quarantine_keys(lake: &Lake, file: &FileEntry) -> Result<Vec<u128>> {
-    let mut keys = Vec::with_capacity(file.rows as usize);
-    let mut stream = read_columns(lake, file, &["source", "line", "raw_line"]).await?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        // A projection keeps the file's column order: source, line, raw_line.
-        let sources = batch.column(0).as_string::<i32>();
-        let lines = batch.column(1).as_primitive::<Int64Type>();
-        let raws = batch.column(2).as_string::<i32>();
-        for i in 0..batch.num_rows() {
-            keys.push(quarantine_key(
-                sources.value(i),
-                lines.value(i),
-                raws.value(i),
-            ));
-        }
-    }
-    Ok(keys)
-}
-
-fn quarantine_key(source: &str, line: i64, raw: &str) -> u128 {
-    let mut key = Vec::with_capacity(source.len() + raw.len() + 10);
-    key.extend_from_slice(source.as_bytes());
-    key.push(0);
-    key.extend_from_slice(&line.to_le_bytes());
-    key.extend_from_slice(raw.as_bytes());
-    xxh3_128(&key)
 }
 
 /// A new id: UTC time to the microsecond plus a random suffix. Sorts by time.
@@ -936,7 +934,45 @@ impl Job {
     /// Deduplicates one decoded block and hands its new events to the writers.
     fn take_block(&self, index: usize, d: Decoded, st: &mut State) -> Result<()> {
         st.sources[index].read += d.read;
-        for (line, raw, rejection) in d.rejections {
+        // Stored before this ingest: the index answers exactly.
+        let rows = d.batch.as_ref().map_or(0, RecordBatch::num_rows);
+        let stored = self
+            .handle
+            .block_on(st.index.events.lookup(&self.lake, &d.keys[..rows]))?;
+        let mut rejections = d.rejections;
+        let mut keep = Vec::with_capacity(rows);
+        if let Some(batch) = &d.batch {
+            let ids = batch.column(0).as_string::<i32>();
+            let hashes = column_i64(batch, "content_hash");
+            let lines = column_i64(batch, "line");
+            for i in 0..rows {
+                match stored.get(&d.keys[i]) {
+                    None => keep.push(true),
+                    Some(found) if found.hash == hashes.value(i) => {
+                        keep.push(false);
+                        st.sources[index].duplicate += 1;
+                    }
+                    Some(_) => {
+                        keep.push(false);
+                        let (start, end) = d.spans[i];
+                        rejections.push((
+                            lines.value(i),
+                            String::from_utf8_lossy(&d.data[start..end]).into_owned(),
+                            conflicting(ids.value(i)),
+                        ));
+                    }
+                }
+            }
+        }
+        let name = st.sources[index].source.clone();
+        let keys: Vec<u128> = rejections
+            .iter()
+            .map(|(line, raw, _)| quarantine_key(&name, *line, raw))
+            .collect();
+        self.check_quarantined(st, keys)?;
+        // In input order, as if read line by line.
+        rejections.sort_by_key(|(line, _, _)| *line);
+        for (line, raw, rejection) in rejections {
             self.reject(st, index, line, raw, rejection)?;
         }
         let Some(batch) = d.batch else {
@@ -947,11 +983,12 @@ impl Job {
         let runs = column_str(&batch, "run_id");
         let lines = column_i64(&batch, "line");
         let hashes = column_i64(&batch, "content_hash");
-        let mut keep = Vec::with_capacity(batch.num_rows());
-        for i in 0..batch.num_rows() {
+        for (i, kept) in keep.iter_mut().enumerate() {
+            if !*kept {
+                continue;
+            }
             let key = d.keys[i];
             if st.index.filter.insert(key) {
-                keep.push(false);
                 let (start, end) = d.spans[i];
                 let raw = String::from_utf8_lossy(&d.data[start..end]).into_owned();
                 st.observer.hold(tenants.value(i), runs.value(i));
@@ -966,8 +1003,7 @@ impl Job {
                     event_id,
                     raw,
                 });
-            } else {
-                keep.push(true);
+                *kept = false;
             }
         }
         let kept = keep.iter().filter(|k| **k).count();
@@ -1009,6 +1045,19 @@ impl Job {
         Ok(())
     }
 
+    /// Looks up, in the quarantine index, the keys of lines about to be
+    /// rejected, so that [`Job::reject`] knows which were quarantined before.
+    fn check_quarantined(&self, st: &mut State, keys: Vec<u128>) -> Result<()> {
+        if st.index.quarantined.runs() == 0 || keys.is_empty() {
+            return Ok(());
+        }
+        let found = self
+            .handle
+            .block_on(st.index.quarantined.lookup(&self.lake, &keys))?;
+        st.index.quarantined_before.extend(found.into_keys());
+        Ok(())
+    }
+
     fn reject(
         &self,
         st: &mut State,
@@ -1020,7 +1069,8 @@ impl Job {
         st.sources[source].quarantined += 1;
         *st.reasons.entry(r.code.to_string()).or_default() += 1;
         let name = &st.sources[source].source;
-        if st.index.quarantine.insert(quarantine_key(name, line, &raw)) {
+        let key = quarantine_key(name, line, &raw);
+        if !st.index.quarantined_before.contains(&key) && st.index.quarantine.insert(key) {
             st.quarantined_new += 1;
             st.quarantine.push([
                 Some(Val::Str(self.ingest_id.as_str().into())),
@@ -1053,7 +1103,7 @@ impl Job {
         let written = st.event_writer.finished().to_vec();
         let mut stored: HashMap<u128, Option<i64>> =
             st.suspects.iter().map(|s| (s.key, None)).collect();
-        for file in st.index.event_files.iter().chain(&written) {
+        for file in st.index.events.unindexed().iter().chain(&written) {
             self.handle.block_on(async {
                 let mut stream =
                     read_columns(&self.lake, file, &["event_id", "content_hash"]).await?;
@@ -1072,20 +1122,14 @@ impl Job {
         }
         let mut new_batches = Vec::new();
         let mut new_dates = Vec::new();
+        let mut conflicts = Vec::new();
         for s in std::mem::take(&mut st.suspects) {
             let slot = stored.get_mut(&s.key).expect("every suspect has a slot");
             match *slot {
                 Some(h) if h == s.hash => st.sources[s.source].duplicate += 1,
                 Some(_) => {
-                    let rejection = Rejection {
-                        code: "conflicting_duplicate",
-                        message: format!(
-                            "event_id '{}' is already stored with different content; the event stored first stays",
-                            s.event_id
-                        ),
-                        event_id: Some(s.event_id),
-                    };
-                    self.reject(st, s.source, s.line, s.raw, rejection)?;
+                    let rejection = conflicting(&s.event_id);
+                    conflicts.push((s.source, s.line, s.raw, rejection));
                 }
                 None => {
                     *slot = Some(s.hash);
@@ -1110,6 +1154,14 @@ impl Job {
                     new_dates.extend(d.dates);
                 }
             }
+        }
+        let keys: Vec<u128> = conflicts
+            .iter()
+            .map(|(source, line, raw, _)| quarantine_key(&st.sources[*source].source, *line, raw))
+            .collect();
+        self.check_quarantined(st, keys)?;
+        for (source, line, raw, rejection) in conflicts {
+            self.reject(st, source, line, raw, rejection)?;
         }
         if !new_batches.is_empty() {
             let batch = concat_batches(&EVENTS_SCHEMA, &new_batches)?;
@@ -1260,7 +1312,9 @@ mod tests {
         );
         assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 500);
         let index = Index::load(&lake, &snapshot, 0, None).await.unwrap();
-        assert_eq!(index.event_files.iter().map(|f| f.rows).sum::<u64>(), 500);
+        // Every file is in the key index, in one run: none is read.
+        assert!(index.events.unindexed().is_empty());
+        assert_eq!(index.events.runs(), 1);
     }
 
     /// The same ingests with a normal filter and with one so small that

@@ -25,7 +25,9 @@ use std::collections::{HashMap, HashSet};
 use agentledger_lake::Lake;
 use agentledger_lake::log::{Commit, CommitKind, FileEntry, RunPartsCover};
 use agentledger_lake::parquet_io::{read_all, read_columns};
-use agentledger_lake::schema::{EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_SCHEMA, RUN_PARTS};
+use agentledger_lake::schema::{
+    EVENT_INDEX, EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_INDEX, QUARANTINE_SCHEMA, RUN_PARTS,
+};
 use agentledger_lake::writer::open_file;
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::Int64Type;
@@ -34,7 +36,13 @@ use object_store::ObjectStoreExt;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::error::Result;
-use crate::ingest::{IngestSummary, quarantine_keys};
+use crate::ingest::IngestSummary;
+use agentledger_lake::index::{quarantine_keys, runs_for};
+use agentledger_lake::log::IndexCover;
+
+fn is_index(table: &str) -> bool {
+    table == EVENT_INDEX || table == QUARANTINE_INDEX
+}
 
 /// How often an ingest starts over before it gives up.
 pub const MAX_RESTARTS: u32 = 5;
@@ -75,6 +83,12 @@ impl Prepared {
         });
         if let Some(cover) = &self.cover {
             record["run_parts"] = serde_json::json!(cover);
+        }
+        if self.files.iter().any(|f| is_index(&f.table)) {
+            record["index"] = serde_json::json!(IndexCover {
+                own: true,
+                full: false
+            });
         }
         let mut commit = Commit::record(CommitKind::Ingest, record);
         commit.id = self.id.clone();
@@ -183,6 +197,7 @@ impl Prepared {
         if !drop_events.is_empty() {
             self.drop_parts(lake).await;
         }
+        let rewriting = !drop_events.is_empty() || !drop_quarantine.is_empty();
         let mut files = Vec::with_capacity(self.files.len());
         for file in std::mem::take(&mut self.files) {
             let keep = match file.table.as_str() {
@@ -201,6 +216,21 @@ impl Prepared {
             }
         }
         self.files = files;
+        if rewriting {
+            // The index runs name rows that left our files: write them anew.
+            let old: Vec<FileEntry> = self
+                .files
+                .iter()
+                .filter(|f| is_index(&f.table))
+                .cloned()
+                .collect();
+            self.files.retain(|f| !is_index(&f.table));
+            for f in old {
+                delete(lake, &f.path).await?;
+            }
+            let runs = runs_for(lake, &format!("{}-r{round}", self.id), &self.files).await?;
+            self.files.extend(runs);
+        }
 
         // The counts, as if we had come after them.
         for (source, n) in now_duplicate {
@@ -377,8 +407,8 @@ mod tests {
             matches!(err, agentledger_lake::Error::CommitConflict { .. }),
             "{err}"
         );
-        let newer = Snapshot::load(&lake).await.unwrap();
-        let since = newer.commits()[at_second.version() as usize..].to_vec();
+        let newer = at_second.refreshed(&lake).await.unwrap();
+        let since = newer.since(at_second.version()).to_vec();
         assert_eq!(
             second.rebase(&lake, &since, 1).await.unwrap(),
             Rebased::Ready
@@ -453,8 +483,8 @@ mod tests {
         let (first, mut at_first) = prepared(&lake, &[a.display().to_string()]).await;
         let (mut second, at_second) = prepared(&lake, &[b.display().to_string()]).await;
         at_first.commit(&lake, first.commit()).await.unwrap();
-        let newer = Snapshot::load(&lake).await.unwrap();
-        let since = newer.commits()[at_second.version() as usize..].to_vec();
+        let newer = at_second.refreshed(&lake).await.unwrap();
+        let since = newer.since(at_second.version()).to_vec();
         match second.rebase(&lake, &since, 1).await.unwrap() {
             Rebased::Restart(why) => assert!(why.contains("e1"), "{why}"),
             Rebased::Ready => panic!("a conflicting duplicate must not be stored"),

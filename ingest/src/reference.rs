@@ -139,15 +139,13 @@ pub fn content_hash(bytes: &[u8]) -> String {
 /// if any.
 pub fn loaded_hash(snapshot: &Snapshot, kind: ReferenceKind) -> Option<String> {
     let wanted = match kind {
-        ReferenceKind::Prices => CommitKind::LoadPrices,
-        ReferenceKind::Plans => CommitKind::LoadPlans,
+        ReferenceKind::Prices => "load_prices",
+        ReferenceKind::Plans => "load_plans",
     };
     snapshot
-        .commits()
-        .iter()
-        .rev()
-        .find(|c| c.kind == wanted)
-        .and_then(|c| c.reference())
+        .state()
+        .references
+        .get(wanted)
         .map(|r| r.content_hash.clone())
 }
 

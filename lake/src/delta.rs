@@ -120,7 +120,17 @@ async fn sync_table(lake: &Lake, snapshot: &Snapshot, table: &str) -> Result<Vec
                 !won
             }
             Some(head) => {
-                let replay = Replay::of(snapshot, table, head.agentledger_version)?;
+                let every_record;
+                let source = if head.agentledger_version < snapshot.base_version() {
+                    // The log is behind the checkpoint this snapshot was
+                    // read from (a sync that failed, then a hundred commits
+                    // by binaries without Delta logs): replay every record.
+                    every_record = Snapshot::load_every_record(lake).await?;
+                    &every_record
+                } else {
+                    snapshot
+                };
+                let replay = Replay::of(source, table, head.agentledger_version)?;
                 let mut lost = false;
                 for (version, step) in (head.version + 1..).zip(&replay.steps) {
                     let body = step_version(lake, table, step).await?;
@@ -323,11 +333,12 @@ async fn write_hint(lake: &Lake, table: &str, version: u64) {
         .await;
 }
 
-/// A live file of a table and the commit that added it.
+/// A live file of a table and when the commit that added it was made
+/// (unknown for files from a checkpoint: the sync's own time is used).
 #[derive(Debug, Clone, Copy)]
 struct Live<'a> {
     file: &'a FileEntry,
-    added: &'a Commit,
+    added_at: Option<&'a str>,
 }
 
 /// What one commit changed in a table.
@@ -349,13 +360,29 @@ struct Replay<'a> {
 }
 
 impl<'a> Replay<'a> {
+    /// `after` must not be older than the checkpoint `snapshot` was read
+    /// from (see [`Snapshot::base_version`]).
     fn of(snapshot: &'a Snapshot, table: &str, after: u64) -> Result<Self> {
-        let mut live: BTreeMap<&'a str, Live<'a>> = BTreeMap::new();
+        // The table at the checkpoint, then each commit after it.
+        let base = snapshot.base_state();
+        let mut live: BTreeMap<&'a str, Live<'a>> = base
+            .files(table)
+            .into_iter()
+            .map(|file| {
+                (
+                    file.path.as_str(),
+                    Live {
+                        file,
+                        added_at: None,
+                    },
+                )
+            })
+            .collect();
         // Once a commit replaced the table, the newest replacing commit's
         // files are the table (see `Snapshot::files`).
-        let mut replaced = false;
+        let mut replaced = base.replaced.contains_key(table);
         let mut steps = Vec::new();
-        for commit in snapshot.commits() {
+        for commit in snapshot.tail() {
             let mut adds = Vec::new();
             let mut removes = Vec::new();
             let ours = commit.files.iter().filter(|f| f.table == table);
@@ -367,7 +394,7 @@ impl<'a> Replay<'a> {
                             file.path.as_str(),
                             Live {
                                 file,
-                                added: commit,
+                                added_at: Some(commit.committed_at.as_str()),
                             },
                         )
                     })
@@ -381,7 +408,7 @@ impl<'a> Replay<'a> {
                     ours.filter(|f| !live.contains_key(f.path.as_str()))
                         .map(|file| Live {
                             file,
-                            added: commit,
+                            added_at: Some(commit.committed_at.as_str()),
                         }),
                 );
                 live = new;
@@ -390,7 +417,7 @@ impl<'a> Replay<'a> {
                 for file in ours {
                     let l = Live {
                         file,
-                        added: commit,
+                        added_at: Some(commit.committed_at.as_str()),
                     };
                     if live.insert(file.path.as_str(), l).is_none() {
                         adds.push(l);
@@ -552,7 +579,7 @@ async fn adds(
                 "path": delta_path(lake, table, l.file),
                 "partitionValues": partition_values(table, l.file)?,
                 "size": l.file.size,
-                "modificationTime": millis(&l.added.committed_at),
+                "modificationTime": l.added_at.map_or_else(now_millis, millis),
                 "dataChange": data_change,
                 "stats": stats,
             }}))
@@ -1112,7 +1139,7 @@ mod tests {
         assert_eq!(add["dataChange"], true);
         assert_eq!(
             add["modificationTime"].as_i64(),
-            Some(millis(&snap.commits()[1].committed_at))
+            Some(millis(&snap.tail()[1].committed_at))
         );
         let s = stats(add);
         assert_eq!(s["numRecords"], 3);
@@ -1166,7 +1193,7 @@ mod tests {
         assert_eq!(remove["extendedFileMetadata"], true);
         assert_eq!(
             remove["deletionTimestamp"].as_i64(),
-            Some(millis(&snap.commits()[3].committed_at))
+            Some(millis(&snap.tail()[3].committed_at))
         );
         // Not Parquet: the entry's row count alone.
         assert_eq!(stats(of(v2, "add")[0]), json!({"numRecords": 5}));

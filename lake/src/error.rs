@@ -124,4 +124,25 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A key file (see [`crate::keyfile`]) is truncated, damaged or not a
+    /// key file.
+    #[error("corrupt key file {path}: {reason}")]
+    CorruptIndex {
+        /// The file's path inside the lake.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Records were given to a key file writer out of key order.
+    #[error(
+        "key file {path}: key {key:032x} comes after key {previous:032x}; keys must be strictly increasing"
+    )]
+    KeyOrder {
+        /// The file's path inside the lake.
+        path: String,
+        /// The last key written.
+        previous: u128,
+        /// The key refused.
+        key: u128,
+    },
 }

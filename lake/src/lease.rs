@@ -802,7 +802,7 @@ mod tests {
             .unwrap();
         let log = crate::log::Snapshot::load(&lake).await.unwrap();
         assert_eq!(
-            log.commits()[0].fences,
+            log.tail()[0].fences,
             [Fence {
                 lease: WRITER.into(),
                 generation: usurper.generation()

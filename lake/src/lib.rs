@@ -16,9 +16,12 @@
 //! lake as it was before the commit or with all of it; files it wrote without
 //! committing are orphans, ignored by readers and deleted by the next writer.
 
+pub mod checkpoint;
 pub mod compact;
 pub mod delta;
 pub mod error;
+pub mod index;
+pub mod keyfile;
 pub mod lease;
 pub mod log;
 pub mod observe;
@@ -26,6 +29,7 @@ pub mod parquet_io;
 pub mod retain;
 pub mod retry;
 pub mod schema;
+pub mod state;
 pub mod store;
 pub mod writer;
 

@@ -14,6 +14,7 @@ use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::state::State;
 use crate::store::Lake;
 
 /// Folder of the commit records, relative to the lake root.
@@ -181,9 +182,25 @@ pub struct ReferenceRecord {
     pub content_hash: String,
 }
 
+/// What a commit's summary says about the key index (`"index": {…}`): the
+/// `event_index` and `quarantine_index` files that let an ingest look up
+/// stored event ids and quarantined lines without reading every file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexCover {
+    /// The index files this commit adds hold the keys of the events and
+    /// quarantine rows it adds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own: bool,
+    /// After this commit, the index holds the keys of every live events and
+    /// quarantine row (a rebuild).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Parsed {
     cover: Option<RunPartsCover>,
+    index: Option<IndexCover>,
     landing: Option<LandingRecord>,
     alerts: Option<AlertsRecord>,
     reference: Option<ReferenceRecord>,
@@ -224,6 +241,9 @@ impl Commit {
         if let Some(cover) = self.summary.get("run_parts") {
             parsed.cover = Some(typed("summary.run_parts", cover)?);
         }
+        if let Some(index) = self.summary.get("index") {
+            parsed.index = Some(typed("summary.index", index)?);
+        }
         match self.kind {
             CommitKind::Landing => parsed.landing = Some(typed("landing summary", &self.summary)?),
             CommitKind::Alerts => parsed.alerts = Some(typed("alerts summary", &self.summary)?),
@@ -239,6 +259,12 @@ impl Commit {
     /// What its `run_parts` cover, if it states one.
     pub fn run_parts_cover(&self) -> Option<&RunPartsCover> {
         self.parsed.cover.as_ref()
+    }
+
+    /// Which of its events and quarantine rows are in the key index, if it
+    /// says.
+    pub fn index_cover(&self) -> Option<&IndexCover> {
+        self.parsed.index.as_ref()
     }
 
     /// The landing files a `landing` commit records.
@@ -280,128 +306,132 @@ pub async fn append_locked(lake: &Lake, purpose: &str, commit: Commit) -> Result
     result
 }
 
-/// The lake as of one version: every commit up to it.
+/// The lake as of one version: the folded state of every commit up to it
+/// ([`State`]), read from the newest checkpoint and the records after it.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    commits: Vec<Commit>,
+    state: State,
+    /// The state of the checkpoint it was read from (empty: none).
+    base_state: std::sync::Arc<State>,
+    /// The version of the checkpoint it was read from (0: none).
+    base: u64,
+    /// The commits after `base`, oldest first.
+    tail: Vec<Commit>,
 }
 
 impl Snapshot {
-    /// Reads every commit record of the lake, in version order.
+    /// Reads the lake's newest version: the newest checkpoint, if any, and
+    /// every commit record after it.
     pub async fn load(lake: &Lake) -> Result<Self> {
-        let prefix = lake.path(LOG_DIR);
-        let mut metas: Vec<_> = lake.store().list(Some(&prefix)).try_collect().await?;
-        metas.retain(|m| m.location.filename().is_some_and(|f| f.ends_with(".json")));
-        metas.sort_by(|a, b| a.location.cmp(&b.location));
-        // Every command reads the whole log: fetch records concurrently (one
-        // round trip each on object storage), or straight from disk on a
-        // local lake, where a blocking-pool hop per small file costs more
-        // than the read.
-        let local = lake.local_root();
-        let records: Vec<(String, bytes::Bytes)> = match &local {
-            Some(root) => metas
-                .iter()
-                .map(|meta| {
-                    let rel = lake.relative(&meta.location).unwrap_or_default();
-                    let path = root.join(&rel);
-                    std::fs::read(&path)
-                        .map(|b| (meta.location.to_string(), bytes::Bytes::from(b)))
-                        .map_err(|source| Error::Io {
-                            context: format!("cannot read commit record {}", path.display()),
-                            source,
-                        })
-                })
-                .collect::<Result<_>>()?,
-            None => {
-                let locations: Vec<_> = metas.iter().map(|m| m.location.clone()).collect();
-                let fetches: Vec<_> = locations
-                    .into_iter()
-                    .map(|location| {
-                        let store = std::sync::Arc::clone(lake.store());
-                        async move {
-                            let bytes = store.get(&location).await?.bytes().await?;
-                            Ok::<_, Error>((location.to_string(), bytes))
-                        }
-                    })
-                    .collect();
-                futures::stream::iter(fetches)
-                    .buffered(32)
-                    .try_collect()
-                    .await?
-            }
+        let state = crate::checkpoint::read_latest(lake)
+            .await?
+            .unwrap_or_default();
+        let mut snapshot = Self {
+            base: state.version,
+            base_state: std::sync::Arc::new(state.clone()),
+            state,
+            tail: Vec::new(),
         };
-        let mut commits = Vec::with_capacity(records.len());
-        for (path, bytes) in records {
-            let mut commit: Commit =
-                serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLog {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            if commit.format.reader > FORMAT.reader {
-                return Err(Error::NewerFormat {
-                    path,
-                    what: "reader",
-                    needed: commit.format.reader,
-                    supported: FORMAT.reader,
-                });
-            }
-            commit
-                .parse_summary()
-                .map_err(|reason| Error::CorruptLog { path, reason })?;
-            commits.push(commit);
-        }
-        for (i, c) in commits.iter().enumerate() {
-            if c.version != i as u64 + 1 {
+        snapshot.read_newer(lake).await?;
+        Ok(snapshot)
+    }
+
+    /// Reads every commit record of the lake, ignoring checkpoints: what a
+    /// test compares a checkpointed snapshot with.
+    pub async fn load_every_record(lake: &Lake) -> Result<Self> {
+        let mut snapshot = Self::default();
+        snapshot.read_newer(lake).await?;
+        Ok(snapshot)
+    }
+
+    /// This snapshot brought up to the lake's newest version: only the
+    /// records after it are read. [`Snapshot::since`] of the result then
+    /// gives what other writers committed meanwhile.
+    pub async fn refreshed(&self, lake: &Lake) -> Result<Self> {
+        let mut newer = self.clone();
+        newer.read_newer(lake).await?;
+        Ok(newer)
+    }
+
+    async fn read_newer(&mut self, lake: &Lake) -> Result<()> {
+        for commit in read_records_after(lake, self.version()).await? {
+            if commit.version != self.version() + 1 {
                 return Err(Error::CorruptLog {
                     path: format!("{}/{}", lake.display(), LOG_DIR),
-                    reason: format!("expected version {} but found {}", i + 1, c.version),
+                    reason: format!(
+                        "expected version {} but found {}",
+                        self.version() + 1,
+                        commit.version
+                    ),
                 });
             }
+            self.push(commit);
         }
-        Ok(Self { commits })
+        Ok(())
+    }
+
+    fn push(&mut self, commit: Commit) {
+        self.state.apply(&commit);
+        self.tail.push(commit);
     }
 
     /// The newest version (0 for an empty lake).
     pub fn version(&self) -> u64 {
-        self.commits.len() as u64
+        self.state.version
     }
 
-    /// Every commit, oldest first.
-    pub fn commits(&self) -> &[Commit] {
-        &self.commits
+    /// The folded state: the log's records (landing files, alerts,
+    /// reference loads, removals) as of this version.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The version of the checkpoint this snapshot was read from (0: none).
+    pub fn base_version(&self) -> u64 {
+        self.base
+    }
+
+    /// The state of the checkpoint this snapshot was read from: with
+    /// [`Snapshot::tail`] applied to it, the snapshot's state.
+    pub fn base_state(&self) -> &State {
+        &self.base_state
+    }
+
+    /// The commits read after the checkpoint this snapshot started from,
+    /// oldest first (every commit when the lake has no checkpoint).
+    pub fn tail(&self) -> &[Commit] {
+        &self.tail
+    }
+
+    /// The commits after `version`, oldest first. `version` must not be
+    /// older than the checkpoint this snapshot was read from: ask a
+    /// snapshot made by [`Snapshot::refreshed`] from the one at `version`.
+    pub fn since(&self, version: u64) -> &[Commit] {
+        assert!(
+            version >= self.base && version <= self.version(),
+            "commits since version {version} asked of a snapshot holding {}..={}",
+            self.base + 1,
+            self.version()
+        );
+        &self.tail[(version - self.base) as usize..]
     }
 
     /// The files a reader of `table` sees at this version.
     pub fn files(&self, table: &str) -> Vec<&FileEntry> {
-        let replacing = self
-            .commits
-            .iter()
-            .rev()
-            .find(|c| c.replaces.iter().any(|t| t == table));
-        match replacing {
-            Some(commit) => commit.files.iter().filter(|f| f.table == table).collect(),
-            None => {
-                let removed: BTreeSet<&str> = self
-                    .commits
-                    .iter()
-                    .flat_map(|c| c.removes.iter().map(String::as_str))
-                    .collect();
-                self.commits
-                    .iter()
-                    .flat_map(|c| c.files.iter().filter(|f| f.table == table))
-                    .filter(|f| !removed.contains(f.path.as_str()))
-                    .collect()
-            }
-        }
+        self.state.files(table)
     }
 
-    /// Every file path named by any commit (current, superseded or removed
-    /// by retention): none of them is an orphan.
+    /// Every file path a writer must not take for an orphan: live files,
+    /// removed files not yet past their grace period, and superseded
+    /// reference versions.
     pub fn all_paths(&self) -> BTreeSet<&str> {
-        self.commits
-            .iter()
-            .flat_map(|c| c.files.iter().map(|f| f.path.as_str()))
-            .collect()
+        self.state.named_paths()
+    }
+
+    /// Which events the current `run_parts` files cover, for a reader whose
+    /// definitions are `definitions` (see [`RunCoverage`]).
+    pub fn run_coverage(&self, definitions: &str) -> RunCoverage<'_> {
+        self.state.run_coverage(definitions)
     }
 
     /// Deletes the files under `tables` that no commit names and that are
@@ -506,9 +536,8 @@ impl Snapshot {
         loop {
             match self.commit(lake, commit.clone()).await {
                 Err(Error::CommitConflict { version }) => {
-                    let newer = Snapshot::load(lake).await?;
-                    let since = &newer.commits()[self.commits.len()..];
-                    if since.iter().any(|c| {
+                    let newer = self.refreshed(lake).await?;
+                    if newer.since(self.version()).iter().any(|c| {
                         !matches!(
                             c.kind,
                             CommitKind::Ingest | CommitKind::Landing | CommitKind::Alerts
@@ -529,18 +558,17 @@ impl Snapshot {
     /// Through a lake fenced by leases ([`crate::lease::Lease::fence`]), each
     /// lease is checked first: one that is no longer held refuses the commit
     /// with [`Error::LeaseLost`]; each held one's generation is recorded.
+    ///
+    /// The committer of every [`crate::checkpoint::interval`]-th version
+    /// writes a checkpoint after it.
     pub async fn commit(&mut self, lake: &Lake, mut commit: Commit) -> Result<u64> {
         let version = self.version() + 1;
         commit.version = version;
-        if let Some(newer) = self
-            .commits
-            .iter()
-            .find(|c| c.format.writer > FORMAT.writer)
-        {
+        if self.state.format.writer > FORMAT.writer {
             return Err(Error::NewerFormat {
-                path: format!("{LOG_DIR}/{:020}.json", newer.version),
+                path: format!("{LOG_DIR}/{:020}.json", self.state.writer_format_at),
                 what: "writer",
-                needed: newer.format.writer,
+                needed: self.state.format.writer,
                 supported: FORMAT.writer,
             });
         }
@@ -556,12 +584,7 @@ impl Snapshot {
         let path = lake.path(&format!("{LOG_DIR}/{version:020}.json"));
         let body = serde_json::to_vec_pretty(&commit).expect("commit serializes");
         match crate::retry::create_if_absent(lake, &path, body).await {
-            Ok(_) => {
-                self.commits.push(commit);
-                // The commit landed: a failure here says so (Error::DeltaSync).
-                crate::delta::sync(lake, self).await?;
-                Ok(version)
-            }
+            Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 // A retried create whose first attempt did land finds its own
                 // record: that is success, not a conflict.
@@ -570,17 +593,100 @@ impl Snapshot {
                 })
                 .await?;
                 match serde_json::from_slice::<Commit>(&existing) {
-                    Ok(c) if c.id == commit.id && c.kind == commit.kind => {
-                        self.commits.push(commit);
-                        crate::delta::sync(lake, self).await?;
-                        Ok(version)
-                    }
-                    _ => Err(Error::CommitConflict { version }),
+                    Ok(c) if c.id == commit.id && c.kind == commit.kind => {}
+                    _ => return Err(Error::CommitConflict { version }),
                 }
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
+        self.push(commit);
+        if version.is_multiple_of(crate::checkpoint::interval())
+            && let Err(e) = crate::checkpoint::write(lake, &self.state).await
+        {
+            // The commit stands; only readers' speed suffers.
+            eprintln!(
+                "agentledger: warning: version {version} is committed, but its checkpoint could not be written ({e}); readers read more records until the next one"
+            );
+        }
+        // The commit landed: a failure here says so (Error::DeltaSync).
+        crate::delta::sync(lake, self).await?;
+        Ok(version)
     }
+}
+
+/// The commit records after `version`, in version order, each parsed and
+/// checked. On a local lake the records are read one after another until
+/// the next is missing (the log has no gaps: each version is created only
+/// once the one before exists); on object storage they are listed from
+/// `version` on and fetched concurrently.
+pub async fn read_records_after(lake: &Lake, version: u64) -> Result<Vec<Commit>> {
+    let records: Vec<(String, bytes::Bytes)> = match lake.local_root() {
+        Some(root) => {
+            let mut out = Vec::new();
+            let mut next = version + 1;
+            loop {
+                let path = root.join(format!("{LOG_DIR}/{next:020}.json"));
+                match std::fs::read(&path) {
+                    Ok(b) => out.push((path.display().to_string(), bytes::Bytes::from(b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(source) => {
+                        return Err(Error::Io {
+                            context: format!("cannot read commit record {}", path.display()),
+                            source,
+                        });
+                    }
+                }
+                next += 1;
+            }
+            out
+        }
+        None => {
+            let prefix = lake.path(LOG_DIR);
+            let listing = if version == 0 {
+                lake.store().list(Some(&prefix))
+            } else {
+                let offset = lake.path(&format!("{LOG_DIR}/{version:020}.json"));
+                lake.store().list_with_offset(Some(&prefix), &offset)
+            };
+            let mut metas: Vec<_> = listing.try_collect().await?;
+            metas.retain(|m| m.location.filename().is_some_and(|f| f.ends_with(".json")));
+            metas.sort_by(|a, b| a.location.cmp(&b.location));
+            let fetches: Vec<_> = metas
+                .into_iter()
+                .map(|meta| {
+                    let store = std::sync::Arc::clone(lake.store());
+                    async move {
+                        let bytes = store.get(&meta.location).await?.bytes().await?;
+                        Ok::<_, Error>((meta.location.to_string(), bytes))
+                    }
+                })
+                .collect();
+            futures::stream::iter(fetches)
+                .buffered(32)
+                .try_collect()
+                .await?
+        }
+    };
+    let mut commits = Vec::with_capacity(records.len());
+    for (path, bytes) in records {
+        let mut commit: Commit = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLog {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if commit.format.reader > FORMAT.reader {
+            return Err(Error::NewerFormat {
+                path,
+                what: "reader",
+                needed: commit.format.reader,
+                supported: FORMAT.reader,
+            });
+        }
+        commit
+            .parse_summary()
+            .map_err(|reason| Error::CorruptLog { path, reason })?;
+        commits.push(commit);
+    }
+    Ok(commits)
 }
 
 /// How old a file that no commit names must be before a writer deletes it
@@ -626,6 +732,13 @@ pub struct RunCoverage<'a> {
     /// The current parts hold one row per run and cover every event, so
     /// `runs` can read them without merging.
     pub unique: bool,
+    /// Of `parts`: those of the newest commit whose parts held one row per
+    /// run and were the only current parts when written (a rebuild or a
+    /// merge). Every run has at most one row here.
+    pub base_parts: Vec<&'a FileEntry>,
+    /// Of `parts`: the others, written after the base. Only the runs these
+    /// (and the uncovered events) touch need merging with the base.
+    pub newer_parts: Vec<&'a FileEntry>,
 }
 
 /// What a commit's summary says its `run_parts` files cover: a `runs`
@@ -660,125 +773,6 @@ impl RunPartsCover {
     /// if it does not parse, when the commit was read).
     pub fn of(commit: &Commit) -> Option<Self> {
         commit.run_parts_cover().cloned()
-    }
-}
-
-impl Snapshot {
-    /// Which events the current `run_parts` files cover, for a reader whose
-    /// definitions are `definitions` (see [`RunCoverage`]).
-    pub fn run_coverage(&self, definitions: &str) -> RunCoverage<'_> {
-        use crate::schema::{EVENTS, RUN_PARTS};
-        let removed: BTreeSet<&str> = self
-            .commits
-            .iter()
-            .flat_map(|c| c.removes.iter().map(String::as_str))
-            .collect();
-        let ours = |cover: &RunPartsCover| cover.definitions.as_deref() == Some(definitions);
-        let parts_files: BTreeSet<&str> = self
-            .commits
-            .iter()
-            .flat_map(|c| c.files.iter())
-            .filter(|f| f.table == RUN_PARTS)
-            .map(|f| f.path.as_str())
-            .collect();
-        // The version that added each events file, for compactions.
-        let added_by: std::collections::HashMap<&str, u64> = self
-            .commits
-            .iter()
-            .flat_map(|c| {
-                c.files
-                    .iter()
-                    .filter(|f| f.table == EVENTS)
-                    .map(move |f| (f.path.as_str(), c.version))
-            })
-            .collect();
-        // One pass in commit order. Versions are 1-based; 0 means "no such
-        // commit".
-        let mut full_through = 0;
-        let mut covered: BTreeSet<u64> = BTreeSet::new();
-        let mut current: BTreeSet<u64> = BTreeSet::new();
-        let mut unique_in: Option<u64> = None;
-        for c in &self.commits {
-            // What makes every earlier part stale and every earlier event
-            // uncovered.
-            let mut invalidates = matches!(c.kind, CommitKind::LoadPrices | CommitKind::Retain);
-            if let Some(cover) = c.run_parts_cover() {
-                if c.kind == CommitKind::Compact {
-                    // The same events in other files: covered as the files
-                    // it replaced were, by parts current for this reader. A
-                    // compaction by another binary that put events our
-                    // parts cover and events they do not into one file
-                    // leaves no way to tell them apart: start over.
-                    let was_covered: Vec<bool> = c
-                        .removes
-                        .iter()
-                        .map(|path| {
-                            added_by
-                                .get(path.as_str())
-                                .is_some_and(|v| *v <= full_through || covered.contains(v))
-                        })
-                        .collect();
-                    if cover.own && was_covered.iter().all(|b| *b) {
-                        covered.insert(c.version);
-                    } else if was_covered.contains(&true) {
-                        invalidates = true;
-                    }
-                } else if !ours(cover) {
-                    // A rebuild or merge of other definitions took out every
-                    // part before it (or there was none: a first ingest),
-                    // ours too.
-                    invalidates =
-                        cover.full || c.removes.iter().any(|p| parts_files.contains(p.as_str()));
-                } else {
-                    current.insert(c.version);
-                    if cover.full {
-                        full_through = c.version;
-                    }
-                    // Only a commit with parts files says whether they are
-                    // unique.
-                    if c.files.iter().any(|f| f.table == RUN_PARTS) || cover.full {
-                        unique_in = cover.unique.then_some(c.version);
-                    }
-                    covered.extend(&cover.covers);
-                    if cover.own {
-                        covered.insert(c.version);
-                    }
-                }
-            }
-            if invalidates {
-                full_through = 0;
-                covered.clear();
-                current.clear();
-                unique_in = None;
-            }
-        }
-        let mut out = RunCoverage::default();
-        let mut parts_versions = Vec::new();
-        for c in &self.commits {
-            for f in c
-                .files
-                .iter()
-                .filter(|f| !removed.contains(f.path.as_str()))
-            {
-                if f.table == EVENTS {
-                    out.events.push((c.version, f));
-                    if c.version > full_through && !covered.contains(&c.version) {
-                        out.uncovered_events.push((c.version, f));
-                    }
-                } else if f.table == RUN_PARTS {
-                    if current.contains(&c.version) {
-                        out.parts.push(f);
-                        parts_versions.push(c.version);
-                    } else {
-                        out.stale_parts.push(f);
-                    }
-                }
-            }
-        }
-        // Unique parts stay unique until another commit adds parts or events.
-        out.unique = unique_in
-            .is_some_and(|v| out.uncovered_events.is_empty() && parts_versions.as_slice() == [v]);
-        out
     }
 }
 
@@ -1005,7 +999,7 @@ mod tests {
         // Records read back: the definitions are kept, and absent in v2.
         let reread = Snapshot::load(&lake).await.unwrap();
         let defs: Vec<Option<String>> = reread
-            .commits()
+            .tail()
             .iter()
             .map(|c| RunPartsCover::of(c).unwrap().definitions)
             .collect();
@@ -1176,6 +1170,97 @@ mod tests {
             .unwrap();
     }
 
+    /// Opens a lake from its checkpoint and the records after it, on a
+    /// local lake (records read one by one) and on object storage (listed
+    /// from the checkpoint on).
+    async fn opening_from_a_checkpoint(lake: Lake) {
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        for i in 1..=12 {
+            let mut c = commit(CommitKind::Ingest, "events", &format!("events/e{i}"), false);
+            // Partitioned, as the Delta log of a local lake needs.
+            c.files[0].date = Some("2026-01-05".into());
+            if i % 3 == 0 {
+                c.summary = serde_json::json!({"run_parts": {"own": true, "definitions": "d"}});
+                c.files.push(FileEntry {
+                    table: "run_parts".into(),
+                    path: format!("run_parts/p{i}"),
+                    size: 1,
+                    rows: 1,
+                    date: None,
+                });
+            }
+            if i == 8 {
+                c.kind = CommitKind::Retain;
+                c.files.clear();
+                c.removes = vec!["events/e2".into()];
+            }
+            snap.commit(&lake, c).await.unwrap();
+        }
+        let last = crate::checkpoint::write(&lake, snap.state()).await.unwrap();
+        assert_eq!(last.version, 12);
+        for i in 13..=15 {
+            let mut c = commit(CommitKind::Ingest, "events", &format!("events/e{i}"), false);
+            c.files[0].date = Some("2026-01-05".into());
+            snap.commit(&lake, c).await.unwrap();
+        }
+        let answers = |s: &Snapshot| {
+            (
+                s.version(),
+                s.files("events").into_iter().cloned().collect::<Vec<_>>(),
+                s.all_paths()
+                    .into_iter()
+                    .map(String::from)
+                    .collect::<Vec<_>>(),
+                coverage_of(s, "d"),
+            )
+        };
+        let from_checkpoint = Snapshot::load(&lake).await.unwrap();
+        assert_eq!(from_checkpoint.tail().len(), 3, "only the records after it");
+        assert_eq!(
+            answers(&from_checkpoint),
+            answers(&Snapshot::load_every_record(&lake).await.unwrap())
+        );
+        assert_eq!(answers(&from_checkpoint), answers(&snap));
+        // Records before the checkpoint are not read: damage one and only
+        // the reader of every record notices.
+        hand_edit(&lake, 5, |v| v["files"] = "not a list".into()).await;
+        Snapshot::load(&lake).await.unwrap();
+        let err = Snapshot::load_every_record(&lake)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("00000000000000000005.json"), "{err}");
+        // A damaged checkpoint or hint is an error naming it, not skipped.
+        let ckpt = lake.path(&crate::checkpoint::path_of(12));
+        lake.store()
+            .put(&ckpt, b"garbage".to_vec().into())
+            .await
+            .unwrap();
+        let err = Snapshot::load(&lake).await.unwrap_err().to_string();
+        assert!(
+            err.contains("_checkpoints/00000000000000000012.json.zst"),
+            "{err}"
+        );
+        let hint = lake.path(crate::checkpoint::LAST);
+        lake.store()
+            .put(&hint, b"{}".to_vec().into())
+            .await
+            .unwrap();
+        let err = Snapshot::load(&lake).await.unwrap_err().to_string();
+        assert!(err.contains("_checkpoints/_last.json"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_local_lake_opens_from_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        opening_from_a_checkpoint(Lake::open(dir.path().to_str().unwrap()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn a_lake_on_object_storage_opens_from_its_checkpoint() {
+        opening_from_a_checkpoint(Lake::open("memory://log-checkpoint").unwrap()).await;
+    }
+
     #[tokio::test]
     async fn a_lake_of_a_newer_format_is_refused_naming_both_versions() {
         let lake = Lake::open("memory://log-format").unwrap();
@@ -1188,7 +1273,7 @@ mod tests {
             .unwrap();
         let written = Snapshot::load(&lake).await.unwrap();
         assert_eq!(
-            written.commits()[0].format,
+            written.tail()[0].format,
             FORMAT,
             "commits record the format"
         );
@@ -1235,8 +1320,8 @@ mod tests {
         );
         snap.commit(&lake, landing).await.unwrap();
         let read = Snapshot::load(&lake).await.unwrap();
-        assert_eq!(read.commits()[1].landing().unwrap().files[0].size, 1);
-        assert_eq!(RunPartsCover::of(&read.commits()[0]).unwrap().covers, [1]);
+        assert_eq!(read.tail()[1].landing().unwrap().files[0].size, 1);
+        assert_eq!(RunPartsCover::of(&read.tail()[0]).unwrap().covers, [1]);
 
         hand_edit(&lake, 1, |v| {
             v["summary"]["run_parts"]["covers"] = "all".into()

@@ -135,8 +135,8 @@ async fn retain_locked(lake: &Lake, cutoff: NaiveDate, dry_run: bool) -> Result<
 pub async fn delete_due(lake: &Lake, snapshot: &Snapshot, grace: Duration) -> Result<usize> {
     let now = chrono::Utc::now();
     let mut deleted = 0;
-    for commit in snapshot.commits().iter().filter(|c| !c.removes.is_empty()) {
-        let due = chrono::DateTime::parse_from_rfc3339(&commit.committed_at)
+    for removal in &snapshot.state().removals {
+        let due = chrono::DateTime::parse_from_rfc3339(&removal.committed_at)
             .map(|t| {
                 now.signed_duration_since(t.with_timezone(&chrono::Utc))
                     .to_std()
@@ -147,7 +147,8 @@ pub async fn delete_due(lake: &Lake, snapshot: &Snapshot, grace: Duration) -> Re
         if !due {
             continue;
         }
-        for path in &commit.removes {
+        {
+            let path = &removal.path;
             match lake.store().delete(&lake.path(path)).await {
                 Ok(()) => {
                     deleted += 1;

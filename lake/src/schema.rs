@@ -27,6 +27,21 @@ pub const CUSTOMER_PLANS: &str = "customer_plans";
 /// as events arrive so that `runs` reads runs, not every event.
 pub const RUN_PARTS: &str = "run_parts";
 
+/// Key index of `events` (sorted key files, [`crate::keyfile`]): each
+/// stored event's id hash, content hash and date. Not a table readers see.
+pub const EVENT_INDEX: &str = "event_index";
+/// Key index of `quarantine`: each quarantined line's key and date.
+pub const QUARANTINE_INDEX: &str = "quarantine_index";
+
+/// The index table of a table that has one.
+pub fn index_of(table: &str) -> Option<&'static str> {
+    match table {
+        EVENTS => Some(EVENT_INDEX),
+        QUARANTINE => Some(QUARANTINE_INDEX),
+        _ => None,
+    }
+}
+
 /// The Arrow type of money.
 pub fn money() -> DataType {
     DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE)

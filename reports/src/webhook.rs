@@ -147,16 +147,12 @@ pub fn payload(alert: &Alert) -> serde_json::Value {
 
 fn delivered(snapshot: &Snapshot, hash: &str) -> HashSet<(String, String)> {
     let mut done = HashSet::new();
-    for commit in snapshot
-        .commits()
-        .iter()
-        .filter(|c| c.kind == CommitKind::Alerts)
-    {
-        // Parsed when the log was read: a record that does not parse
-        // failed the load, so no delivered alert is sent twice.
-        let Some(record) = commit.alerts().filter(|r| r.webhook_hash == hash) else {
+    // Parsed when the log was read: a record that does not parse failed
+    // the load, so no delivered alert is sent twice.
+    for record in &snapshot.state().alerts {
+        if record.webhook_hash != hash {
             continue;
-        };
+        }
         for d in &record.deliveries {
             done.insert((d.tenant_id.clone(), d.iso_week.clone()));
         }

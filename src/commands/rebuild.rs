@@ -1,4 +1,5 @@
-//! `agentledger rebuild`: every run part computed again from the events.
+//! `agentledger rebuild`: every run part computed again from the events,
+//! and the key index of events and quarantine written anew.
 
 use std::process::ExitCode;
 
@@ -15,8 +16,13 @@ pub async fn run(lake: &Lake, args: RebuildArgs) -> anyhow::Result<ExitCode> {
         ..RefreshOptions::default()
     };
     let summary = refresh_runs_with(lake, options).await?;
+    let index = agentledger_lake::index::rebuild(lake).await?;
     match args.format {
-        SummaryFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        SummaryFormat::Json => {
+            let mut out = serde_json::to_value(&summary)?;
+            out["index"] = serde_json::to_value(&index)?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
         SummaryFormat::Text => match summary.version {
             Some(v) => println!(
                 "rebuilt run parts from {} event{}: {} run-part row{}, {} old parts file{} removed (definitions {}, lake version {v})",
@@ -33,6 +39,17 @@ pub async fn run(lake: &Lake, args: RebuildArgs) -> anyhow::Result<ExitCode> {
                 summary.definitions
             ),
         },
+    }
+    if args.format == SummaryFormat::Text {
+        println!(
+            "rebuilt the key index: {} event id{}, {} quarantined line{} ({} old run{} removed)",
+            index.event_keys,
+            plural(index.event_keys),
+            index.quarantine_keys,
+            plural(index.quarantine_keys),
+            index.removed_runs,
+            plural(index.removed_runs as u64),
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -104,11 +104,17 @@ fn unnamed_files(lake: &Path) -> Vec<String> {
             named.insert(f["path"].as_str().unwrap().to_string());
         }
     }
-    ["events", "quarantine", "run_parts"]
-        .iter()
-        .flat_map(|table| data_files(lake, table))
-        .filter(|rel| !named.contains(rel))
-        .collect()
+    [
+        "events",
+        "quarantine",
+        "run_parts",
+        "event_index",
+        "quarantine_index",
+    ]
+    .iter()
+    .flat_map(|table| data_files(lake, table))
+    .filter(|rel| !named.contains(rel))
+    .collect()
 }
 
 /// A small seeded generator (xorshift64*), so a failing point can be rerun.

@@ -126,11 +126,13 @@ fn other_definitions_recompute_the_runs_and_rebuild_the_parts() {
     assert!(summary["removed_files"].as_u64().unwrap() >= 1, "{summary}");
     let version = summary["version"].as_u64().unwrap();
     let rebuilt = log(&env);
-    assert_eq!(rebuilt.len() as u64, version);
+    // The run parts' commit, then the key index's.
+    assert_eq!(rebuilt.len() as u64, version + 1);
     assert_eq!(
-        rebuilt.last().unwrap()["summary"]["run_parts"]["definitions"],
+        rebuilt[version as usize - 1]["summary"]["run_parts"]["definitions"],
         defs.as_str()
     );
+    assert_eq!(rebuilt.last().unwrap()["summary"]["index"]["full"], true);
     assert!(live_parts(&rebuilt).is_disjoint(&live_parts(&after)));
     assert_eq!(env.ok(&metrics_args), metrics);
     let text = env.ok(&["rebuild"]);
@@ -138,7 +140,10 @@ fn other_definitions_recompute_the_runs_and_rebuild_the_parts() {
         text.starts_with("rebuilt run parts from ") && text.contains(&defs),
         "{text}"
     );
-    assert!(log(&env).len() as u64 > version, "a forced rebuild commits");
+    assert!(
+        log(&env).len() as u64 > version + 1,
+        "a forced rebuild commits"
+    );
     assert_eq!(env.ok(&metrics_args), metrics);
 }
 

@@ -2,10 +2,12 @@
 //! per area, each test on its own temporary lake.
 
 mod chaos;
+mod checkpoint;
 mod common;
 mod compact;
 mod definitions;
 mod delta;
+mod index;
 mod ingest;
 mod kill;
 mod load;

@@ -68,6 +68,14 @@ pub const RUN_PARTS_SQL: &str = include_str!("../sql/run_parts.sql");
 /// `merge_parts.sql`: one part per run, merged from `run_parts`.
 pub const MERGE_PARTS_SQL: &str = include_str!("../sql/merge_parts.sql");
 
+/// `touched_parts.sql`: the parts of the runs that parts newer than the
+/// base touch.
+pub const TOUCHED_PARTS_SQL: &str = include_str!("../sql/touched_parts.sql");
+
+/// `merge_on_read.sql`: `merge_parts.sql`'s result, regrouping only the
+/// runs that parts newer than the base touch.
+pub const MERGE_ON_READ_SQL: &str = include_str!("../sql/merge_on_read.sql");
+
 /// `runs.sql`: one row per run, from the merged parts.
 pub const RUNS_SQL: &str = include_str!("../sql/runs.sql");
 
@@ -96,20 +104,55 @@ pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionConte
     register_views(&ctx).await?;
 
     let coverage = snapshot.run_coverage(definitions());
-    let stored = LakeTable::with_files(lake, RUN_PARTS, &coverage.parts, store_url.clone());
-    let mut plan =
-        LogicalPlanBuilder::scan(RUN_PARTS, provider_as_source(Arc::new(stored)), None)?.build()?;
-    if !coverage.uncovered_events.is_empty() {
+    let scan = |files: &[&FileEntry], name: &str| -> Result<LogicalPlan> {
+        let stored = LakeTable::with_files(lake, RUN_PARTS, files, store_url.clone());
+        Ok(LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(stored)), None)?.build()?)
+    };
+    // The parts of events no current part covers, computed on the fly.
+    let pending = if coverage.uncovered_events.is_empty() {
+        None
+    } else {
         let files: Vec<&FileEntry> = coverage.uncovered_events.iter().map(|(_, f)| *f).collect();
         let (_, pending) = run_parts_over(lake, snapshot, &files).await?;
-        plan = LogicalPlanBuilder::from(plan)
-            .union(pending.into_unoptimized_plan())?
-            .build()?;
-    }
-    register_view(&ctx, RUN_PARTS, plan, None)?;
-    // Parts written with one row per run need no merging.
+        Some(pending.into_unoptimized_plan())
+    };
+    let with_pending = |plan: LogicalPlan| -> Result<LogicalPlan> {
+        Ok(match &pending {
+            Some(p) => LogicalPlanBuilder::from(plan).union(p.clone())?.build()?,
+            None => plan,
+        })
+    };
+    let all_parts = with_pending(scan(&coverage.parts, RUN_PARTS)?)?;
+    register_view(&ctx, RUN_PARTS, all_parts.clone(), None)?;
     let merged = if coverage.unique {
+        // Parts written with one row per run need no merging.
         ctx.sql("SELECT * FROM run_parts").await?
+    } else if !coverage.base_parts.is_empty() {
+        // Merge on read: only the runs that parts newer than the base
+        // touch are regrouped.
+        register_view(
+            &ctx,
+            "base_parts",
+            scan(&coverage.base_parts, "base_parts")?,
+            None,
+        )?;
+        let newer = with_pending(scan(&coverage.newer_parts, "newer_parts")?)?;
+        register_view(&ctx, "newer_parts", newer, None)?;
+        let touched = ctx.sql(TOUCHED_PARTS_SQL).await?.into_unoptimized_plan();
+        // merge_parts.sql reads `run_parts`: planned over the touched parts,
+        // then the view of every part is put back.
+        ctx.deregister_table(RUN_PARTS)?;
+        register_view(&ctx, RUN_PARTS, touched, None)?;
+        let merged_touched = ctx.sql(MERGE_PARTS_SQL).await?.into_unoptimized_plan();
+        ctx.deregister_table(RUN_PARTS)?;
+        register_view(&ctx, RUN_PARTS, all_parts, None)?;
+        register_view(&ctx, "merged_touched", merged_touched, None)?;
+        let merged = ctx.sql(MERGE_ON_READ_SQL).await?;
+        // The plan holds the views it read; their names need not stay.
+        for name in ["base_parts", "newer_parts", "merged_touched"] {
+            ctx.deregister_table(name)?;
+        }
+        merged
     } else {
         ctx.sql(MERGE_PARTS_SQL).await?
     };

@@ -16,13 +16,16 @@
 //! [`agentledger_lake::log::RunCoverage`]).
 //!
 //! Parts files do not pile up: while the current parts are small
-//! ([`MERGE_ALWAYS_ROWS`]), and otherwise once there are
-//! [`MERGE_PARTS_FILES`] current parts files, the refresh merges them with
-//! the new parts into one file with one row per run and removes them
-//! (`merge_parts.sql`; parts files alone are merged by
-//! `parts::PartsMerger`, the same rules in Rust). A file that
-//! is the only current one and holds one row per run is marked `unique`:
-//! sessions then read it without merging.
+//! ([`MERGE_ALWAYS_ROWS`]), the refresh merges them with the new parts into
+//! one file with one row per run and removes them (`merge_parts.sql`; parts
+//! files alone are merged by `parts::PartsMerger`, the same rules in Rust).
+//! A file that is the only current one and holds one row per run is marked
+//! `unique`: sessions then read it without merging, and once later parts
+//! are added it stays the *base* that sessions merge only the runs those
+//! later parts touch with (`merge_on_read.sql`). So a large lake merges
+//! everything again only once [`MERGE_NEWER_FILES`] files were added after
+//! the base or they hold a quarter as many rows; without a base (parts of
+//! several chunks), once there are [`MERGE_PARTS_FILES`] files.
 //!
 //! Memory stays bounded however large the lake is. New events are read in
 //! chunks of whole date partitions of about [`CHUNK_ROWS`] events, each
@@ -52,13 +55,33 @@ use crate::{Bucket, Result};
 /// bounds a refresh's memory.
 pub const CHUNK_ROWS: u64 = 1_000_000;
 
-/// Current parts files that make the next refresh merge them all.
+/// Current parts files that make the next refresh merge them all, when no
+/// base of one row per run exists.
 pub const MERGE_PARTS_FILES: usize = 8;
+
+/// Parts files written after the base (see
+/// [`agentledger_lake::log::RunCoverage::base_parts`]) that make the next
+/// refresh merge everything into a new base. Readers merge only the runs
+/// those files touch with the base (merge on read), so they can pile up
+/// for days of hourly ingests; merging sooner would rewrite every run each
+/// time.
+pub const MERGE_NEWER_FILES: usize = 48;
 
 /// Current parts rows up to which every refresh merges them with its new
 /// parts (cheap at this size), so that small, frequent ingests keep one row
 /// per run and `runs` never has to regroup.
 pub const MERGE_ALWAYS_ROWS: u64 = 500_000;
+
+/// [`MERGE_ALWAYS_ROWS`], or `AGENTLEDGER_MERGE_ALWAYS_ROWS` when set (a
+/// tuning knob; tests set it to 0 to see a small lake behave as a large one).
+pub fn merge_always_rows() -> u64 {
+    agentledger_lake::retry::env_count(
+        "AGENTLEDGER_MERGE_ALWAYS_ROWS",
+        "rows",
+        0,
+        MERGE_ALWAYS_ROWS,
+    )
+}
 
 /// What a refresh did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -191,8 +214,8 @@ async fn refresh_locked(lake: &Lake, options: RefreshOptions) -> Result<RefreshS
             match snapshot.commit(lake, commit).await {
                 Ok(version) => break version,
                 Err(agentledger_lake::Error::CommitConflict { version }) => {
-                    let newer = Snapshot::load(lake).await?;
-                    let since = &newer.commits()[snapshot.version() as usize..];
+                    let newer = snapshot.refreshed(lake).await?;
+                    let since = newer.since(snapshot.version());
                     if !rebase_cover(&mut cover, &snapshot, since) {
                         return Err(agentledger_lake::Error::CommitConflict { version }.into());
                     }
@@ -242,10 +265,11 @@ pub(crate) fn rebase_cover(
     if cover.full {
         cover.full = false;
         let mut versions: Vec<u64> = snapshot
-            .commits()
+            .state()
+            .appended
             .iter()
-            .filter(|c| c.files.iter().any(|f| f.table == EVENTS))
-            .map(|c| c.version)
+            .filter(|f| f.entry.table == EVENTS)
+            .map(|f| f.added_by)
             .collect();
         versions.append(&mut cover.covers);
         versions.sort_unstable();
@@ -312,6 +336,20 @@ pub(crate) fn plan_refresh(
     covers.dedup();
     let current: Vec<FileEntry> = coverage.parts.iter().map(|f| (*f).clone()).collect();
     let current_rows: u64 = current.iter().map(|f| f.rows).sum();
+    // Whether the parts files piled up enough to merge, with `extra` more
+    // about to be written: with a base, once the newer files are many or
+    // hold a quarter as many rows as the base; without, once there are
+    // several files.
+    let base_rows: u64 = coverage.base_parts.iter().map(|f| f.rows).sum();
+    let newer_rows: u64 = coverage.newer_parts.iter().map(|f| f.rows).sum();
+    let piled_up = |extra: usize| {
+        if coverage.base_parts.is_empty() {
+            current.len() + extra >= MERGE_PARTS_FILES
+        } else {
+            coverage.newer_parts.len() + extra >= MERGE_NEWER_FILES
+                || newer_rows.saturating_mul(4) >= base_rows
+        }
+    };
     if sources.is_empty() {
         // Everything is covered. One file that may hold a run twice (read
         // in date chunks, or an ingest's parts with a run written out and
@@ -321,7 +359,7 @@ pub(crate) fn plan_refresh(
         let merge = match current.len() {
             0 => false,
             1 => !coverage.unique,
-            n => n >= MERGE_PARTS_FILES || current_rows <= MERGE_ALWAYS_ROWS,
+            _ => piled_up(0) || current_rows <= merge_always_rows(),
         };
         return merge.then(|| RefreshPlan {
             full: true,
@@ -337,7 +375,7 @@ pub(crate) fn plan_refresh(
             ..Default::default()
         });
     }
-    if current.len() + 1 >= MERGE_PARTS_FILES || current_rows <= MERGE_ALWAYS_ROWS {
+    if piled_up(1) || current_rows <= merge_always_rows() {
         // Parts files piled up, or few enough to merge every time: merge
         // them all with the new parts.
         return Some(RefreshPlan {

@@ -1,0 +1,169 @@
+//! Checkpoints: the folded log ([`State`]) written down every so often, so
+//! that opening a lake reads one checkpoint and the records after it, not
+//! every record since the first (Delta Lake's checkpoints and
+//! `_last_checkpoint`, in agentledger's own format).
+//!
+//! - `_checkpoints/<version, 20 digits>.json.zst`: the state as of that
+//!   version, zstd-compressed JSON, created with put-if-absent. It is a pure
+//!   function of the records up to its version, so two writers that both
+//!   write one write the same facts, and the loser of the create has nothing
+//!   to do.
+//! - `_checkpoints/_last.json`: which checkpoint is newest. A hint only: it
+//!   is overwritten, and only ever with a newer version; a reader that finds
+//!   none reads the whole log, which stays complete (checkpoints never
+//!   replace records).
+//!
+//! The committer of every [`interval`]-th version writes one. A checkpoint
+//! that fails to write costs speed, never an answer: the commit stands, and
+//! the failure is reported on stderr. A checkpoint or hint that does not
+//! parse is an error naming it: it is never skipped, since a reader that
+//! silently fell back would hide a lake that is being damaged.
+
+use object_store::ObjectStoreExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::state::State;
+use crate::store::Lake;
+
+/// Folder of the checkpoints, relative to the lake root.
+pub const CHECKPOINT_DIR: &str = "_checkpoints";
+/// The hint naming the newest checkpoint.
+pub const LAST: &str = "_checkpoints/_last.json";
+/// The checkpoint format this binary reads and writes.
+pub const CHECKPOINT_FORMAT: u32 = 1;
+
+/// What `_checkpoints/_last.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Last {
+    /// The version of the newest checkpoint.
+    pub version: u64,
+    /// Its path relative to the lake root.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Written {
+    checkpoint_format: u32,
+    state: State,
+}
+
+/// Every how many versions a checkpoint is written:
+/// `AGENTLEDGER_CHECKPOINT_INTERVAL`, default 100.
+pub fn interval() -> u64 {
+    crate::retry::env_count("AGENTLEDGER_CHECKPOINT_INTERVAL", "commits", 1, 100)
+}
+
+/// The path of the checkpoint of `version`.
+pub fn path_of(version: u64) -> String {
+    format!("{CHECKPOINT_DIR}/{version:020}.json.zst")
+}
+
+async fn get_optional(lake: &Lake, rel: &str) -> Result<Option<bytes::Bytes>> {
+    let path = lake.path(rel);
+    let got = crate::retry::retrying(lake, || async {
+        match lake.store().get(&path).await {
+            Ok(r) => r.bytes().await.map(Some),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .await?;
+    Ok(got)
+}
+
+/// The newest checkpoint hint, if any.
+pub async fn last(lake: &Lake) -> Result<Option<Last>> {
+    let Some(bytes) = get_optional(lake, LAST).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::CorruptLog {
+            path: LAST.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Reads the newest checkpoint, if the lake has one.
+pub async fn read_latest(lake: &Lake) -> Result<Option<State>> {
+    let Some(last) = last(lake).await? else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| Error::CorruptLog {
+        path: last.path.clone(),
+        reason: format!(
+            "{reason} (named by {LAST}; the records in _log/ are complete: moving {CHECKPOINT_DIR}/ away makes readers read all of them)"
+        ),
+    };
+    let Some(bytes) = get_optional(lake, &last.path).await? else {
+        return Err(corrupt("the checkpoint is missing".into()));
+    };
+    let json = zstd::decode_all(bytes.as_ref()).map_err(|e| corrupt(e.to_string()))?;
+    let written: Written = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
+    if written.checkpoint_format > CHECKPOINT_FORMAT {
+        return Err(Error::NewerFormat {
+            path: last.path.clone(),
+            what: "checkpoint",
+            needed: written.checkpoint_format,
+            supported: CHECKPOINT_FORMAT,
+        });
+    }
+    if written.state.version != last.version {
+        return Err(corrupt(format!(
+            "it holds version {} where {LAST} says {}",
+            written.state.version, last.version
+        )));
+    }
+    Ok(Some(written.state))
+}
+
+/// How long a removal is remembered in a checkpoint: longer than both
+/// grace periods after which its file is deleted (by retention's deletion
+/// of removed files, or as an orphan by age), plus a day.
+fn removal_memory() -> chrono::Duration {
+    let longest = crate::retain::grace_period().max(crate::log::orphan_grace());
+    chrono::Duration::from_std(longest).unwrap_or(chrono::Duration::MAX / 2)
+        + chrono::Duration::days(1)
+}
+
+/// Writes the checkpoint of `state` and points the hint at it, unless a
+/// newer one is already named.
+pub async fn write(lake: &Lake, state: &State) -> Result<Last> {
+    let pruned = state.pruned(chrono::Utc::now() - removal_memory());
+    let json = serde_json::to_vec(&Written {
+        checkpoint_format: CHECKPOINT_FORMAT,
+        state: pruned,
+    })
+    .expect("a state serializes");
+    let body = zstd::encode_all(json.as_slice(), 3).map_err(|source| Error::Io {
+        context: "cannot compress a checkpoint".into(),
+        source,
+    })?;
+    let rel = path_of(state.version);
+    let written = Last {
+        version: state.version,
+        path: rel.clone(),
+        size: body.len() as u64,
+    };
+    match crate::retry::create_if_absent(lake, &lake.path(&rel), body).await {
+        // Another writer wrote the same facts first.
+        Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Point the hint at it unless a newer checkpoint is named already. Two
+    // writers racing here may leave the older one named: readers then read
+    // a few more records, and the next checkpoint puts it right.
+    if last(lake).await?.is_none_or(|l| l.version < state.version) {
+        let hint = serde_json::to_vec_pretty(&written).expect("a hint serializes");
+        let path = lake.path(LAST);
+        crate::retry::retrying(lake, || {
+            lake.store()
+                .put(&path, object_store::PutPayload::from(hint.clone()))
+        })
+        .await?;
+    }
+    Ok(written)
+}
