@@ -64,12 +64,17 @@ def main():
         hours_dir.mkdir(exist_ok=True)
         # Late events: lines held back from the bulk load, evenly spread.
         held_total = args.hours * args.late_per_hour
-        lines = bulk_src.read_text().splitlines()
-        step = max(1, len(lines) // held_total)
-        held = lines[::step][:held_total]
-        held_set = set(range(0, len(lines), step)[:held_total])
-        bulk.write_text("\n".join(l for i, l in enumerate(lines) if i not in held_set) + "\n")
-        del lines
+        with open(bulk_src, "rb") as f:
+            count = sum(1 for _ in f)
+        step = max(1, count // held_total)
+        held = []
+        # Streamed: the 20M-event sample is several GB.
+        with open(bulk_src) as src, open(bulk, "w") as out:
+            for i, line in enumerate(src):
+                if i % step == 0 and len(held) < held_total:
+                    held.append(line.rstrip("\n"))
+                else:
+                    out.write(line)
         new_runs = int(args.hours * (args.per_hour - args.late_per_hour) / EVENTS_PER_RUN) + 1
         new_src = sample(binary, work / "new-sample", new_runs, 202)
         new_lines = [

@@ -334,7 +334,7 @@ fn runs_merged_on_read_equal_runs_computed_from_every_event() {
         env.ok_with_env(big, &["ingest", f.to_str().unwrap()]);
     }
     let plan = env.ok(&["sql", "EXPLAIN SELECT count(*) FROM runs"]);
-    assert!(plan.contains("LeftAnti"), "sessions merge on read: {plan}");
+    assert!(plan.contains("RightAnti"), "sessions merge on read: {plan}");
     let from_events = ("AGENTLEDGER_DEFINITIONS_SALT", "every-part-stale");
     let runs = "SELECT * FROM runs ORDER BY tenant_id, run_id";
     let ours = env.ok(&["sql", "--format", "csv", runs]);

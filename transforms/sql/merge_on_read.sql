@@ -7,9 +7,11 @@
 --   the touched runs go through merge_parts.sql (`merged_touched`, over
 --   touched_parts.sql). The result equals merge_parts.sql over base and
 --   newer parts together; a test checks it on generated data.
+-- The touched runs (few) come first: a hash join holds its first side in
+-- memory, and the base (every run) only streams past it.
 SELECT b.*
-FROM base_parts b
-LEFT ANTI JOIN (SELECT DISTINCT tenant_id, run_id FROM newer_parts) t
+FROM (SELECT DISTINCT tenant_id, run_id FROM newer_parts) t
+RIGHT ANTI JOIN base_parts b
     ON b.tenant_id = t.tenant_id AND b.run_id = t.run_id
 UNION ALL
 SELECT * FROM merged_touched
