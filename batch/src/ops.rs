@@ -39,6 +39,11 @@ pub async fn ingest(
             Err(agentledger_queries::Error::Lake(agentledger_lake::Error::Locked { .. })) => {}
             Err(e) => return Err(e.into()),
         }
+        // The same for the key index: its runs are merged once they pile
+        // up, so the next ingests probe a few runs, not one per ingest.
+        agentledger_lake::index::merge_if_due(lake)
+            .await
+            .map_err(agentledger_queries::Error::Lake)?;
     }
     Ok(summary)
 }

@@ -17,7 +17,7 @@
 //! other definitions) wait for the next compaction.
 //!
 //! It also merges the key index ([`crate::index`]): when `events` or
-//! `quarantine` has more than [`MAX_RUNS`] index runs, they become one, in a
+//! `quarantine` has more than [`crate::index::MAX_RUNS`] index runs, they are merged, in a
 //! commit of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,12 +26,11 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::index::{KeyIndex, MAX_RUNS};
 use crate::lease::Lease;
 use crate::log::{Commit, CommitKind, FileEntry, RunPartsCover, Snapshot, new_id};
 use crate::parquet_io::read_all;
 use crate::retain::{delete_due, grace_period};
-use crate::schema::{EVENT_INDEX, EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_INDEX};
+use crate::schema::{EVENT_INDEX, EVENTS, EVENTS_SCHEMA, QUARANTINE_INDEX};
 use crate::store::Lake;
 use crate::writer::open_file;
 
@@ -114,7 +113,7 @@ async fn compact_locked(
         // No commit: still bring the Delta logs up to date (a compaction
         // killed after its commit ends this way when run again).
         crate::delta::sync(lake, &snapshot).await?;
-        summary.index_runs_merged = merge_index(lake, &mut snapshot).await?;
+        summary.index_runs_merged = crate::index::merge_due(lake, &mut snapshot).await?;
         summary.files_deleted = delete_due(lake, &snapshot, grace_period()).await?;
         return Ok(summary);
     }
@@ -182,36 +181,7 @@ async fn compact_locked(
     // An ingest committed meanwhile adds files this compaction never
     // touches: the same commit stands on top of it.
     summary.version = Some(snapshot.commit_over_ingests(lake, commit).await?);
-    summary.index_runs_merged = merge_index(lake, &mut snapshot).await?;
+    summary.index_runs_merged = crate::index::merge_due(lake, &mut snapshot).await?;
     summary.files_deleted = delete_due(lake, &snapshot, grace_period()).await?;
     Ok(summary)
-}
-
-/// Merges the key index runs of `events` and of `quarantine` when a table
-/// has more than [`MAX_RUNS`], in a commit of their own (a compaction with
-/// no run-parts cover: it touches no events). Returns the runs merged.
-async fn merge_index(lake: &Lake, snapshot: &mut Snapshot) -> Result<usize> {
-    let id = new_id();
-    let mut files = Vec::new();
-    let mut removes = Vec::new();
-    for table in [EVENTS, QUARANTINE] {
-        let index = KeyIndex::of(snapshot, table)?;
-        if let Some((file, runs)) = index.merge(lake, table, &id, MAX_RUNS).await? {
-            files.push(file);
-            removes.extend(runs);
-        }
-    }
-    if files.is_empty() {
-        return Ok(0);
-    }
-    let merged = removes.len();
-    let mut commit = Commit::record(
-        CommitKind::Compact,
-        serde_json::json!({"table": "index", "runs_merged": merged}),
-    );
-    commit.id = id;
-    commit.files = files;
-    commit.removes = removes;
-    snapshot.commit_over_ingests(lake, commit).await?;
-    Ok(merged)
 }

@@ -180,9 +180,13 @@ impl KeyIndex {
             .is_none_or(|retained_at| *retained_at < added_by)
     }
 
-    /// Merges every run into one, dropping entries no longer stored, when
-    /// there are more than `max_runs`: the file written (named
-    /// `<index table>/<id>-merged.keys`) and the runs it replaces.
+    /// Merges runs, dropping entries no longer stored, when there are more
+    /// than `max_runs`: the file written (named
+    /// `<index table>/<id>-merged.keys`) and the runs it replaces. Size
+    /// tiered, so that a lake's index is not rewritten every few ingests:
+    /// the largest run stays as it is while it holds more than four times
+    /// the rest together, and the others are merged into one; otherwise
+    /// all are merged.
     pub async fn merge(
         &self,
         lake: &Lake,
@@ -195,9 +199,24 @@ impl KeyIndex {
         }
         let index_table = index_of(table).expect("events and quarantine have an index");
         let path = format!("{index_table}/{id}-merged.keys");
-        let inputs: Vec<(String, u64)> =
-            self.runs.iter().map(|r| (r.path.clone(), r.size)).collect();
-        let (size, rows) = merge_runs(lake, self, &inputs, &path).await?;
+        let largest = self
+            .runs
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, r)| r.size)
+            .map(|(i, r)| (i, r.size))
+            .expect("more than max_runs runs");
+        let rest: u64 = self.runs.iter().map(|r| r.size).sum::<u64>() - largest.1;
+        // Newest first, as the lookup reads them.
+        let chosen: Vec<&Run> = self
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| largest.1 <= rest.saturating_mul(4) || *i != largest.0)
+            .map(|(_, r)| r)
+            .collect();
+        let (size, rows) = merge_runs(lake, self, &chosen, &path).await?;
+        let inputs: Vec<(String, u64)> = chosen.iter().map(|r| (r.path.clone(), r.size)).collect();
         let entry = FileEntry {
             table: index_table.to_string(),
             path,
@@ -211,12 +230,7 @@ impl KeyIndex {
 
 /// Merges the runs of `index` into `out`, keeping each key's entry from the
 /// newest run where it is live.
-async fn merge_runs(
-    lake: &Lake,
-    index: &KeyIndex,
-    inputs: &[(String, u64)],
-    out: &str,
-) -> Result<(u64, u64)> {
+async fn merge_runs(lake: &Lake, index: &KeyIndex, runs: &[&Run], out: &str) -> Result<(u64, u64)> {
     // Liveness depends on the run an entry comes from, which a merge of
     // sorted streams does not tell the `keep` callback; so each run is
     // first filtered to its live entries (streaming) and the filtered runs
@@ -224,9 +238,8 @@ async fn merge_runs(
     // filtering.
     let mut filtered: Vec<(String, u64)> = Vec::new();
     let mut temporary: Vec<String> = Vec::new();
-    for (i, (path, size)) in inputs.iter().enumerate() {
-        let run = &index.runs[i];
-        debug_assert_eq!(&run.path, path);
+    for (i, run) in runs.iter().enumerate() {
+        let (path, size) = (&run.path, &run.size);
         let stale = index.retained.values().any(|v| *v >= run.added_by);
         if !stale {
             filtered.push((path.clone(), *size));
@@ -456,6 +469,72 @@ pub async fn rebuild(lake: &Lake) -> Result<RebuiltIndex> {
                 Err(e)
             }
         }
+    }
+    .await;
+    lock.release().await?;
+    result
+}
+
+/// Merges the key index runs of `events` and of `quarantine` when a table
+/// has more than [`MAX_RUNS`], in a commit of its own (a compaction with no
+/// run-parts cover: it touches no events), on `snapshot`. Returns the runs
+/// merged. `compact` calls it, and every ingest after its commit (through
+/// [`merge_if_due`]), so an hourly pipeline probes a bounded number of runs
+/// whether or not it compacts.
+pub async fn merge_due(lake: &Lake, snapshot: &mut Snapshot) -> Result<usize> {
+    let id = crate::log::new_id();
+    let mut files = Vec::new();
+    let mut removes = Vec::new();
+    for table in [EVENTS, QUARANTINE] {
+        let index = KeyIndex::of(snapshot, table)?;
+        if let Some((file, runs)) = index.merge(lake, table, &id, MAX_RUNS).await? {
+            files.push(file);
+            removes.extend(runs);
+        }
+    }
+    if files.is_empty() {
+        return Ok(0);
+    }
+    let merged = removes.len();
+    let mut commit = crate::log::Commit::record(
+        crate::log::CommitKind::Compact,
+        serde_json::json!({"table": "index", "runs_merged": merged}),
+    );
+    commit.id = id;
+    commit.files = files;
+    commit.removes = removes;
+    snapshot.commit_over_ingests(lake, commit).await?;
+    Ok(merged)
+}
+
+/// [`merge_due`] under the writer lease, unless another writer holds it
+/// (then it is left to that writer or the next ingest: lookups are exact
+/// with any number of runs, only slower). Returns the runs merged.
+pub async fn merge_if_due(lake: &Lake) -> Result<usize> {
+    let snapshot = Snapshot::load(lake).await?;
+    let due = [EVENTS, QUARANTINE].iter().any(|t| {
+        let runs = index_of(t).expect("keyed table");
+        snapshot.files(runs).len() > MAX_RUNS
+    });
+    if !due {
+        return Ok(0);
+    }
+    let lock = match crate::lease::Lease::acquire(
+        lake,
+        crate::lease::WRITER,
+        "merge the key index",
+        crate::lease::Waiting::Patiently(std::time::Duration::ZERO),
+    )
+    .await
+    {
+        Ok(lock) => lock,
+        Err(Error::Locked { .. }) => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let result = async {
+        let lake = &lock.fence(lake);
+        let mut snapshot = snapshot.refreshed(lake).await?;
+        merge_due(lake, &mut snapshot).await
     }
     .await;
     lock.release().await?;
