@@ -28,7 +28,7 @@ use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{Int64Type, SchemaRef};
 use futures::StreamExt;
 use serde::Serialize;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::batch::RowBuilder;
 use crate::dedup::Bloom;
@@ -722,7 +722,7 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
         out.read += 1;
         match validate_with(line, &meta.limits) {
             Ok(event) => {
-                out.keys.push(xxh3_128(event.event_id.as_bytes()));
+                out.keys.push(event_key(&event.event_id));
                 hashes.push(event.content_hash as i64);
                 out.dates
                     .push(event.ts_micros.div_euclid(MICROS_PER_DAY) as i32);
@@ -1112,7 +1112,7 @@ impl Job {
                     let ids = batch.column(0).as_string::<i32>();
                     let hashes = batch.column(1).as_primitive::<Int64Type>();
                     for i in 0..batch.num_rows() {
-                        if let Some(slot) = stored.get_mut(&xxh3_128(ids.value(i).as_bytes())) {
+                        if let Some(slot) = stored.get_mut(&event_key(ids.value(i))) {
                             slot.get_or_insert(hashes.value(i));
                         }
                     }

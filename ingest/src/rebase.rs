@@ -33,11 +33,10 @@ use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
-use xxhash_rust::xxh3::xxh3_128;
 
 use crate::error::Result;
 use crate::ingest::IngestSummary;
-use agentledger_lake::index::{quarantine_keys, runs_for};
+use agentledger_lake::index::{event_key, quarantine_keys, runs_for};
 use agentledger_lake::log::IndexCover;
 
 fn is_index(table: &str) -> bool {
@@ -132,10 +131,10 @@ impl Prepared {
             let mut stream = read_columns(lake, file, &["event_id", "content_hash"]).await?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
-                let ids = column(&batch, "event_id")?.as_string::<i32>();
-                let hashes = column(&batch, "content_hash")?.as_primitive::<Int64Type>();
+                let ids = column(&batch, "event_id", file)?.as_string::<i32>();
+                let hashes = column(&batch, "content_hash", file)?.as_primitive::<Int64Type>();
                 for i in 0..batch.num_rows() {
-                    their_ids.insert(xxh3_128(ids.value(i).as_bytes()), hashes.value(i));
+                    their_ids.insert(event_key(ids.value(i)), hashes.value(i));
                 }
             }
         }
@@ -153,11 +152,11 @@ impl Prepared {
                 read_columns(lake, file, &["event_id", "content_hash", "source"]).await?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
-                let ids = column(&batch, "event_id")?.as_string::<i32>();
-                let hashes = column(&batch, "content_hash")?.as_primitive::<Int64Type>();
-                let sources = column(&batch, "source")?.as_string::<i32>();
+                let ids = column(&batch, "event_id", file)?.as_string::<i32>();
+                let hashes = column(&batch, "content_hash", file)?.as_primitive::<Int64Type>();
+                let sources = column(&batch, "source", file)?.as_string::<i32>();
                 for i in 0..batch.num_rows() {
-                    match their_ids.get(&xxh3_128(ids.value(i).as_bytes())) {
+                    match their_ids.get(&event_key(ids.value(i))) {
                         None => keep.push(true),
                         Some(h) if *h == hashes.value(i) => {
                             keep.push(false);
@@ -322,9 +321,17 @@ async fn rewrite(
 
 /// A column of a batch read with [`read_columns`], by name (a projection
 /// keeps the file's column order, not the order asked for).
-fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b arrow::array::ArrayRef> {
+fn column<'b>(
+    batch: &'b RecordBatch,
+    name: &str,
+    file: &FileEntry,
+) -> Result<&'b arrow::array::ArrayRef> {
     batch.column_by_name(name).ok_or_else(|| {
-        arrow::error::ArrowError::SchemaError(format!("a stored file has no column {name}")).into()
+        agentledger_lake::Error::CorruptData {
+            path: file.path.clone(),
+            reason: format!("the stored file has no column {name}"),
+        }
+        .into()
     })
 }
 

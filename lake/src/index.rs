@@ -66,11 +66,12 @@ pub fn quarantine_key(source: &str, line: i64, raw: &str) -> u128 {
     xxh3_128(&key)
 }
 
-/// Days since 1970-01-01 of a partition date `YYYY-MM-DD`.
-pub fn day_of(date: &str) -> Result<i32> {
+/// Days since 1970-01-01 of a partition date `YYYY-MM-DD`; `path` names
+/// where the date comes from, for the error.
+pub fn day_of(date: &str, path: &str) -> Result<i32> {
     let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|e| Error::CorruptLog {
-        path: date.to_string(),
-        reason: format!("a partition date that does not parse: {e}"),
+        path: path.to_string(),
+        reason: format!("the partition date {date:?} does not parse: {e}"),
     })?;
     Ok((d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32)
 }
@@ -112,7 +113,7 @@ impl KeyIndex {
         let mut retained = HashMap::new();
         if let Some(dates) = state.retained.get(table) {
             for (date, version) in dates {
-                retained.insert(day_of(date)?, *version);
+                retained.insert(day_of(date, &format!("_log/{version:020}.json"))?, *version);
             }
         }
         let unindexed = state
@@ -216,7 +217,7 @@ impl KeyIndex {
             .map(|(_, r)| r)
             .collect();
         let (size, rows) = merge_runs(lake, self, &chosen, &path).await?;
-        let inputs: Vec<(String, u64)> = chosen.iter().map(|r| (r.path.clone(), r.size)).collect();
+        let removed: Vec<String> = chosen.iter().map(|r| r.path.clone()).collect();
         let entry = FileEntry {
             table: index_table.to_string(),
             path,
@@ -224,7 +225,7 @@ impl KeyIndex {
             rows,
             date: None,
         };
-        Ok(Some((entry, inputs.into_iter().map(|(p, _)| p).collect())))
+        Ok(Some((entry, removed)))
     }
 }
 
@@ -316,7 +317,7 @@ async fn write_run(
 /// The index entries of one `events` or `quarantine` file, in file order.
 pub async fn records_of(lake: &Lake, file: &FileEntry) -> Result<Vec<Record>> {
     let date = match &file.date {
-        Some(d) => day_of(d)?,
+        Some(d) => day_of(d, &file.path)?,
         None => {
             return Err(Error::CorruptLog {
                 path: file.path.clone(),
