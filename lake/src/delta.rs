@@ -88,15 +88,21 @@ pub async fn sync(lake: &Lake, snapshot: &Snapshot) -> Result<()> {
         .filter_map(|(table, result)| result.err().map(|e| (*table, e)));
     match failed.next() {
         None => Ok(()),
-        Some((table, e)) => {
-            let tables = std::iter::once(table)
-                .chain(failed.map(|(t, _)| t))
-                .collect::<Vec<_>>()
-                .join(", ");
+        Some(first) => {
+            let all: Vec<(&str, Error)> = std::iter::once(first).chain(failed).collect();
+            let tables = all.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ");
+            let reason = match all.as_slice() {
+                [(_, e)] => e.to_string(),
+                _ => all
+                    .iter()
+                    .map(|(t, e)| format!("{t}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
             Err(Error::DeltaSync {
                 version: snapshot.version(),
                 table: tables,
-                reason: e.to_string(),
+                reason,
             })
         }
     }
