@@ -883,6 +883,16 @@ mod tests {
 
     /// A commit of `kind` adding `files` (`(table, path)`), with a run-parts
     /// cover and removals.
+    /// An ingest of one events file with its own parts of `defs`.
+    fn ingest(e: &str, p: &str, defs: &str) -> Commit {
+        covering(
+            CommitKind::Ingest,
+            &[("events", e), ("run_parts", p)],
+            serde_json::json!({"own": true, "definitions": defs}),
+            &[],
+        )
+    }
+
     fn covering(
         kind: CommitKind,
         files: &[(&str, &str)],
@@ -922,14 +932,6 @@ mod tests {
         let lake = Lake::open("memory://coverage-definitions").unwrap();
         let mut snap = Snapshot::load(&lake).await.unwrap();
         // v1: an ingest whose own parts were made with "old".
-        let ingest = |e: &str, p: &str, defs: &str| {
-            covering(
-                CommitKind::Ingest,
-                &[("events", e), ("run_parts", p)],
-                json!({"own": true, "definitions": defs}),
-                &[],
-            )
-        };
         snap.commit(&lake, ingest("e1", "p1", "old")).await.unwrap();
         assert_eq!(coverage_of(&snap, "old"), [vec!["p1"], vec![], vec![]]);
         assert_eq!(coverage_of(&snap, "new"), [vec![], vec!["p1"], vec!["e1"]]);
@@ -1017,14 +1019,6 @@ mod tests {
         use serde_json::json;
         let lake = Lake::open("memory://coverage-compaction").unwrap();
         let mut snap = Snapshot::load(&lake).await.unwrap();
-        let ingest = |e: &str, p: &str, defs: &str| {
-            covering(
-                CommitKind::Ingest,
-                &[("events", e), ("run_parts", p)],
-                json!({"own": true, "definitions": defs}),
-                &[],
-            )
-        };
         // A compaction by a binary that predates definitions (its cover
         // has none) of events that parts of "new" cover: still covered.
         snap.commit(&lake, ingest("e1", "p1", "new")).await.unwrap();

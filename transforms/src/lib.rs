@@ -127,9 +127,11 @@ pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionConte
     let merged = if coverage.unique {
         // Parts written with one row per run need no merging.
         ctx.sql("SELECT * FROM run_parts").await?
-    } else if !coverage.base_parts.is_empty() {
+    } else if !coverage.base_parts.is_empty() && pending.is_none() {
         // Merge on read: only the runs that parts newer than the base
-        // touch are regrouped.
+        // touch are regrouped. Not with parts computed on the fly: the
+        // views would compute them once per read of `newer_parts` (three),
+        // which costs more than regrouping the stored parts.
         register_view(
             &ctx,
             "base_parts",
