@@ -4,7 +4,7 @@
 
 use std::process::Output;
 
-use crate::common::{Env, sample, sample_lake};
+use crate::common::{Env, sample_lake};
 
 /// Far below what the generated lake's merge of run parts and its sort of
 /// every event hold (they spill under it), and about three times the least
@@ -225,18 +225,7 @@ fn a_query_that_cannot_fit_fails_naming_the_limit_and_how_to_raise_it() {
 
 #[test]
 fn the_batch_logs_a_query_that_cannot_fit() {
-    let env = Env::new();
-    let landing = env.path("landing");
-    std::fs::create_dir_all(&landing).unwrap();
-    std::fs::copy(sample("events.ndjson"), landing.join("a.ndjson")).unwrap();
-    let config = env.write(
-        "batch.toml",
-        &format!(
-            "lake = \"lake\"\nlanding = \"landing\"\nprices = \"{}\"\nplans = \"{}\"\nreports = \"reports\"\n",
-            sample("model_prices.csv"),
-            sample("customer_plans.csv")
-        ),
-    );
+    let (env, config) = crate::report::batch_env();
     let out = env.run(&[
         "--memory-limit",
         "1K",

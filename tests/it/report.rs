@@ -374,7 +374,9 @@ fn a_webhook_that_keeps_failing_fails_the_command_and_a_rerun_retries() {
     assert_eq!(h.bodies.lock().unwrap().len(), 2);
 }
 
-fn batch_env() -> (Env, std::path::PathBuf) {
+/// A lake folder with one landing file of the sample and a batch config
+/// naming it and the sample's reference files.
+pub(crate) fn batch_env() -> (Env, std::path::PathBuf) {
     let env = Env::new();
 
     let landing = env.path("landing");
