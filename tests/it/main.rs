@@ -17,4 +17,5 @@ mod report;
 mod retain;
 mod s3;
 mod sample;
+mod snapshots;
 mod sql;
