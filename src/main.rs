@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod logs;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    logs::init(match &cli.command {
+        cli::Command::Run(args) => match args.log_format {
+            cli::SummaryFormat::Text => logs::Style::Text,
+            cli::SummaryFormat::Json => logs::Style::Json,
+        },
+        _ => logs::Style::Plain,
+    });
     // Every DataFusion session of this process runs under this budget.
     if let Err(e) =
         agentledger_transforms::memory::configure(agentledger_transforms::memory::Settings {

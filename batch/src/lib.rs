@@ -30,68 +30,9 @@ use agentledger_lake::log::{Commit, CommitKind, Snapshot, append_locked};
 use agentledger_reports::publish::publish;
 use agentledger_reports::webhook::{WebhookOptions, redacted};
 use agentledger_reports::weekly::{IsoWeek, figures};
-use serde_json::{Value, json};
+use serde_json::json;
 
 pub use config::Config;
-
-/// How log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// `2026-11-24T02:00:00Z INFO  ingest  message key=value ...`
-    Text,
-    /// One JSON object per line: `ts`, `level`, `step`, `message`, and counts.
-    Json,
-}
-
-/// Writes the batch's log lines.
-#[derive(Debug, Clone, Copy)]
-pub struct Logger {
-    format: LogFormat,
-}
-
-impl Logger {
-    /// A logger in `format`.
-    pub fn new(format: LogFormat) -> Self {
-        Self { format }
-    }
-
-    /// One line: time, level, step, message and `fields` (a JSON object).
-    pub fn log(&self, level: &str, step: &str, message: &str, fields: Value) {
-        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let line = match self.format {
-            LogFormat::Json => {
-                let mut obj = json!({"ts": ts, "level": level, "step": step, "message": message});
-                if let (Some(o), Value::Object(extra)) = (obj.as_object_mut(), fields) {
-                    o.extend(extra);
-                }
-                obj.to_string()
-            }
-            LogFormat::Text => {
-                let mut line = format!("{ts} {:<5} {step:<9} {message}", level.to_uppercase());
-                if let Value::Object(extra) = fields {
-                    for (k, v) in extra {
-                        match v {
-                            Value::String(s) => line.push_str(&format!(" {k}={s}")),
-                            other => line.push_str(&format!(" {k}={other}")),
-                        }
-                    }
-                }
-                line
-            }
-        };
-        eprintln!("{line}");
-    }
-
-    /// An `info` line.
-    pub fn info(&self, step: &str, message: &str, fields: Value) {
-        self.log("info", step, message, fields);
-    }
-
-    /// A `warn` line.
-    pub fn warn(&self, step: &str, message: &str, fields: Value) {
-        self.log("warn", step, message, fields);
-    }
-}
 
 /// What the command line adds to the config.
 #[derive(Debug, Clone, Default)]
@@ -148,12 +89,7 @@ fn landed(snapshot: &Snapshot) -> HashMap<String, (u64, String)> {
         .collect()
 }
 
-async fn reload_reference(
-    lake: &Lake,
-    kind: ReferenceKind,
-    file: &str,
-    log: &Logger,
-) -> Result<(), BatchError> {
+async fn reload_reference(lake: &Lake, kind: ReferenceKind, file: &str) -> Result<(), BatchError> {
     let step = match kind {
         ReferenceKind::Prices => "prices",
         ReferenceKind::Plans => "plans",
@@ -163,14 +99,16 @@ async fn reload_reference(
     let hash = content_hash(&bytes);
     let snapshot = Snapshot::load(lake).await?;
     if loaded_hash(&snapshot, kind).as_deref() == Some(hash.as_str()) {
-        log.info(step, "unchanged, not reloaded", json!({"file": file}));
+        tracing::info!(step, file, "unchanged, not reloaded");
         return Ok(());
     }
     let summary = ops::load(lake, kind, std::path::Path::new(file)).await?;
-    log.info(
+    tracing::info!(
         step,
-        "loaded",
-        json!({"file": file, "rows": summary.rows, "version": summary.version}),
+        file,
+        rows = summary.rows,
+        version = summary.version,
+        "loaded"
     );
     Ok(())
 }
@@ -178,7 +116,6 @@ async fn reload_reference(
 async fn ingest_landing(
     lake: &Lake,
     landing: &str,
-    log: &Logger,
     outcome: &mut RunOutcome,
 ) -> Result<(), BatchError> {
     let sources = expand(&[landing.to_string()]).await?;
@@ -198,19 +135,23 @@ async fn ingest_landing(
             Some((s, h)) if *s == size && *h == hash => unchanged += 1,
             Some((s, _)) => {
                 outcome.changed_files += 1;
-                log.warn(
-                    "landing",
-                    "file changed after it was ingested; not read again (ingest it under a new name if the change is wanted)",
-                    json!({"file": name, "size_then": s, "size_now": size}),
+                tracing::warn!(
+                    step = "landing",
+                    file = name,
+                    size_then = s,
+                    size_now = size,
+                    "file changed after it was ingested; not read again (ingest it under a new name if the change is wanted)"
                 );
             }
             None => new.push((name, size, hash)),
         }
     }
-    log.info(
-        "landing",
-        "scanned",
-        json!({"new": new.len(), "already_ingested": unchanged, "changed": outcome.changed_files}),
+    tracing::info!(
+        step = "landing",
+        new = new.len(),
+        already_ingested = unchanged,
+        changed = outcome.changed_files,
+        "scanned"
     );
     if new.is_empty() {
         return Ok(());
@@ -218,12 +159,15 @@ async fn ingest_landing(
     let started = Instant::now();
     let names: Vec<String> = new.iter().map(|(n, _, _)| n.clone()).collect();
     let summary = ops::ingest(lake, &names, None).await?;
-    log.info(
-        "ingest",
-        "done",
-        json!({"files": names.len(), "read": summary.read, "stored": summary.stored,
-               "duplicate": summary.duplicate, "quarantined": summary.quarantined,
-               "seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0}),
+    tracing::info!(
+        step = "ingest",
+        files = names.len(),
+        read = summary.read,
+        stored = summary.stored,
+        duplicate = summary.duplicate,
+        quarantined = summary.quarantined,
+        seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        "done"
     );
     // Record what was ingested, after the ingest committed.
     let mut commit = Commit::record(
@@ -243,17 +187,17 @@ pub async fn run(
     lake: &Lake,
     config: &Config,
     options: &RunOptions,
-    log: &Logger,
 ) -> Result<RunOutcome, BatchError> {
     let lock = Lease::batch(lake, "agentledger run").await?;
-    log.info(
-        "start",
-        "batch started",
-        json!({"lake": lake.display(), "lease_generation": lock.generation()}),
+    tracing::info!(
+        step = "start",
+        lake = %lake.display(),
+        lease_generation = lock.generation(),
+        "batch started"
     );
     // Every commit of the run is fenced by the batch lease: a batch that
     // lost it (paused past its expiry, then taken over) commits nothing.
-    let result = run_locked(&lock.fence(lake), config, options, log).await;
+    let result = run_locked(&lock.fence(lake), config, options).await;
     lock.release().await?;
     result
 }
@@ -262,26 +206,28 @@ async fn run_locked(
     lake: &Lake,
     config: &Config,
     options: &RunOptions,
-    log: &Logger,
 ) -> Result<RunOutcome, BatchError> {
     let mut outcome = RunOutcome::default();
     if let Some(prices) = &config.prices {
-        reload_reference(lake, ReferenceKind::Prices, prices, log).await?;
+        reload_reference(lake, ReferenceKind::Prices, prices).await?;
     }
     if let Some(plans) = &config.plans {
-        reload_reference(lake, ReferenceKind::Plans, plans, log).await?;
+        reload_reference(lake, ReferenceKind::Plans, plans).await?;
     }
     match &config.landing {
-        Some(landing) => ingest_landing(lake, landing, log, &mut outcome).await?,
-        None => log.info("landing", "no landing area configured", json!({})),
+        Some(landing) => ingest_landing(lake, landing, &mut outcome).await?,
+        None => tracing::info!(step = "landing", "no landing area configured"),
     }
 
     let refreshed = agentledger_queries::refresh_runs(lake).await?;
     if let Some(version) = refreshed.version {
-        log.info(
-            "runs",
-            "run parts brought up to date",
-            json!({"events": refreshed.events, "parts": refreshed.parts, "full": refreshed.full, "version": version}),
+        tracing::info!(
+            step = "runs",
+            events = refreshed.events,
+            parts = refreshed.parts,
+            full = refreshed.full,
+            version,
+            "run parts brought up to date"
         );
     }
 
@@ -296,10 +242,10 @@ async fn run_locked(
     let ctx = agentledger_queries::open_session(lake).await?;
     let f = figures(&ctx, week).await?;
     if f.unpriced_model_calls_lake > 0 {
-        log.warn(
-            "report",
-            "model calls without cost_usd or a price in force count as 0 USD",
-            json!({"unpriced_model_calls": f.unpriced_model_calls_lake}),
+        tracing::warn!(
+            step = "report",
+            unpriced_model_calls = f.unpriced_model_calls_lake,
+            "model calls without cost_usd or a price in force count as 0 USD"
         );
     }
     let mut opts = WebhookOptions::default();
@@ -311,11 +257,13 @@ async fn run_locked(
     }
     let url = config.alerts.webhook.as_deref();
     let published = publish(lake, &dir, &f, url, &opts, |files| {
-        log.info(
-            "report",
-            "written",
-            json!({"week": week.label(), "tenants": f.accounts.len(), "negative_accounts": files.alerts.len(),
-                   "report": files.html.display().to_string()}),
+        tracing::info!(
+            step = "report",
+            week = week.label(),
+            tenants = f.accounts.len(),
+            negative_accounts = files.alerts.len(),
+            report = %files.html.display(),
+            "written"
         );
     })
     .await?;
@@ -326,24 +274,27 @@ async fn run_locked(
         (Some(url), Some(tally)) => {
             outcome.failed_deliveries = tally.failed;
             for d in published.failed() {
-                log.log(
-                    "error",
-                    "alerts",
-                    "webhook did not take the alert",
-                    json!({"tenant_id": d.tenant_id, "week": d.iso_week, "error": d.error}),
+                tracing::error!(
+                    step = "alerts",
+                    tenant_id = d.tenant_id,
+                    week = d.iso_week,
+                    error = d.error,
+                    "webhook did not take the alert"
                 );
             }
-            log.info(
-                "alerts",
-                "delivered",
-                json!({"webhook": redacted(url), "sent": tally.sent,
-                       "already_sent": tally.already_sent, "failed": tally.failed}),
+            tracing::info!(
+                step = "alerts",
+                webhook = redacted(url),
+                sent = tally.sent,
+                already_sent = tally.already_sent,
+                failed = tally.failed,
+                "delivered"
             );
         }
-        _ => log.info(
-            "alerts",
-            "no webhook configured; alerts are in alerts.json",
-            json!({"alerts": outcome.alerts}),
+        _ => tracing::info!(
+            step = "alerts",
+            alerts = outcome.alerts,
+            "no webhook configured; alerts are in alerts.json"
         ),
     }
     Ok(outcome)

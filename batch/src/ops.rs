@@ -44,8 +44,8 @@ pub async fn ingest(
         // The ingest is committed: a merge that fails costs only speed, and
         // the next ingest tries again.
         if let Err(e) = agentledger_lake::index::merge_if_due(lake).await {
-            eprintln!(
-                "agentledger: warning: the ingest is committed, but its key index runs could not be merged ({e}); the next ingest tries again"
+            tracing::warn!(
+                "the ingest is committed, but its key index runs could not be merged ({e}); the next ingest tries again"
             );
         }
     }

@@ -70,8 +70,8 @@ impl Limits {
         };
         let mut max_depth = get("AGENTLEDGER_MAX_DEPTH", "levels", MAX_DEPTH);
         if max_depth > MAX_DEPTH_CEILING {
-            eprintln!(
-                "warning: AGENTLEDGER_MAX_DEPTH={max_depth} is over the ceiling of {MAX_DEPTH_CEILING}; using {MAX_DEPTH_CEILING}"
+            tracing::warn!(
+                "AGENTLEDGER_MAX_DEPTH={max_depth} is over the ceiling of {MAX_DEPTH_CEILING}; using {MAX_DEPTH_CEILING}"
             );
             max_depth = MAX_DEPTH_CEILING;
         }

@@ -635,8 +635,8 @@ impl Snapshot {
             && let Err(e) = crate::checkpoint::write(lake, &self.state).await
         {
             // The commit stands; only readers' speed suffers.
-            eprintln!(
-                "agentledger: warning: version {version} is committed, but its checkpoint could not be written ({e}); readers read more records until the next one"
+            tracing::warn!(
+                "version {version} is committed, but its checkpoint could not be written ({e}); readers read more records until the next one"
             );
         }
         // The commit landed: a failure here says so (Error::DeltaSync).

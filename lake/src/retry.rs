@@ -79,8 +79,8 @@ pub fn env_count(name: &str, unit: &str, min: u64, default: u64) -> u64 {
     match v.trim().parse::<u64>() {
         Ok(n) if n >= min => n,
         _ => {
-            eprintln!(
-                "warning: {name}={v:?} is not a whole number of {unit} (at least {min}); using {default}"
+            tracing::warn!(
+                "{name}={v:?} is not a whole number of {unit} (at least {min}); using {default}"
             );
             default
         }

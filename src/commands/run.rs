@@ -3,22 +3,19 @@
 
 use std::process::ExitCode;
 
-use agentledger_batch::{Config, LogFormat, Logger, RunOptions};
+use agentledger_batch::{Config, RunOptions};
 use agentledger_lake::Lake;
-use serde_json::json;
 
-use crate::cli::{RunArgs, SummaryFormat};
+use crate::cli::RunArgs;
 
 /// Exit status when the week has negative accounts and `--fail-on-alert`.
 pub const ALERT: u8 = 3;
 
+/// Its log lines go through `tracing`, formatted as `--log-format` says
+/// (see [`crate::logs`]).
 pub async fn run(lake_arg: &str, args: RunArgs) -> ExitCode {
-    let log = Logger::new(match args.log_format {
-        SummaryFormat::Text => LogFormat::Text,
-        SummaryFormat::Json => LogFormat::Json,
-    });
     let fail = |message: String| {
-        log.log("error", "batch", &message.replace('\n', " "), json!({}));
+        tracing::error!(step = "batch", "{}", message.replace('\n', " "));
         ExitCode::FAILURE
     };
     let config = match Config::load(&args.config) {
@@ -31,7 +28,7 @@ pub async fn run(lake_arg: &str, args: RunArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     let options = RunOptions { week: args.week };
-    match agentledger_batch::run(&lake, &config, &options, &log).await {
+    match agentledger_batch::run(&lake, &config, &options).await {
         Ok(outcome) => {
             if outcome.failed_deliveries > 0 {
                 return fail(format!(
@@ -39,11 +36,12 @@ pub async fn run(lake_arg: &str, args: RunArgs) -> ExitCode {
                     outcome.failed_deliveries
                 ));
             }
-            log.info(
-                "done",
-                "batch finished",
-                json!({"negative_accounts": outcome.alerts, "changed_landing_files": outcome.changed_files,
-                       "report": outcome.report.map(|p| p.display().to_string())}),
+            tracing::info!(
+                step = "done",
+                negative_accounts = outcome.alerts,
+                changed_landing_files = outcome.changed_files,
+                report = outcome.report.map(|p| p.display().to_string()),
+                "batch finished"
             );
             if args.fail_on_alert && outcome.alerts > 0 {
                 ExitCode::from(ALERT)

@@ -410,7 +410,10 @@ fn the_batch_ingests_each_landing_file_once_and_reports_changes() {
         .collect();
     for l in &lines {
         assert!(
-            l["ts"].is_string() && l["level"].is_string() && l["step"].is_string(),
+            l["timestamp"].as_str().is_some_and(|t| t.ends_with('Z'))
+                && l["level"].is_string()
+                && l["message"].is_string()
+                && l["step"].is_string(),
             "{l}"
         );
     }
