@@ -44,7 +44,7 @@ fn parse_size(text: &str) -> Result<agentledger_transforms::memory::Size, String
 pub enum Command {
     /// Ingest NDJSON events (files, directories, globs, URLs; .gz and .zst too).
     Ingest(IngestArgs),
-    /// Load a reference table (model prices or customer plans) from CSV.
+    /// Load a reference table (model prices, customer plans or workflow policies) from CSV.
     Load(LoadArgs),
     /// Run read-only SQL over the lake's tables; no query and a terminal opens a prompt.
     Sql(SqlArgs),
@@ -123,7 +123,7 @@ fn parse_week(text: &str) -> Result<agentledger_reports::weekly::IsoWeek, String
 /// `agentledger run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The batch's TOML config (lake, landing, prices, plans, reports, [alerts]).
+    /// The batch's TOML config (lake, landing, prices, plans, policies, reports, [alerts]).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Report this ISO week instead of the last complete one.
@@ -249,6 +249,11 @@ pub enum LoadTable {
         /// The CSV file.
         file: PathBuf,
     },
+    /// workflow_policies.csv: tenant_id,workflow,effective_from,allowed_tools,forbidden_tools,approval_required_tools,max_tool_calls_per_run,max_cost_usd_per_run
+    Policies {
+        /// The CSV file.
+        file: PathBuf,
+    },
 }
 
 /// `agentledger sql`.
@@ -280,7 +285,7 @@ pub enum OutputFormat {
 /// `agentledger sample`.
 #[derive(Debug, Args)]
 pub struct SampleArgs {
-    /// Directory to write events.ndjson, model_prices.csv and customer_plans.csv into.
+    /// Directory to write events.ndjson, model_prices.csv, customer_plans.csv and workflow_policies.csv into.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Number of agent runs to generate.

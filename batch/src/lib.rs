@@ -154,10 +154,7 @@ async fn reload_reference(
     file: &str,
     log: &Logger,
 ) -> Result<(), BatchError> {
-    let step = match kind {
-        ReferenceKind::Prices => "prices",
-        ReferenceKind::Plans => "plans",
-    };
+    let step = kind.name();
     let bytes = std::fs::read(file)
         .map_err(|e| BatchError::Config(format!("cannot read {step} file {file}: {e}")))?;
     let hash = content_hash(&bytes);
@@ -270,6 +267,9 @@ async fn run_locked(
     }
     if let Some(plans) = &config.plans {
         reload_reference(lake, ReferenceKind::Plans, plans, log).await?;
+    }
+    if let Some(policies) = &config.policies {
+        reload_reference(lake, ReferenceKind::Policies, policies, log).await?;
     }
     match &config.landing {
         Some(landing) => ingest_landing(lake, landing, log, &mut outcome).await?,
