@@ -72,10 +72,10 @@ WITH breaks AS (
 ranked AS (
     SELECT
         b.*,
-        ROW_NUMBER() OVER (
+        CAST(ROW_NUMBER() OVER (
             PARTITION BY condition, tenant_id, week                         -- @partition
             ORDER BY breaches DESC, excess_usd DESC NULLS LAST, cost_usd DESC, tenant_id, run_id
-        ) AS rank,
+        ) AS BIGINT) AS rank,
         COUNT(*) OVER (
             PARTITION BY condition, tenant_id, week                         -- @partition
         ) AS failing_runs
