@@ -41,19 +41,24 @@ pub struct Offender {
 impl Offender {
     /// The evidence in a few words: the tool, or the cost against the cap.
     pub fn evidence(&self) -> String {
-        match (&self.tool, self.cost_usd, self.max_cost_usd_per_run) {
-            (Some(tool), _, _) => format!("{}: {tool}", self.reason),
-            (None, Some(cost), Some(cap)) if self.excess_usd.is_some() => format!(
+        match (&self.tool, self.excess_usd, self.cost_usd, self.max_cost_usd_per_run) {
+            (Some(tool), ..) => format!("{}: {tool}", self.reason),
+            (None, Some(_), Some(cost), Some(cap)) => format!(
                 "{}: {} USD against {} USD",
                 self.reason,
                 money_text(cost),
                 money_text(cap)
             ),
-            (None, Some(cost), None) if self.reason != "no run_started" => {
+            (None, None, Some(cost), None) if self.max_cost_usd_per_run.is_none() && self.is_uncapped() => {
                 format!("{} (cost {} USD)", self.reason, money_text(cost))
             }
             _ => self.reason.clone(),
         }
+    }
+
+    /// Whether the run breaks cost_bounded for want of a cap.
+    fn is_uncapped(&self) -> bool {
+        self.reason == "no policy in force" || self.reason == "policy sets no max_cost_usd_per_run"
     }
 
     /// The command that explains the run.
@@ -418,5 +423,11 @@ mod tests {
             "cost over max_cost_usd_per_run: 1.500000000000 USD against 1.000000000000 USD"
         );
         assert_eq!(o.timeline_command(), "agentledger timeline --tenant t --run r");
+        o.reason = "no policy in force".into();
+        o.excess_usd = None;
+        o.max_cost_usd_per_run = None;
+        assert_eq!(o.evidence(), "no policy in force (cost 1.500000000000 USD)");
+        o.reason = "a model_call names no provider".into();
+        assert_eq!(o.evidence(), "a model_call names no provider");
     }
 }
