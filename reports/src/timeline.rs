@@ -136,6 +136,9 @@ pub async fn timeline_html(ctx: &SessionContext, tenant: &str, run: &str) -> Res
                 }
             }
         }
+        if e.text("event_type") == "policy_block" {
+            controls.push(json!({"kind": "approval", "text": "blocked by policy: the control working, not a breach"}));
+        }
         let running = e.money("running_cost_usd");
         if cap_breached
             && !cap_marked
