@@ -50,7 +50,10 @@ window.addEventListener('load', function () {
       conditions.push({name: tr.cells[0].textContent.trim(), verdict: tr.cells[1].textContent.trim()});
     });
     var links = [];
-    d.querySelectorAll('table.offenders a').forEach(function (a) { links.push(a.getAttribute('href')); });
+    d.querySelectorAll('table.offenders tbody tr').forEach(function (tr) {
+      var a = tr.querySelector('a');
+      if (a) links.push({href: a.getAttribute('href'), condition: tr.cells[0].textContent.trim()});
+    });
     blocks.push({heading: d.querySelector('h3').textContent.trim(), visible: visible(d),
                  conditions: conditions, measures: d.querySelectorAll('table.measures tbody tr').length,
                  links: links});
@@ -63,10 +66,11 @@ window.addEventListener('load', function () {
                    return {text: m.textContent.trim(), visible: visible(m), color: getComputedStyle(m).color}; })});
   });
   var policy = document.getElementById('policy');
+  var breaches = document.querySelectorAll('#breaches li').length;
   var pre = document.createElement('pre');
   pre.id = 'probe-result';
   pre.textContent = 'PROBE' + JSON.stringify({images: out, title: document.title,
-    readiness: blocks, events: events, policy: policy ? policy.textContent.trim() : null,
+    readiness: blocks, events: events, policy: policy ? policy.textContent.trim() : null, breaches: breaches,
     height: document.body.scrollHeight, resources: performance.getEntriesByType('resource').map(function (e) { return e.name; })}) + 'EBORP';
   document.body.appendChild(pre);
 });
@@ -153,10 +157,13 @@ def main():
         links = [link for b in blocks for link in b["links"]]
         assert links, "no offending run links to a timeline page"
         for link in links:
-            assert os.path.exists(os.path.join(out, link)), f"{link} is linked but not written"
+            assert os.path.exists(os.path.join(out, link["href"])), f"{link} is linked but not written"
 
-        # One offending run's timeline page.
-        timeline = os.path.join(out, links[0])
+        # The timeline page of a run that breaks writes_gated: the breach is
+        # marked on the tool call that makes it.
+        gated = [link["href"] for link in links if link["condition"] == "writes_gated"]
+        assert gated, f"no writes_gated offender is linked: {links}"
+        timeline = os.path.join(out, gated[0])
         tshot = os.path.join(out, "timeline-screenshot.png")
         run(chromium_args(chromium, profile) + [
             f"--screenshot={tshot}", "--window-size=1200,1600", "file://" + timeline])
@@ -173,8 +180,10 @@ def main():
         assert running == sorted(running), "the running total goes down"
         marks = [m for e in events for m in e["marks"]]
         breach_rows = [e for e in events if e["breach"]]
+        assert marks and breach_rows, f"{gated[0]}: no breach marked on an event"
         assert all(m["visible"] for m in marks), marks
         assert len(breach_rows) == len([e for e in events if e["marks"]])
+        assert t["breaches"] >= len(marks), "the breaches are not listed above the events"
         external = [r for r in t["resources"] if not r.startswith(("data:", "file:"))]
         assert not external, f"the timeline page fetched {external}"
 
@@ -184,7 +193,7 @@ def main():
         print(f"browser check: {len(images)} charts loaded and visible; page {result['height']}px tall; "
               f"screenshot {len(png)} bytes" + (f" (copied to {keep})" if keep else "")
               + f"; {len(blocks)} readiness blocks, {len(links)} timeline links; "
-              f"{links[0]}: {len(events)} events, {len(marks)} breaches marked")
+              f"{gated[0]}: {len(events)} events, {len(marks)} breaches marked")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
