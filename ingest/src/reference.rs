@@ -512,7 +512,10 @@ mod tests {
     fn bad_policy_rows_name_the_line_and_reason() {
         for (body, expect) in [
             ("*,support,2026-10-01,,,,3,-1\n", "line 2"),
-            ("*,support,2026-10-01,,,,3,-1\n", "max_cost_usd_per_run '-1' is negative"),
+            (
+                "*,support,2026-10-01,,,,3,-1\n",
+                "max_cost_usd_per_run '-1' is negative",
+            ),
             ("*,s,2026-10-01,,,,,\n*,s,2026-10-01,,,,,\n", "line 3"),
             (
                 "*,s,2026-10-01,,,,,\n*,s,2026-10-01,,,,,\n",
@@ -520,17 +523,26 @@ mod tests {
             ),
             ("*,s,2026-10-01,,,,2.5,\n", "max_tool_calls_per_run '2.5'"),
             ("*,s,2026-10-01,,,,-1,\n", "max_tool_calls_per_run '-1'"),
-            ("*,s,2026-10-01,,,,,1.0000000000001\n", "13 fractional digits"),
+            (
+                "*,s,2026-10-01,,,,,1.0000000000001\n",
+                "13 fractional digits",
+            ),
             ("*,s,2026-10-01,,,,,1e3\n", "not a decimal"),
             ("../x,s,2026-10-01,,,,,\n", "tenant_id '../x'"),
             ("*,,2026-10-01,,,,,\n", "workflow '' must be"),
-            ("*,s,2026-10-01,a|b|a,,,,\n", "allowed_tools names 'a' twice"),
+            (
+                "*,s,2026-10-01,a|b|a,,,,\n",
+                "allowed_tools names 'a' twice",
+            ),
             ("*,s,2026-10-01,a|b,b,,,\n", "'b' is in both"),
             ("*,s,01/10/2026,,,,,\n", "not a date"),
             ("*,s,2026-10-01,,,\n", "expected 8 fields, got 6"),
         ] {
             let e = err_of(policies(body));
-            assert!(e.contains("w.csv line") && e.contains(expect), "{body}: {e}");
+            assert!(
+                e.contains("w.csv line") && e.contains(expect),
+                "{body}: {e}"
+            );
         }
         // A tenant row and a `*` row for the same workflow and date are two keys.
         assert_eq!(

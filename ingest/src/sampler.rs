@@ -713,7 +713,12 @@ mod tests {
         assert!(ea.contains("local-llama-70b"));
         let policies = std::fs::read_to_string(a.join("workflow_policies.csv")).unwrap();
         assert!(policies.starts_with("tenant_id,workflow,effective_from,allowed_tools,forbidden_tools,approval_required_tools,max_tool_calls_per_run,max_cost_usd_per_run\n"));
-        assert!(ea.contains("\"access\":\"write\"") && !ea.lines().all(|l| !l.contains("\"access\":\"write\"") || l.contains("idempotency_key")));
+        assert!(
+            ea.contains("\"access\":\"write\"")
+                && !ea
+                    .lines()
+                    .all(|l| !l.contains("\"access\":\"write\"") || l.contains("idempotency_key"))
+        );
         let prices = std::fs::read_to_string(a.join("model_prices.csv")).unwrap();
         assert!(prices.starts_with("model,provider,effective_from,input_usd_per_mtok,cached_input_usd_per_mtok,output_usd_per_mtok\n"));
         assert!(!prices.contains("local-llama-70b"));

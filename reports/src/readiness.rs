@@ -41,7 +41,12 @@ pub struct Offender {
 impl Offender {
     /// The evidence in a few words: the tool, or the cost against the cap.
     pub fn evidence(&self) -> String {
-        match (&self.tool, self.excess_usd, self.cost_usd, self.max_cost_usd_per_run) {
+        match (
+            &self.tool,
+            self.excess_usd,
+            self.cost_usd,
+            self.max_cost_usd_per_run,
+        ) {
             (Some(tool), ..) => format!("{}: {tool}", self.reason),
             (None, Some(_), Some(cost), Some(cap)) => format!(
                 "{}: {} USD against {} USD",
@@ -49,7 +54,9 @@ impl Offender {
                 money_text(cost),
                 money_text(cap)
             ),
-            (None, None, Some(cost), None) if self.max_cost_usd_per_run.is_none() && self.is_uncapped() => {
+            (None, None, Some(cost), None)
+                if self.max_cost_usd_per_run.is_none() && self.is_uncapped() =>
+            {
                 format!("{} (cost {} USD)", self.reason, money_text(cost))
             }
             _ => self.reason.clone(),
@@ -170,7 +177,13 @@ pub async fn readiness(
     let batches = df.collect().await?;
     let columns: Vec<String> = batches
         .first()
-        .map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect())
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        })
         .unwrap_or_default();
     let key_names: Vec<&str> = query.keys.iter().map(|k| k.name()).collect();
     let mut groups: Vec<Group> = to_rows(&batches)?
@@ -208,11 +221,7 @@ pub async fn readiness(
             max_cost_usd_per_run: row.money("max_cost_usd_per_run"),
             excess_usd: row.money("excess_usd"),
         };
-        match group
-            .failures
-            .iter_mut()
-            .find(|f| f.condition == condition)
-        {
+        match group.failures.iter_mut().find(|f| f.condition == condition) {
             Some(f) => f.runs.push(offender),
             None => group.failures.push(Failure {
                 condition,
@@ -422,7 +431,10 @@ mod tests {
             o.evidence(),
             "cost over max_cost_usd_per_run: 1.500000000000 USD against 1.000000000000 USD"
         );
-        assert_eq!(o.timeline_command(), "agentledger timeline --tenant t --run r");
+        assert_eq!(
+            o.timeline_command(),
+            "agentledger timeline --tenant t --run r"
+        );
         o.reason = "no policy in force".into();
         o.excess_usd = None;
         o.max_cost_usd_per_run = None;

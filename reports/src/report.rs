@@ -152,7 +152,7 @@ fn alert(week: IsoWeek, a: &Account) -> Alert {
         consecutive_negative_weeks: a.consecutive_negative_weeks,
         top_cost_workflow: a.workflows.first().map(|w| w.0.clone()),
         top_cost_model: a.models.first().map(|m| m.0.clone()),
-        ready: (a.runs > 0).then(|| a.readiness_failed.is_empty()),
+        ready: (a.runs > 0).then_some(a.readiness_failed.is_empty()),
         readiness_failed: a.readiness_failed.clone(),
     }
 }
@@ -256,16 +256,36 @@ enum Shown {
 /// The measures of SPEC section 8 as the report lists them.
 const READINESS_MEASURES: &[(&str, &str, Shown)] = &[
     ("Finished runs", "runs", Shown::Count),
-    ("Runs over max tool calls", "tool_calls_over_limit_runs", Shown::Count),
+    (
+        "Runs over max tool calls",
+        "tool_calls_over_limit_runs",
+        Shown::Count,
+    ),
     ("Unlisted tool calls", "unlisted_tool_calls", Shown::Count),
     ("Forbidden tool calls", "forbidden_tool_calls", Shown::Count),
     ("Writes", "writes", Shown::Count),
-    ("Writes with an idempotency key", "writes_with_idempotency_key", Shown::Count),
+    (
+        "Writes with an idempotency key",
+        "writes_with_idempotency_key",
+        Shown::Count,
+    ),
     ("Ungated writes", "ungated_writes", Shown::Count),
     ("Replayable runs", "replayable_run_rate", Shown::Rate),
-    ("Runs over their cost cap", "cost_cap_breaches", Shown::Count),
-    ("Runs without a cost cap", "runs_without_cost_cap", Shown::Count),
-    ("Cost per success (USD)", "cost_per_success_usd", Shown::Money),
+    (
+        "Runs over their cost cap",
+        "cost_cap_breaches",
+        Shown::Count,
+    ),
+    (
+        "Runs without a cost cap",
+        "runs_without_cost_cap",
+        Shown::Count,
+    ),
+    (
+        "Cost per success (USD)",
+        "cost_per_success_usd",
+        Shown::Money,
+    ),
     ("Success rate", "success_rate", Shown::Rate),
     ("Override rate", "override_rate", Shown::Rate),
     ("Tool error rate", "tool_error_rate", Shown::Rate),
@@ -273,7 +293,13 @@ const READINESS_MEASURES: &[(&str, &str, Shown)] = &[
     ("Bad run reports", "bad_run_reports", Shown::Count),
 ];
 
-fn measure_row(name: &str, column: &str, shown: Shown, now: &Group, before: Option<&Group>) -> serde_json::Value {
+fn measure_row(
+    name: &str,
+    column: &str,
+    shown: Shown,
+    now: &Group,
+    before: Option<&Group>,
+) -> serde_json::Value {
     let (now_text, before_text, change) = match shown {
         Shown::Count => {
             let a = now.row.int(column);
@@ -314,9 +340,17 @@ fn condition_evidence(g: &Group, condition: &str) -> String {
         "writes_gated" => format!(
             "{} forbidden tool call{} executed, {} ungated write{}, {} of {} writes with an idempotency key",
             r.int("forbidden_tool_calls"),
-            if r.int("forbidden_tool_calls") == 1 { "" } else { "s" },
+            if r.int("forbidden_tool_calls") == 1 {
+                ""
+            } else {
+                "s"
+            },
             r.int("ungated_writes"),
-            if r.int("ungated_writes") == 1 { "" } else { "s" },
+            if r.int("ungated_writes") == 1 {
+                ""
+            } else {
+                "s"
+            },
             r.int("writes_with_idempotency_key"),
             r.int("writes")
         ),
@@ -329,9 +363,17 @@ fn condition_evidence(g: &Group, condition: &str) -> String {
         _ => format!(
             "{} run{} over the cost cap, {} run{} without a cap",
             r.int("cost_cap_breaches"),
-            if r.int("cost_cap_breaches") == 1 { "" } else { "s" },
+            if r.int("cost_cap_breaches") == 1 {
+                ""
+            } else {
+                "s"
+            },
             r.int("runs_without_cost_cap"),
-            if r.int("runs_without_cost_cap") == 1 { "" } else { "s" }
+            if r.int("runs_without_cost_cap") == 1 {
+                ""
+            } else {
+                "s"
+            }
         ),
     }
 }

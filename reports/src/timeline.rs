@@ -46,7 +46,11 @@ fn opt_money(v: Option<i128>) -> String {
 
 /// The page of run `run` of tenant `tenant`, or `None` when the lake holds
 /// no event of it.
-pub async fn timeline_html(ctx: &SessionContext, tenant: &str, run: &str) -> Result<Option<String>> {
+pub async fn timeline_html(
+    ctx: &SessionContext,
+    tenant: &str,
+    run: &str,
+) -> Result<Option<String>> {
     let events = to_rows(
         &agentledger_queries::timeline(ctx, tenant, run)
             .await
@@ -95,7 +99,8 @@ pub async fn timeline_html(ctx: &SessionContext, tenant: &str, run: &str) -> Res
     }
 
     let cap = policy.and_then(|p| p.money("max_cost_usd_per_run"));
-    let cap_breached = verdict.is_some_and(|v| matches!(v.cell("cost_cap_breach"), Cell::Bool(true)));
+    let cap_breached =
+        verdict.is_some_and(|v| matches!(v.cell("cost_cap_breach"), Cell::Bool(true)));
     let mut cap_marked = false;
     let mut breaches = Vec::new();
     let mut rows = Vec::new();
@@ -113,7 +118,9 @@ pub async fn timeline_html(ctx: &SessionContext, tenant: &str, run: &str) -> Res
                 marks.push(format!("{tool} is not in allowed_tools"));
             }
             if flag("ungated") {
-                marks.push(format!("write to {tool} without an approval at or before it"));
+                marks.push(format!(
+                    "write to {tool} without an approval at or before it"
+                ));
             }
             if flag("is_write") && !flag("write_with_idempotency_key") {
                 marks.push("write without an idempotency key".into());
@@ -122,7 +129,11 @@ pub async fn timeline_html(ctx: &SessionContext, tenant: &str, run: &str) -> Res
                 let write_ts = ts_of(e, "ts");
                 for (a_tool, decision, approver, a_id, a_ts) in &approvals {
                     if *a_tool == tool {
-                        let when = if *a_ts <= write_ts { "before" } else { "after: does not gate it" };
+                        let when = if *a_ts <= write_ts {
+                            "before"
+                        } else {
+                            "after: does not gate it"
+                        };
                         controls.push(json!({"kind": "approval", "text": format!(
                             "{decision} by {} at {a_ts} ({when}; event {a_id})",
                             non_empty(approver, "unknown approver"))}));
@@ -175,7 +186,9 @@ pub async fn timeline_html(ctx: &SessionContext, tenant: &str, run: &str) -> Res
             run_marks.push(format!(
                 "{} tool calls, more than max_tool_calls_per_run {}",
                 v.int("tool_calls"),
-                policy.map(|p| p.int("max_tool_calls_per_run")).unwrap_or_default()
+                policy
+                    .map(|p| p.int("max_tool_calls_per_run"))
+                    .unwrap_or_default()
             ));
         }
         let gap = v.text("replay_gap");
@@ -234,7 +247,11 @@ pub async fn timeline_html(ctx: &SessionContext, tenant: &str, run: &str) -> Res
         "generated_at": chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
     });
     let mut env = minijinja::Environment::new();
-    let template_error = |e: minijinja::Error| Error::Io(std::io::Error::other(format!("cannot render the timeline page: {e}")));
+    let template_error = |e: minijinja::Error| {
+        Error::Io(std::io::Error::other(format!(
+            "cannot render the timeline page: {e}"
+        )))
+    };
     env.add_template("timeline.html", include_str!("../templates/timeline.html"))
         .map_err(template_error)?;
     let page = env
@@ -263,7 +280,13 @@ fn ts_of(row: &Row, name: &str) -> String {
 pub fn page_name(tenant: &str, run: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
     let (t, r) = (clean(tenant), clean(run));
@@ -281,10 +304,16 @@ mod tests {
 
     #[test]
     fn page_names_are_safe_and_distinct() {
-        assert_eq!(page_name("acme", "run-000123"), "timeline-acme-run-000123.html");
+        assert_eq!(
+            page_name("acme", "run-000123"),
+            "timeline-acme-run-000123.html"
+        );
         let a = page_name("acme", "r/1");
         let b = page_name("acme", "r_1");
-        assert!(a.starts_with("timeline-acme-r_1-") && a.ends_with(".html"), "{a}");
+        assert!(
+            a.starts_with("timeline-acme-r_1-") && a.ends_with(".html"),
+            "{a}"
+        );
         assert_ne!(a, b);
         assert!(!page_name("t", "../x").contains('/'));
     }

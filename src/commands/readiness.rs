@@ -48,7 +48,9 @@ async fn check(lake_url: &str, args: &ReadinessArgs) -> anyhow::Result<Vec<Group
     let groups = readiness(&ctx, &query, args.limit).await?;
     warn_unpriced(&caveats(&ctx).await?);
     if groups.is_empty() && args.fail_on_fail {
-        bail!("no finished runs in the period: there is nothing to judge, so readiness cannot pass");
+        bail!(
+            "no finished runs in the period: there is nothing to judge, so readiness cannot pass"
+        );
     }
     let columns: Vec<String> = match groups.first() {
         Some(g) => g.columns.clone(),

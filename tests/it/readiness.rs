@@ -50,10 +50,16 @@ fn code(env: &Env, args: &[&str]) -> i32 {
 #[test]
 fn fail_on_fail_exits_0_when_ready_1_when_a_group_fails_2_when_it_cannot_judge() {
     let ready = lake_with(false);
-    assert_eq!(code(&ready, &["readiness", "--by", "workflow", "--fail-on-fail"]), 0);
+    assert_eq!(
+        code(&ready, &["readiness", "--by", "workflow", "--fail-on-fail"]),
+        0
+    );
     let not_ready = lake_with(true);
     assert_eq!(
-        code(&not_ready, &["readiness", "--by", "workflow", "--fail-on-fail"]),
+        code(
+            &not_ready,
+            &["readiness", "--by", "workflow", "--fail-on-fail"]
+        ),
         1
     );
     // Without the flag the verdict is printed, not the exit status.
@@ -67,23 +73,12 @@ fn fail_on_fail_exits_0_when_ready_1_when_a_group_fails_2_when_it_cannot_judge()
         1
     );
     // A period with no finished run: nothing to judge is an error, not a pass.
-    let out = not_ready.run(&[
-        "readiness",
-        "--from",
-        "2026-04-01",
-        "--fail-on-fail",
-    ]);
+    let out = not_ready.run(&["readiness", "--from", "2026-04-01", "--fail-on-fail"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no finished runs"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    let out = not_ready.run(&[
-        "readiness",
-        "--from",
-        "2026-03-05",
-        "--to",
-        "2026-03-01",
-    ]);
+    let out = not_ready.run(&["readiness", "--from", "2026-03-05", "--to", "2026-03-01"]);
     assert_eq!(out.status.code(), Some(2));
     let missing = Env::new();
     assert_eq!(code(&missing, &["readiness", "--fail-on-fail"]), 2);
@@ -161,7 +156,10 @@ fn json_is_named_as_spec_section_8_and_lists_the_offending_runs() {
     assert!(header.contains(&"ready".to_string()) && header.last().unwrap() == "offending_runs");
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 1);
-    assert!(rows[0][header.len() - 1].contains("writes_gated t1/r 2"), "{csv}");
+    assert!(
+        rows[0][header.len() - 1].contains("writes_gated t1/r 2"),
+        "{csv}"
+    );
 }
 
 #[test]
@@ -209,7 +207,10 @@ fn a_bad_policy_file_is_refused_whole_with_its_line_and_reason() {
         &format!("{POLICIES}*,support,2026-03-01,kb,,,3,1.00\n"),
     );
     let out = env.ok(&["load", "policies", good.to_str().unwrap()]);
-    assert!(out.contains("loaded 1 rows into workflow_policies"), "{out}");
+    assert!(
+        out.contains("loaded 1 rows into workflow_policies"),
+        "{out}"
+    );
     for (body, expect) in [
         (
             "*,support,2026-03-01,kb,,,3,1.00\nacme,support,2026-03-01,kb,,,3,-2\n",
@@ -227,9 +228,18 @@ fn a_bad_policy_file_is_refused_whole_with_its_line_and_reason() {
             "*,support,2026-03-01,kb,,,three,1.00\n",
             "line 2: max_tool_calls_per_run 'three' is not a whole number",
         ),
-        ("acme corp,support,2026-03-01,,,,,\n", "line 2: tenant_id 'acme corp'"),
-        ("*,support,2026-03-01,kb,kb,,,\n", "line 2: tool 'kb' is in both"),
-        ("*,support,2026-3-1,,,,,\n", "line 2: effective_from '2026-3-1' is not a date"),
+        (
+            "acme corp,support,2026-03-01,,,,,\n",
+            "line 2: tenant_id 'acme corp'",
+        ),
+        (
+            "*,support,2026-03-01,kb,kb,,,\n",
+            "line 2: tool 'kb' is in both",
+        ),
+        (
+            "*,support,2026-3-1,,,,,\n",
+            "line 2: effective_from '2026-3-1' is not a date",
+        ),
     ] {
         let bad = env.write("p2.csv", &format!("{POLICIES}{body}"));
         let err = env.fails(&["load", "policies", bad.to_str().unwrap()]);
@@ -244,7 +254,10 @@ fn a_bad_policy_file_is_refused_whole_with_its_line_and_reason() {
     }
     let header = env.write("p3.csv", "tenant_id,workflow,effective_from\n");
     let err = env.fails(&["load", "policies", header.to_str().unwrap()]);
-    assert!(err.contains("line 1") && err.contains("header must be exactly"), "{err}");
+    assert!(
+        err.contains("line 1") && err.contains("header must be exactly"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -264,10 +277,17 @@ fn a_timeline_page_shows_the_policy_the_breach_and_the_late_approval() {
     ]);
     let page = std::fs::read_to_string(&page_path).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
-    assert!(!page.contains("http://") && !page.contains("https://"), "self-contained");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "self-contained"
+    );
     assert!(page.contains("workflow_policies row for every tenant (*), effective from 2026-03-01"));
     assert!(page.contains("write to refund without an approval at or before it"));
-    assert!(page.contains("approved by late-ops at 2026-03-03T11:01:30.000000Z (after: does not gate it"));
+    assert!(
+        page.contains(
+            "approved by late-ops at 2026-03-03T11:01:30.000000Z (after: does not gate it"
+        )
+    );
     assert!(page.contains("run rollback by sup"));
     assert!(page.contains("writes_gated: <span class=\"fail\">FAIL</span>"));
     // Events in order, each with its cost and the running total.
@@ -276,15 +296,22 @@ fn a_timeline_page_shows_the_policy_the_breach_and_the_late_approval() {
     assert!(t2 < a2);
     assert!(page.contains("0.750000000000"));
     // To stdout without --out; the rows formats are as they were.
-    let stdout = env.ok(&["timeline", "--tenant", "t1", "--run", "r1", "--format", "html"]);
-    assert!(stdout.contains("No breach of the policy in this run."), "{stdout}");
+    let stdout = env.ok(&[
+        "timeline", "--tenant", "t1", "--run", "r1", "--format", "html",
+    ]);
+    assert!(
+        stdout.contains("No breach of the policy in this run."),
+        "{stdout}"
+    );
     let json: Vec<Value> = serde_json::from_str(&env.ok(&[
         "timeline", "--tenant", "t1", "--run", "r1", "--format", "json",
     ]))
     .unwrap();
     assert_eq!(json.len(), 5);
     assert_eq!(json[4]["running_cost_usd"], "0.500000000000");
-    let err = env.fails(&["timeline", "--tenant", "t1", "--run", "nope", "--format", "html"]);
+    let err = env.fails(&[
+        "timeline", "--tenant", "t1", "--run", "nope", "--format", "html",
+    ]);
     assert!(err.contains("no events for run `nope`"), "{err}");
 }
 
@@ -292,12 +319,24 @@ fn a_timeline_page_shows_the_policy_the_breach_and_the_late_approval() {
 fn the_weekly_report_has_a_readiness_section_with_timeline_pages() {
     let env = sample_lake();
     let out = env.path("report");
-    env.ok(&["report", "--week", "2026-W43", "--out", out.to_str().unwrap()]);
+    env.ok(&[
+        "report",
+        "--week",
+        "2026-W43",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<h2 id=\"readiness\">Production readiness</h2>"));
     // support_reply keeps to its policy; data_cleanup does not.
-    assert!(html.contains("support_reply: <span class=\"pass\">READY</span>"), "support_reply");
-    assert!(html.contains("data_cleanup: <span class=\"fail\">NOT READY</span>"), "data_cleanup");
+    assert!(
+        html.contains("support_reply: <span class=\"pass\">READY</span>"),
+        "support_reply"
+    );
+    assert!(
+        html.contains("data_cleanup: <span class=\"fail\">NOT READY</span>"),
+        "data_cleanup"
+    );
     // Every offending run links to its page, written next to the report.
     let links: Vec<&str> = html
         .split("<a href=\"")
@@ -306,7 +345,10 @@ fn the_weekly_report_has_a_readiness_section_with_timeline_pages() {
         .collect();
     assert!(!links.is_empty());
     for link in &links {
-        assert!(link.starts_with("timeline-") && link.ends_with(".html"), "{link}");
+        assert!(
+            link.starts_with("timeline-") && link.ends_with(".html"),
+            "{link}"
+        );
         let page = std::fs::read_to_string(out.join(link)).unwrap();
         assert!(page.contains("<h2>Policy in force</h2>"), "{link}");
         assert!(page.contains("class=\"fail\""), "{link} marks a failure");
@@ -314,7 +356,14 @@ fn the_weekly_report_has_a_readiness_section_with_timeline_pages() {
     assert!(html.contains("agentledger timeline --tenant "));
     // The readiness verdicts agree with `agentledger readiness`.
     let groups: Vec<Value> = serde_json::from_str(&env.ok(&[
-        "readiness", "--by", "workflow", "--from", "2026-10-19", "--to", "2026-10-26", "--format",
+        "readiness",
+        "--by",
+        "workflow",
+        "--from",
+        "2026-10-19",
+        "--to",
+        "2026-10-26",
+        "--format",
         "json",
     ]))
     .unwrap();
@@ -323,14 +372,30 @@ fn the_weekly_report_has_a_readiness_section_with_timeline_pages() {
     let listed = summary["readiness"].as_array().unwrap();
     assert_eq!(listed.len(), groups.len());
     for g in &groups {
-        let s = listed.iter().find(|s| s["workflow"] == g["workflow"]).unwrap();
-        for key in ["runs", "writes_gated", "runs_replayable", "cost_bounded", "ready"] {
+        let s = listed
+            .iter()
+            .find(|s| s["workflow"] == g["workflow"])
+            .unwrap();
+        for key in [
+            "runs",
+            "writes_gated",
+            "runs_replayable",
+            "cost_bounded",
+            "ready",
+        ] {
             assert_eq!(s[key], g[key], "{key} of {}", g["workflow"]);
         }
     }
     // A negative account that also fails readiness says so in its alert.
     let tenants: Vec<Value> = serde_json::from_str(&env.ok(&[
-        "readiness", "--by", "tenant_id", "--from", "2026-10-19", "--to", "2026-10-26", "--format",
+        "readiness",
+        "--by",
+        "tenant_id",
+        "--from",
+        "2026-10-19",
+        "--to",
+        "2026-10-26",
+        "--format",
         "json",
     ]))
     .unwrap();
@@ -338,7 +403,10 @@ fn the_weekly_report_has_a_readiness_section_with_timeline_pages() {
         serde_json::from_str(&std::fs::read_to_string(out.join("alerts.json")).unwrap()).unwrap();
     assert!(!alerts.is_empty());
     for a in &alerts {
-        let t = tenants.iter().find(|t| t["tenant_id"] == a["tenant_id"]).unwrap();
+        let t = tenants
+            .iter()
+            .find(|t| t["tenant_id"] == a["tenant_id"])
+            .unwrap();
         assert_eq!(a["ready"], t["ready"], "{a}");
         let failed: Vec<&str> = ["writes_gated", "runs_replayable", "cost_bounded"]
             .into_iter()
@@ -346,7 +414,10 @@ fn the_weekly_report_has_a_readiness_section_with_timeline_pages() {
             .collect();
         assert_eq!(a["readiness_failed"], serde_json::json!(failed), "{a}");
         if !failed.is_empty() {
-            assert!(html.contains(&format!("{} also fails readiness this week", a["tenant_id"].as_str().unwrap())));
+            assert!(html.contains(&format!(
+                "{} also fails readiness this week",
+                a["tenant_id"].as_str().unwrap()
+            )));
         }
     }
     assert!(alerts.iter().any(|a| a["ready"] == false));
