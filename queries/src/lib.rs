@@ -714,6 +714,66 @@ mod tests {
     }
 
     #[test]
+    fn the_readiness_files_as_written_are_the_tenant_by_week_queries() {
+        let strip = |s: &str| {
+            s.lines()
+                .map(|l| l.split("-- @").next().unwrap().trim_end().to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let weekly = MetricsQuery::new(vec![Key::TenantId, Key::Week], None, None);
+        assert_eq!(strip(&weekly.readiness_sql()), strip(READINESS_SQL));
+        assert_eq!(
+            strip(&weekly.readiness_offenders_sql(OFFENDERS_AS_WRITTEN)),
+            strip(READINESS_OFFENDERS_SQL)
+        );
+    }
+
+    #[test]
+    fn readiness_takes_the_keys_period_and_limit_on_its_marked_lines_only() {
+        let q = MetricsQuery::new(
+            vec![Key::Workflow, Key::Month],
+            date("2026-03-01"),
+            date("2026-04-01"),
+        );
+        let sql = q.readiness_sql();
+        assert!(!sql.contains("-- @"), "{sql}");
+        assert!(sql.contains("JOIN metrics m ON m.workflow = g.workflow AND m.month = g.month"));
+        assert_eq!(sql.matches("g.workflow, g.month").count(), 2, "{sql}");
+        assert!(sql.contains(
+            "WHERE date IS NOT NULL AND date >= DATE '2026-03-01' AND date < DATE '2026-04-01'"
+        ));
+        let unmarked: Vec<&str> = READINESS_SQL
+            .lines()
+            .filter(|l| !l.contains("-- @"))
+            .collect();
+        let kept: Vec<&str> = sql.lines().filter(|l| unmarked.contains(l)).collect();
+        assert_eq!(kept, unmarked);
+        // No keys: one group over every run, joined with the one metrics row.
+        let total = MetricsQuery::new(vec![], None, None).readiness_sql();
+        assert!(
+            total.contains("CROSS JOIN metrics m") && !total.contains("ORDER BY"),
+            "{total}"
+        );
+        let offenders = q.readiness_offenders_sql(3);
+        assert!(!offenders.contains("-- @"), "{offenders}");
+        assert_eq!(
+            offenders
+                .matches("PARTITION BY condition, workflow, month")
+                .count(),
+            2
+        );
+        assert!(offenders.contains("WHERE rank <= 3"));
+        assert!(offenders.contains("ORDER BY condition, workflow, month, rank"));
+        let none = MetricsQuery::new(vec![], None, None).readiness_offenders_sql(1);
+        assert_eq!(
+            none.matches("PARTITION BY condition\n").count(),
+            2,
+            "{none}"
+        );
+    }
+
+    #[test]
     fn every_file_names_its_grain_unit_and_definition() {
         for (name, sql) in FILES {
             for header in ["-- name:", "-- grain:", "-- unit:", "-- definition"] {
