@@ -422,3 +422,51 @@ fn the_weekly_report_has_a_readiness_section_with_timeline_pages() {
     }
     assert!(alerts.iter().any(|a| a["ready"] == false));
 }
+
+#[test]
+fn the_sample_exercises_every_readiness_measure() {
+    let env = sample_lake();
+    let all: Vec<Value> =
+        serde_json::from_str(&env.ok(&["readiness", "--format", "json"])).unwrap();
+    let g = &all[0];
+    for measure in [
+        "tool_calls_over_limit_runs",
+        "unlisted_tool_calls",
+        "forbidden_tool_calls",
+        "writes",
+        "ungated_writes",
+        "cost_cap_breaches",
+        "runs_without_cost_cap",
+        "bad_run_reports",
+    ] {
+        assert!(g[measure].as_i64().unwrap() > 0, "{measure}: {g}");
+    }
+    assert!(g["writes_with_idempotency_key"].as_i64() < g["writes"].as_i64());
+    let replayable = g["replayable_run_rate"].as_f64().unwrap();
+    assert!(replayable > 0.0 && replayable < 1.0, "{g}");
+    // A tenant's own row overrides '*', and a cap changes mid-period.
+    assert_eq!(
+        env.scalar("SELECT count(DISTINCT policy_tenant_id) FROM readiness_runs WHERE workflow = 'invoice_triage'"),
+        "2"
+    );
+    assert_eq!(
+        env.scalar("SELECT count(DISTINCT max_cost_usd_per_run) FROM readiness_runs WHERE workflow = 'data_cleanup' AND tenant_id = 'globex'"),
+        "2"
+    );
+    // Some workflow keeps to its policy; the others do not.
+    let by_workflow: Vec<Value> =
+        serde_json::from_str(&env.ok(&["readiness", "--by", "workflow", "--format", "json"]))
+            .unwrap();
+    let ready: Vec<&str> = by_workflow
+        .iter()
+        .filter(|w| w["ready"] == true)
+        .map(|w| w["workflow"].as_str().unwrap())
+        .collect();
+    assert_eq!(ready, ["support_reply"]);
+    for condition in ["writes_gated", "runs_replayable", "cost_bounded"] {
+        assert!(
+            by_workflow.iter().any(|w| w[condition] == false),
+            "no workflow fails {condition}"
+        );
+    }
+}
