@@ -8,8 +8,15 @@ ingest that stores nothing (every line already stored). Both lakes are then
 compacted (as a daily pipeline does) and timed again. Prints a Markdown
 table; --json writes the figures too.
 
+With --s3, both lakes (before compaction, copied as they are, byte for byte)
+are also uploaded to a local S3 server (moto, started by scripts/s3-server on
+loopback) and `select 1` and `metrics` are timed against them there: the
+reads a command makes to open a lake are requests on S3, where their number
+matters most. Run it with the project's Python (scripts/python-env), which
+has boto3.
+
 Usage: python bench/history.py --bin target/release/agentledger [--commits N]
-           [--work DIR] [--reps 5] [--lake-url s3://bucket/prefix]
+           [--work DIR] [--reps 5] [--s3] [--json FILE]
 """
 
 import argparse
@@ -17,10 +24,73 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class S3Server:
+    """moto on loopback, for as long as the `with` block."""
+
+    def __enter__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [str(ROOT / "scripts/s3-server"), str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    sys.exit("the S3 server did not start")
+                time.sleep(0.2)
+        self.env = dict(
+            os.environ,
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{self.port}",
+            AWS_ALLOW_HTTP="true",
+            AWS_ACCESS_KEY_ID="test",
+            AWS_SECRET_ACCESS_KEY="test",
+            AWS_REGION="us-east-1",
+        )
+        import boto3
+
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        )
+        self.client.create_bucket(Bucket="bench")
+        return self
+
+    def upload(self, lake, prefix):
+        """Every file of the local lake under s3://bench/PREFIX/."""
+        n = 0
+        for path in sorted(lake.rglob("*")):
+            if path.is_file():
+                key = f"{prefix}/{path.relative_to(lake).as_posix()}"
+                self.client.put_object(Bucket="bench", Key=key, Body=path.read_bytes())
+                n += 1
+        return f"s3://bench/{prefix}", n
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
 
 def run(binary, lake, *args, env=None):
@@ -48,6 +118,12 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/agentledger/bench/history"))
     ap.add_argument("--json")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the lakes a previous run built (it left them uncompacted only if stopped before compacting)",
+    )
+    ap.add_argument("--s3", action="store_true", help="also time the lakes on a local S3 server")
     args = ap.parse_args()
     work = pathlib.Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -82,6 +158,10 @@ def main():
     lakes = {}
     for name, sources in [("long history", files), ("10 commits", sorted(few.iterdir()))]:
         lake = work / ("lake-" + name.replace(" ", "-"))
+        if args.reuse:
+            results[name] = {"log_records": len(list((lake / "_log").glob("*.json")))}
+            lakes[name] = lake
+            continue
         shutil.rmtree(lake, ignore_errors=True)
         run(args.bin, lake, "load", "prices", str(sample / "model_prices.csv"))
         run(args.bin, lake, "load", "plans", str(sample / "customer_plans.csv"))
@@ -110,6 +190,28 @@ def main():
             )
 
     measure("")
+    keys = [
+        "first_10_ingests_s",
+        "last_10_ingests_s",
+        "select_1_s",
+        "metrics_s",
+        "noop_ingest_s",
+    ]
+    if args.s3:
+        with S3Server() as s3:
+            for name, lake in lakes.items():
+                url, n = s3.upload(lake, name.replace(" ", "-"))
+                r = results[name]
+                r["s3_objects"] = n
+                r["select_1_s_s3"] = median_time(
+                    args.bin, url, args.reps, "sql", "select 1", env=s3.env
+                )
+                r["metrics_s_s3"] = median_time(
+                    args.bin, url, args.reps, "metrics", "--by", "tenant_id,week", "--format", "csv",
+                    env=s3.env,
+                )
+                print(f"on S3 {name}: {n} objects", file=sys.stderr)
+        keys += ["select_1_s_s3", "metrics_s_s3"]
     for lake in lakes.values():
         run(args.bin, lake, "compact")
     measure("_compacted")
@@ -118,17 +220,10 @@ def main():
     print(f"\n{args.commits} one-file ingests ({len(lines)} lines) against the same lines in 10 ingests; medians of {args.reps}\n")
     print("| | " + " | ".join(names) + " | ratio |")
     print("|---|" + "---|" * (len(names) + 1))
-    for key in [
-        "first_10_ingests_s",
-        "last_10_ingests_s",
-        "select_1_s",
-        "metrics_s",
-        "noop_ingest_s",
-        "select_1_s_compacted",
-        "metrics_s_compacted",
-        "noop_ingest_s_compacted",
-    ]:
-        a, b = (results[n][key] for n in names)
+    for key in keys + ["select_1_s_compacted", "metrics_s_compacted", "noop_ingest_s_compacted"]:
+        a, b = (results[n].get(key) for n in names)
+        if a is None or b is None:
+            continue
         print(f"| {key} | {a:.3f} | {b:.3f} | {a / b:.2f}x |")
     print(f"| log records | {results[names[0]]['log_records']} | {results[names[1]]['log_records']} | |")
     if args.json:

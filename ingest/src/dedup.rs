@@ -1,13 +1,19 @@
-//! Lake-wide duplicate detection in bounded memory.
+//! Duplicates within one ingest (and against lake files the key index does
+//! not cover) in bounded memory.
 //!
-//! Holding every stored `event_id` in a hash map costs tens of bytes per
-//! event and grows with the input. Instead a Bloom filter answers "seen
-//! before?" in about two bytes per event: a "no" is certain and the event is
-//! stored at once; a "maybe" (a real repeat, or a false positive one time in
-//! a thousand) makes the event a *suspect*. Suspects are held aside and
-//! resolved exactly at the end of the ingest, before anything is committed,
-//! by one streaming pass over the `event_id` and `content_hash` columns of
-//! the lake and of the files this ingest wrote.
+//! Events the lake's key index covers are decided by probing it, block by
+//! block. What is left is whether an event repeats one this ingest stored
+//! earlier (or one in an unindexed file). Holding every such `event_id` in a
+//! hash map costs tens of bytes per event. Instead a Bloom filter answers
+//! "seen before?" in about two bytes per event: a "no" is certain and the
+//! event is stored at once; a "maybe" (a real repeat, or a false positive
+//! one time in a thousand) makes the event a *suspect*. Suspects are held
+//! aside (their raw lines only) and resolved exactly, in input order,
+//! whenever their bytes reach the suspect budget
+//! (`IngestOptions::suspect_budget`) and once more at the end of the ingest,
+//! before anything is committed: by a streaming pass over the `event_id` and
+//! `content_hash` columns of the unindexed lake files and of the files this
+//! ingest wrote so far.
 
 /// A Bloom filter over 128-bit keys (already uniform hashes).
 #[derive(Debug, Clone)]

@@ -207,9 +207,10 @@ pub(crate) async fn prepare<O: EventObserver + 'static>(
     let snapshot = Snapshot::load(lake).await?;
     // Run parts too: an ingest killed after writing its parts file leaves
     // one. Only files older than the orphan grace period go: a younger one
-    // may be a concurrent ingest's.
+    // may be a concurrent ingest's. Not at every ingest: only when no
+    // writer walked for a quarter of that period.
     snapshot
-        .remove_orphans(
+        .remove_orphans_if_due(
             lake,
             &[EVENTS, QUARANTINE, RUN_PARTS, EVENT_INDEX, QUARANTINE_INDEX],
         )

@@ -10,8 +10,15 @@
 //! input is cut into blocks of whole lines that worker threads validate
 //! into Arrow batches in parallel; one thread takes them in input order,
 //! deduplicates and writes them, so every decision is the one a line-by-line
-//! reading makes. The only state that grows with the lake is the event-id
-//! Bloom filter (about two bytes per stored event, see [`dedup`]).
+//! reading makes. Whether an event is stored already is asked of the lake's
+//! key index, block by block, reading index data that grows with the block
+//! and the partitions it touches, not with the lake
+//! (`agentledger_lake::index`). What the ingest holds grows with its own
+//! input, not with the lake: a Bloom filter over the ids it stores (about
+//! two bytes an event, see [`dedup`]) and the suspects it holds aside,
+//! within their budget. Only the lake's files that the index does not cover
+//! (written by binaries before it, until `agentledger rebuild`) are read
+//! whole, into that filter and the quarantine keys.
 //!
 //! Bounded per line too: every line is held to the [`Limits`] of length,
 //! nesting, keys per object and attribute size before the work they bound,

@@ -117,7 +117,13 @@ pub async fn read_latest(lake: &Lake) -> Result<Option<State>> {
             written.state.version, last.version
         )));
     }
-    Ok(Some(written.state))
+    let mut state = written.state;
+    if state.changed_from == u64::MAX {
+        // Written before the state tracked table changes: it knows of the
+        // changes after the checkpoint only.
+        state.changed_from = state.version;
+    }
+    Ok(Some(state))
 }
 
 /// How long a removal is remembered in a checkpoint: longer than both

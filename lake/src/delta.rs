@@ -135,6 +135,14 @@ async fn sync_table(lake: &Lake, snapshot: &Snapshot, table: &str) -> Result<Vec
             Some(head) => {
                 let every_record;
                 let source = if head.agentledger_version < snapshot.base_version() {
+                    if snapshot
+                        .state()
+                        .unchanged_after(table, head.agentledger_version)
+                    {
+                        // The table's files are as they were at the Delta
+                        // log's head (a reference table loaded long ago).
+                        return Ok(created);
+                    }
                     // The log is behind the checkpoint this snapshot was
                     // read from (a sync that failed, then a hundred commits
                     // by binaries without Delta logs): replay every record.

@@ -449,6 +449,37 @@ impl Snapshot {
             .await
     }
 
+    /// [`Snapshot::remove_orphans`] when no writer walked the tables for a
+    /// quarter of the orphan grace period, else nothing. A walk lists every
+    /// file of the tables, which an hourly ingest into a lake of years need
+    /// not pay each time: an orphan (which no reader reads) is then deleted
+    /// at most a quarter of the grace period later than it could be. The
+    /// time of the newest walk is the modification time of
+    /// [`ORPHAN_WALK_MARK`], written after each walk.
+    pub async fn remove_orphans_if_due(&self, lake: &Lake, tables: &[&str]) -> Result<Vec<String>> {
+        let grace = orphan_grace();
+        let mark = lake.path(ORPHAN_WALK_MARK);
+        match lake.store().head(&mark).await {
+            Ok(meta) => {
+                let age = chrono::Utc::now()
+                    .signed_duration_since(meta.last_modified)
+                    .to_std()
+                    .unwrap_or_default();
+                if age < grace / 4 {
+                    return Ok(Vec::new());
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let removed = self.remove_orphans(lake, tables).await?;
+        // object_store retries an overwrite itself.
+        lake.store()
+            .put(&mark, object_store::PutPayload::new())
+            .await?;
+        Ok(removed)
+    }
+
     /// [`Snapshot::remove_orphans`] with the grace period given.
     pub async fn remove_orphans_older_than(
         &self,
@@ -690,6 +721,11 @@ pub async fn read_records_after(lake: &Lake, version: u64) -> Result<Vec<Commit>
     }
     Ok(commits)
 }
+
+/// The object whose modification time is when a writer last walked the
+/// tables for orphans ([`Snapshot::remove_orphans_if_due`]); its content is
+/// empty and means nothing.
+pub const ORPHAN_WALK_MARK: &str = "_orphans_walked";
 
 /// How old a file that no commit names must be before a writer deletes it
 /// as an orphan: `AGENTLEDGER_ORPHAN_GRACE_SECS`, default one hour. It must

@@ -189,6 +189,22 @@ pub struct State {
     pub covers: BTreeMap<String, CoverFold>,
     /// The run-parts coverage for definitions no commit states.
     pub unseen: CoverFold,
+    /// The newest version that changed each table's files (added, removed
+    /// or replaced some), for the versions from `changed_from` on: what
+    /// tells a Delta log sync that a table it last synced at an older
+    /// version has not changed since ([`State::unchanged_after`]).
+    #[serde(default)]
+    pub changed: BTreeMap<String, u64>,
+    /// The first version `changed` knows of: 0 for a state folded from the
+    /// first record. A checkpoint written before `changed` existed is read
+    /// with its own version here ([`crate::checkpoint::read_latest`]).
+    #[serde(default = "changes_unknown")]
+    pub changed_from: u64,
+}
+
+/// What a checkpoint written without `changed` deserializes to.
+fn changes_unknown() -> u64 {
+    u64::MAX
 }
 
 fn kind_name(kind: CommitKind) -> String {
@@ -210,9 +226,13 @@ impl State {
         // Per keyed table: whether every file the commit removes was indexed.
         let mut removed_indexed: BTreeMap<&str, bool> = BTreeMap::new();
         let mut retained: Vec<(String, String)> = Vec::new();
+        // Tables whose files the commit changes.
+        let mut touched: BTreeSet<&str> = c.files.iter().map(|f| f.table.as_str()).collect();
+        touched.extend(c.replaces.iter().map(String::as_str));
         if !removes.is_empty() {
             for f in &self.appended {
                 if removes.contains(f.entry.path.as_str()) {
+                    touched.insert(f.entry.table.as_str());
                     if f.entry.table == EVENTS {
                         added_by.insert(f.entry.path.as_str(), f.added_by);
                     } else if f.entry.table == RUN_PARTS {
@@ -248,6 +268,9 @@ impl State {
         }
         self.unseen.step(c, None, &added_by, removes_parts);
         drop(added_by);
+        for table in touched {
+            self.changed.insert(table.to_string(), c.version);
+        }
 
         // Files.
         if !removes.is_empty() {
@@ -339,6 +362,13 @@ impl State {
             writer: self.format.writer.max(c.format.writer),
         };
         self.version = c.version;
+    }
+
+    /// Whether the state knows that no commit after `version` changed the
+    /// files of `table` (false when it cannot tell: `version` is before
+    /// what [`State::changed`] knows of).
+    pub fn unchanged_after(&self, table: &str, version: u64) -> bool {
+        version >= self.changed_from && self.changed.get(table).is_none_or(|v| *v <= version)
     }
 
     /// The files a reader of `table` sees.
@@ -594,6 +624,11 @@ mod tests {
                 .map(|f| f.path.clone())
                 .collect::<Vec<_>>()
         };
+        let unchanged = [EVENTS, RUN_PARTS, "quarantine", "model_prices"].map(|t| {
+            (0..=s.version)
+                .filter(|v| s.unchanged_after(t, *v))
+                .collect::<Vec<_>>()
+        });
         json!({
             "version": s.version,
             "files": [files(EVENTS), files(RUN_PARTS), files("quarantine"), files("model_prices")],
@@ -605,7 +640,70 @@ mod tests {
             "format": [s.format.reader, s.format.writer, s.writer_format_at],
             "indexed": s.appended.iter().filter(|f| f.indexed).map(|f| f.entry.path.clone()).collect::<Vec<_>>(),
             "retained": s.retained,
+            "unchanged": unchanged,
         })
+    }
+
+    #[test]
+    fn a_table_said_unchanged_after_a_version_has_the_files_it_had_then() {
+        let mut said = 0;
+        for seed in 1..=60 {
+            let commits = history(seed, 80);
+            let whole = fold(&commits);
+            for v in 0..=whole.version {
+                let then = fold(&commits[..v as usize]);
+                for table in [EVENTS, RUN_PARTS, "quarantine", "model_prices"] {
+                    let paths = |s: &State| {
+                        s.files(table)
+                            .iter()
+                            .map(|f| f.path.clone())
+                            .collect::<Vec<_>>()
+                    };
+                    if whole.unchanged_after(table, v) {
+                        said += 1;
+                        assert_eq!(
+                            paths(&then),
+                            paths(&whole),
+                            "seed {seed}, {table} after {v}"
+                        );
+                    }
+                }
+            }
+            // The last version is always known to change nothing after it.
+            assert!(whole.unchanged_after(EVENTS, whole.version));
+        }
+        assert!(
+            said > 60 * 4,
+            "only {said} unchanged answers: the test shows nothing"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_without_table_changes_knows_only_the_later_ones() {
+        let commits = history(3, 40);
+        let mut written = serde_json::to_value(fold(&commits[..20])).unwrap();
+        let map = written.as_object_mut().unwrap();
+        map.remove("changed");
+        map.remove("changed_from");
+        let mut old: State = serde_json::from_value(written).unwrap();
+        assert_eq!(old.changed_from, u64::MAX);
+        old.changed_from = old.version; // what checkpoint::read_latest does
+        for c in &commits[20..] {
+            old.apply(c);
+        }
+        for table in [EVENTS, RUN_PARTS, "model_prices"] {
+            assert!(
+                !old.unchanged_after(table, 19),
+                "{table}: before the checkpoint is unknown"
+            );
+            for v in 20..=40 {
+                assert_eq!(
+                    old.unchanged_after(table, v),
+                    fold(&commits).unchanged_after(table, v),
+                    "{table} after {v}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -19,6 +19,14 @@
 //! Values print as DataFusion's sqllogictests print them: NULL for null,
 //! `(empty)` for an empty string, decimals with all their digits.
 //!
+//! Checks are strict. A `query` record's type string must name each column's
+//! type: `T` text, `I` integer, `R` floating point, `N` decimal (money:
+//! exact, never a float), `B` boolean, `D` date, `P` timestamp, `?` anything
+//! else. Rows are compared column by column: each expected line is split at
+//! whitespace and must have exactly the query's columns, each equal to its
+//! value, so a value that holds a space cannot pass as two columns: a value's
+//! spaces print as `·` (and tabs and newlines as `\t` and `\n`).
+//!
 //! Every file runs four times, in each of the ways `runs` can be read:
 //! - `events`: no run parts are stored; `runs` is computed from the events;
 //! - `parts`: run parts are refreshed after every INGEST and LOAD, as the
@@ -41,9 +49,92 @@ use agentledger_ingest::reference::{ReferenceKind, load_reference};
 use agentledger_lake::Lake;
 use agentledger_queries::{MetricsQuery, gate::gate, parse_keys};
 use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::DataFrame;
-use sqllogictest::{DBOutput, DefaultColumnType};
+use sqllogictest::DBOutput;
+
+/// A column's type in a `query` record; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnType {
+    Text,
+    Integer,
+    Float,
+    Decimal,
+    Boolean,
+    Date,
+    Timestamp,
+    Other,
+}
+
+impl sqllogictest::ColumnType for ColumnType {
+    fn from_char(value: char) -> Option<Self> {
+        Some(match value {
+            'T' => Self::Text,
+            'I' => Self::Integer,
+            'R' => Self::Float,
+            'N' => Self::Decimal,
+            'B' => Self::Boolean,
+            'D' => Self::Date,
+            'P' => Self::Timestamp,
+            '?' => Self::Other,
+            _ => return None,
+        })
+    }
+
+    fn to_char(&self) -> char {
+        match self {
+            Self::Text => 'T',
+            Self::Integer => 'I',
+            Self::Float => 'R',
+            Self::Decimal => 'N',
+            Self::Boolean => 'B',
+            Self::Date => 'D',
+            Self::Timestamp => 'P',
+            Self::Other => '?',
+        }
+    }
+}
+
+impl ColumnType {
+    fn of(data_type: &DataType) -> Self {
+        match data_type {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Self::Text,
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64 => Self::Integer,
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => Self::Float,
+            DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..) => Self::Decimal,
+            DataType::Boolean => Self::Boolean,
+            DataType::Date32 | DataType::Date64 => Self::Date,
+            DataType::Timestamp(..) => Self::Timestamp,
+            DataType::Dictionary(_, value) => Self::of(value),
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Each expected line holds exactly the row's values, in order, split at
+/// whitespace.
+fn column_by_column(
+    _: sqllogictest::Normalizer,
+    actual: &[Vec<String>],
+    expected: &[String],
+) -> bool {
+    actual.len() == expected.len()
+        && actual.iter().zip(expected).all(|(row, line)| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() == row.len() && fields.iter().zip(row).all(|(f, v)| f == v)
+        })
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -158,16 +249,21 @@ impl LakeDb {
         Ok(path)
     }
 
-    async fn rows(df: DataFrame) -> Result<DBOutput<DefaultColumnType>, SltError> {
+    async fn rows(df: DataFrame) -> Result<DBOutput<ColumnType>, SltError> {
+        let types: Vec<ColumnType> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| ColumnType::of(f.data_type()))
+            .collect();
         let batches = df.collect().await.map_err(err)?;
-        let columns = batches.first().map_or(0, RecordBatch::num_columns);
         Ok(DBOutput::Rows {
-            types: vec![DefaultColumnType::Any; columns],
+            types,
             rows: format_rows(&batches)?,
         })
     }
 
-    async fn command(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+    async fn command(&mut self, sql: &str) -> Result<DBOutput<ColumnType>, SltError> {
         let (head, body) = sql.split_once('\n').unwrap_or((sql, ""));
         let words: Vec<&str> = head.split_whitespace().collect();
         match words.as_slice() {
@@ -258,8 +354,12 @@ impl LakeDb {
                 let r = gate(&ctx, baseline, candidate, threshold, &query)
                     .await
                     .map_err(err)?;
+                // Verdict, two "successes/runs" and three points.
                 Ok(DBOutput::Rows {
-                    types: vec![DefaultColumnType::Any; 6],
+                    types: [ColumnType::Text; 3]
+                        .into_iter()
+                        .chain([ColumnType::Float; 3])
+                        .collect(),
                     rows: vec![vec![
                         r.verdict.to_string(),
                         format!("{}/{}", r.baseline.successes, r.baseline.runs),
@@ -329,7 +429,10 @@ fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
                         if c.is_valid(row) && text.is_empty() {
                             "(empty)".to_string()
                         } else {
-                            text
+                            // One value, one field of the expected line.
+                            text.replace(' ', "·")
+                                .replace('\t', "\\t")
+                                .replace('\n', "\\n")
                         }
                     })
                     .collect(),
@@ -342,9 +445,9 @@ fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
 #[async_trait::async_trait]
 impl sqllogictest::AsyncDB for LakeDb {
     type Error = SltError;
-    type ColumnType = DefaultColumnType;
+    type ColumnType = ColumnType;
 
-    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<ColumnType>, SltError> {
         self.command(sql.trim()).await
     }
 
@@ -380,7 +483,11 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let files = slt_files(filter.as_deref());
-    assert!(!files.is_empty() || filter.is_some(), "no .slt files found");
+    assert!(
+        !files.is_empty(),
+        "no .slt file in tests/slt matches {}",
+        filter.as_deref().unwrap_or("(no filter)")
+    );
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     for file in &files {
         for mode in Mode::ALL {
@@ -392,6 +499,8 @@ fn main() {
             let result = runtime.block_on(async {
                 let mut runner =
                     sqllogictest::Runner::new(move || async move { LakeDb::new(mode) });
+                runner.with_validator(column_by_column);
+                runner.with_column_validator(sqllogictest::strict_column_validator);
                 runner.run_file_async(file).await
             });
             match result {

@@ -458,3 +458,44 @@ fn an_ingest_removes_orphan_run_parts_files() {
     let parts = data_files(&env.lake(), "run_parts");
     assert_eq!(parts.len(), 1, "{parts:?}");
 }
+
+/// An ingest walks the tables for orphans only when no writer did for a
+/// quarter of the orphan grace period (the walk lists every file of a lake
+/// that may hold years of them): an old orphan found right after a walk
+/// stays until the next walk is due, then goes.
+#[test]
+fn an_ingest_walks_for_orphans_only_when_a_walk_is_due() {
+    let env = Env::new();
+    env.ok(&["load", "prices", &sample("model_prices.csv")]);
+    let events = sample("events.ndjson");
+    env.ingest(&[std::path::Path::new(&events)]);
+    let mark = env.lake().join("_orphans_walked");
+    assert!(mark.exists(), "the first ingest walked and marked it");
+    let set_age = |path: &std::path::Path, secs: u64| {
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+    };
+    let orphan = env.lake().join("events/part-killed-0001.parquet");
+    std::fs::write(&orphan, b"not committed").unwrap();
+    set_age(&orphan, 2 * 3600);
+    // Past the (default, one hour) grace period, but the last walk was just now.
+    let again = env.ingest(&[std::path::Path::new(&events)]);
+    assert_eq!(again["stored"], 0, "{again}");
+    assert!(orphan.exists(), "no walk is due a moment after one");
+    // The last walk 16 minutes ago: more than a quarter of the hour.
+    set_age(&mark, 16 * 60);
+    env.ingest(&[std::path::Path::new(&events)]);
+    assert!(!orphan.exists(), "a due walk deletes the old orphan");
+    let age = std::fs::metadata(&mark)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .elapsed()
+        .unwrap();
+    assert!(age.as_secs() < 60, "the walk marked its time: {age:?}");
+}

@@ -15,11 +15,16 @@
 //! again; when one is, it has two rows and the parts are not marked
 //! `unique` (the refresh after the ingest then merges them).
 //!
-//! Nothing here can make an answer wrong: anything this code does not
-//! compute exactly as the SQL would (a sum that overflows) makes it give up,
-//! and the events are then simply not covered, so the refresh computes their
-//! parts with `run_parts.sql` as before. Failing to write the parts file
-//! fails the ingest, like failing to write its events.
+//! This code mirrors `run_parts.sql` and `merge_parts.sql` for speed, so
+//! it can disagree with them only by a mistake here, and tests look for
+//! one: `queries/tests/observed.rs` on the sample, `queries/tests/runs_equal.rs`
+//! on generated event sets, and every `.slt` case run in the mode where the
+//! ingest computes its parts. A change to either SQL file must be followed
+//! here, with [`PARTS_CODE_VERSION`] bumped. What this code cannot compute
+//! as the SQL would (a sum that overflows) makes it give up: the events are
+//! then not covered, and the refresh computes their parts with
+//! `run_parts.sql`. Failing to write the parts file fails the ingest, like
+//! failing to write its events.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
