@@ -57,6 +57,21 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// An error as one line for stderr. A query that did not fit in the memory
 /// limit says so, with the limit and how to raise it.
 pub fn error_text(e: &anyhow::Error) -> String {
-    agentledger_transforms::memory::exhausted_message(e.as_ref())
-        .unwrap_or_else(|| format!("{e:#}").replace('\n', " "))
+    agentledger_transforms::memory::exhausted_message(e.as_ref()).unwrap_or_else(|| {
+        // Each cause once: a wrapper whose message already holds its
+        // source's (DataFusion's errors do, several levels deep) would
+        // otherwise print the same sentence three times.
+        let mut out = String::new();
+        for cause in e.chain() {
+            let text = cause.to_string();
+            if out.contains(&text) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        out.replace('\n', " ")
+    })
 }

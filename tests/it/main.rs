@@ -18,4 +18,5 @@ mod report;
 mod retain;
 mod s3;
 mod sample;
+mod snapshots;
 mod sql;

@@ -13,7 +13,7 @@
 -- many parts files into one with a single row per run (then `runs` can read
 -- that file without merging again). A change to this query makes every
 -- stored part stale (docs/lake.md, Definition versions); the Rust merger in
--- transforms/src/parts.rs must follow it, with its PARTS_CODE_VERSION bumped.
+-- transforms/src/parts/ must follow it, with its PARTS_CODE_VERSION bumped.
 SELECT
     tenant_id,
     run_id,

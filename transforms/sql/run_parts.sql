@@ -21,7 +21,7 @@
 -- Stored parts record a hash of this query (comment lines aside), of
 -- merge_parts.sql and model_calls.sql: a change to any of them makes every
 -- stored part stale, and it is rebuilt (docs/lake.md, Definition versions).
--- transforms/src/parts.rs computes the same rows in Rust: change it with
+-- transforms/src/parts/ computes the same rows in Rust: change it with
 -- this query and bump its PARTS_CODE_VERSION.
 WITH started AS (
     SELECT tenant_id, run_id, ts AS started_at, event_id AS started_event_id, workflow, agent_version
