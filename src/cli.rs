@@ -44,7 +44,7 @@ fn parse_size(text: &str) -> Result<agentledger_transforms::memory::Size, String
 pub enum Command {
     /// Ingest NDJSON events (files, directories, globs, URLs; .gz and .zst too).
     Ingest(IngestArgs),
-    /// Load a reference table (model prices or customer plans) from CSV.
+    /// Load a reference table (model prices, customer plans or workflow policies) from CSV.
     Load(LoadArgs),
     /// Run read-only SQL over the lake's tables; no query and a terminal opens a prompt.
     Sql(SqlArgs),
@@ -54,6 +54,8 @@ pub enum Command {
     Gate(GateArgs),
     /// One run's events in order, with what each cost and the running total.
     Timeline(TimelineArgs),
+    /// Is the agent ready for real customers? The SPEC section 8 checklist per group, with the runs that break it.
+    Readiness(ReadinessArgs),
     /// Write the weekly margin report (HTML, charts, margin.csv, alerts.json) for an ISO week.
     Report(ReportArgs),
     /// The scheduled batch: ingest new landing files, reload reference files, report, alert.
@@ -123,7 +125,7 @@ fn parse_week(text: &str) -> Result<agentledger_reports::weekly::IsoWeek, String
 /// `agentledger run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The batch's TOML config (lake, landing, prices, plans, reports, [alerts]).
+    /// The batch's TOML config (lake, landing, prices, plans, policies, reports, [alerts]).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Report this ISO week instead of the last complete one.
@@ -192,6 +194,41 @@ pub struct GateArgs {
     pub format: SummaryFormat,
 }
 
+/// `agentledger readiness`.
+#[derive(Debug, Args)]
+pub struct ReadinessArgs {
+    /// Group by a comma list of tenant_id,workflow,agent_version,date,week,month
+    /// (none: one row over every finished run).
+    #[arg(long, value_name = "KEYS", default_value = "", value_parser = parse_keys)]
+    pub by: Keys,
+    /// First date counted (a finished run's UTC date), YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<chrono::NaiveDate>,
+    /// First date not counted (exclusive), YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<chrono::NaiveDate>,
+    /// Offending runs listed per group and failed condition (the worst first); each count is of all of them.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub limit: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReadinessFormat::Table)]
+    pub format: ReadinessFormat,
+    /// Exit 1 when any group is not ready (2 when the check cannot run), for deployment pipelines.
+    #[arg(long)]
+    pub fail_on_fail: bool,
+}
+
+/// `agentledger readiness --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadinessFormat {
+    /// An aligned table, then the offending runs of each group that is not ready.
+    Table,
+    /// CSV with a header row; the offending runs listed in one column.
+    Csv,
+    /// A JSON array of objects named as in SPEC section 8.
+    Json,
+}
+
 /// `agentledger timeline`.
 #[derive(Debug, Args)]
 pub struct TimelineArgs {
@@ -201,9 +238,9 @@ pub struct TimelineArgs {
     /// The run_id.
     #[arg(long, value_name = "R")]
     pub run: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-    pub format: OutputFormat,
+    /// Output format; html is one self-contained page with the policy in force and every breach marked.
+    #[arg(long, value_enum, default_value_t = TimelineFormat::Table)]
+    pub format: TimelineFormat,
     /// Output file (required for parquet; optional otherwise, default stdout).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -249,6 +286,11 @@ pub enum LoadTable {
         /// The CSV file.
         file: PathBuf,
     },
+    /// workflow_policies.csv: tenant_id,workflow,effective_from,allowed_tools,forbidden_tools,approval_required_tools,max_tool_calls_per_run,max_cost_usd_per_run
+    Policies {
+        /// The CSV file.
+        file: PathBuf,
+    },
 }
 
 /// `agentledger sql`.
@@ -262,6 +304,34 @@ pub struct SqlArgs {
     /// Output file (required for parquet; optional otherwise, default stdout).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// `agentledger timeline --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimelineFormat {
+    /// An aligned table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+    /// A Parquet file (needs --out).
+    Parquet,
+    /// One self-contained HTML page: events, costs, the policy in force, breaches, approvals.
+    Html,
+}
+
+impl TimelineFormat {
+    /// The row format, for all but html.
+    pub fn rows(self) -> Option<OutputFormat> {
+        match self {
+            TimelineFormat::Table => Some(OutputFormat::Table),
+            TimelineFormat::Csv => Some(OutputFormat::Csv),
+            TimelineFormat::Json => Some(OutputFormat::Json),
+            TimelineFormat::Parquet => Some(OutputFormat::Parquet),
+            TimelineFormat::Html => None,
+        }
+    }
 }
 
 /// Row output formats.
@@ -280,7 +350,7 @@ pub enum OutputFormat {
 /// `agentledger sample`.
 #[derive(Debug, Args)]
 pub struct SampleArgs {
-    /// Directory to write events.ndjson, model_prices.csv and customer_plans.csv into.
+    /// Directory to write events.ndjson, model_prices.csv, customer_plans.csv and workflow_policies.csv into.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Number of agent runs to generate.

@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            if is_broken_pipe(&e) {
+            if commands::is_broken_pipe(&e) {
                 // `agentledger sql ... | head` is not a failure.
                 return ExitCode::SUCCESS;
             }
@@ -80,13 +80,4 @@ async fn stop_signal() -> (&'static str, i32) {
         _ = term.recv() => ("SIGTERM", 143),
         _ = int.recv() => ("SIGINT", 130),
     }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || cause.to_string().contains("Broken pipe")
-    })
 }

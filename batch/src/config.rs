@@ -5,6 +5,7 @@
 //! landing = "landing/"              # where new event files arrive: folder, glob or URL
 //! prices = "model_prices.csv"       # reference files, reloaded when they change
 //! plans = "customer_plans.csv"
+//! policies = "workflow_policies.csv"
 //! reports = "../reports"            # each week's report goes to <reports>/<YYYY-Www>/
 //!
 //! [alerts]
@@ -32,6 +33,8 @@ pub struct Config {
     pub prices: Option<String>,
     /// `customer_plans.csv` to keep loaded.
     pub plans: Option<String>,
+    /// `workflow_policies.csv` to keep loaded (SPEC section 8).
+    pub policies: Option<String>,
     /// The folder reports go to.
     pub reports: Option<String>,
     /// Alert delivery.
@@ -100,6 +103,7 @@ impl Config {
         resolve(&mut config.landing);
         resolve(&mut config.prices);
         resolve(&mut config.plans);
+        resolve(&mut config.policies);
         resolve(&mut config.reports);
         Ok(config)
     }
@@ -175,7 +179,7 @@ mod tests {
         let path = dir.path().join("batch.toml");
         std::fs::write(
             &path,
-            "lake = \"lake\"\nlanding = \"s3://bucket/in/\"\nreports = \"/abs/reports\"\n[alerts]\nwebhook = \"http://127.0.0.1:9/\"\n",
+            "lake = \"lake\"\nlanding = \"s3://bucket/in/\"\npolicies = \"ref/policies.csv\"\nreports = \"/abs/reports\"\n[alerts]\nwebhook = \"http://127.0.0.1:9/\"\n",
         )
         .unwrap();
         let c = Config::load(&path).unwrap();
@@ -184,6 +188,10 @@ mod tests {
             dir.path().join("lake").display().to_string()
         );
         assert_eq!(c.landing.unwrap(), "s3://bucket/in/");
+        assert_eq!(
+            c.policies.unwrap(),
+            dir.path().join("ref/policies.csv").display().to_string()
+        );
         assert_eq!(c.reports.unwrap(), "/abs/reports");
         assert_eq!(c.alerts.webhook.unwrap(), "http://127.0.0.1:9/");
     }

@@ -90,10 +90,7 @@ fn landed(snapshot: &Snapshot) -> HashMap<String, (u64, String)> {
 }
 
 async fn reload_reference(lake: &Lake, kind: ReferenceKind, file: &str) -> Result<(), BatchError> {
-    let step = match kind {
-        ReferenceKind::Prices => "prices",
-        ReferenceKind::Plans => "plans",
-    };
+    let step = kind.name();
     let bytes = std::fs::read(file)
         .map_err(|e| BatchError::Config(format!("cannot read {step} file {file}: {e}")))?;
     let hash = content_hash(&bytes);
@@ -213,6 +210,9 @@ async fn run_locked(
     }
     if let Some(plans) = &config.plans {
         reload_reference(lake, ReferenceKind::Plans, plans).await?;
+    }
+    if let Some(policies) = &config.policies {
+        reload_reference(lake, ReferenceKind::Policies, policies).await?;
     }
     match &config.landing {
         Some(landing) => ingest_landing(lake, landing, &mut outcome).await?,

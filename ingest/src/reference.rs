@@ -1,4 +1,5 @@
-//! SPEC section 2: loading `model_prices` and `customer_plans`.
+//! SPEC sections 2 and 8: loading `model_prices`, `customer_plans` and
+//! `workflow_policies`.
 //!
 //! A reference file is validated whole before anything is written: one bad
 //! row refuses the file, naming the line and the reason, and the table in
@@ -14,7 +15,8 @@ use agentledger_lake::Lake;
 use agentledger_lake::lease::Lease;
 use agentledger_lake::log::{Commit, CommitKind, Snapshot, new_id};
 use agentledger_lake::schema::{
-    CUSTOMER_PLANS, CUSTOMER_PLANS_SCHEMA, MODEL_PRICES, MODEL_PRICES_SCHEMA,
+    CUSTOMER_PLANS, CUSTOMER_PLANS_SCHEMA, MODEL_PRICES, MODEL_PRICES_SCHEMA, WORKFLOW_POLICIES,
+    WORKFLOW_POLICIES_SCHEMA,
 };
 use agentledger_lake::writer::write_file;
 use serde::Serialize;
@@ -31,6 +33,8 @@ pub enum ReferenceKind {
     Prices,
     /// `customer_plans.csv`.
     Plans,
+    /// `workflow_policies.csv` (SPEC section 8).
+    Policies,
 }
 
 impl ReferenceKind {
@@ -39,7 +43,36 @@ impl ReferenceKind {
         match self {
             ReferenceKind::Prices => MODEL_PRICES,
             ReferenceKind::Plans => CUSTOMER_PLANS,
+            ReferenceKind::Policies => WORKFLOW_POLICIES,
         }
+    }
+
+    /// What the command line calls it (`agentledger load NAME`), also the
+    /// batch config's key.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReferenceKind::Prices => "prices",
+            ReferenceKind::Plans => "plans",
+            ReferenceKind::Policies => "policies",
+        }
+    }
+
+    /// The commit kind of a load.
+    pub fn commit_kind(self) -> CommitKind {
+        match self {
+            ReferenceKind::Prices => CommitKind::LoadPrices,
+            ReferenceKind::Plans => CommitKind::LoadPlans,
+            ReferenceKind::Policies => CommitKind::LoadPolicies,
+        }
+    }
+
+    /// The schema of the table.
+    pub fn schema(self) -> arrow::datatypes::SchemaRef {
+        Arc::clone(match self {
+            ReferenceKind::Prices => &MODEL_PRICES_SCHEMA,
+            ReferenceKind::Plans => &CUSTOMER_PLANS_SCHEMA,
+            ReferenceKind::Policies => &WORKFLOW_POLICIES_SCHEMA,
+        })
     }
 
     /// The header the file must have.
@@ -58,6 +91,16 @@ impl ReferenceKind {
                 "effective_from",
                 "price_per_success_usd",
                 "monthly_fee_usd",
+            ],
+            ReferenceKind::Policies => &[
+                "tenant_id",
+                "workflow",
+                "effective_from",
+                "allowed_tools",
+                "forbidden_tools",
+                "approval_required_tools",
+                "max_tool_calls_per_run",
+                "max_cost_usd_per_run",
             ],
         }
     }
@@ -84,10 +127,7 @@ pub async fn load_reference(lake: &Lake, kind: ReferenceKind, file: &Path) -> Re
         reason: e.to_string(),
     })?;
     let rows = parse(kind, &name, &bytes)?;
-    let mut builder = RowBuilder::new(match kind {
-        ReferenceKind::Prices => Arc::clone(&MODEL_PRICES_SCHEMA),
-        ReferenceKind::Plans => Arc::clone(&CUSTOMER_PLANS_SCHEMA),
-    });
+    let mut builder = RowBuilder::new(kind.schema());
     let count = rows.len() as u64;
     for row in rows {
         builder.push(row);
@@ -103,10 +143,7 @@ pub async fn load_reference(lake: &Lake, kind: ReferenceKind, file: &Path) -> Re
         let relative = format!("{}/version={version}/part-{id}.parquet", kind.table());
         let entry = write_file(lake, kind.table(), &relative, &batch).await?;
         let mut commit = Commit::record(
-            match kind {
-                ReferenceKind::Prices => CommitKind::LoadPrices,
-                ReferenceKind::Plans => CommitKind::LoadPlans,
-            },
+            kind.commit_kind(),
             serde_json::json!({
                 "file": name,
                 "rows": count,
@@ -141,6 +178,7 @@ pub fn loaded_hash(snapshot: &Snapshot, kind: ReferenceKind) -> Option<String> {
     let wanted = match kind {
         ReferenceKind::Prices => "load_prices",
         ReferenceKind::Plans => "load_plans",
+        ReferenceKind::Policies => "load_policies",
     };
     snapshot
         .state()
@@ -273,10 +311,87 @@ pub fn parse(
                     )),
                 ]
             }
+            ReferenceKind::Policies => {
+                let tenant = cell(0);
+                if tenant != "*" && !valid_tenant_id(tenant) {
+                    return Err(row_fail(format!(
+                        "tenant_id '{tenant}' must be '*' (every tenant) or 1-64 characters of A-Z a-z 0-9 . _ - and not '.' or '..'"
+                    )));
+                }
+                let workflow = cell(1);
+                if workflow.is_empty() || workflow.chars().count() > 128 {
+                    return Err(row_fail(format!(
+                        "workflow '{workflow}' must be 1-128 characters"
+                    )));
+                }
+                let date = date(cell(2)).map_err(&row_fail)?;
+                if !seen.insert((format!("{tenant}\u{0}{workflow}"), date)) {
+                    return Err(row_fail(format!(
+                        "a second row for tenant '{tenant}' and workflow '{workflow}' effective from {}",
+                        cell(2)
+                    )));
+                }
+                let allowed = tool_list(cell(3), "allowed_tools").map_err(&row_fail)?;
+                let forbidden = tool_list(cell(4), "forbidden_tools").map_err(&row_fail)?;
+                let gated = tool_list(cell(5), "approval_required_tools").map_err(&row_fail)?;
+                if let (Some(a), Some(f)) = (&allowed, &forbidden)
+                    && let Some(both) = f.split('|').find(|t| a.split('|').any(|x| x == *t))
+                {
+                    return Err(row_fail(format!(
+                        "tool '{both}' is in both allowed_tools and forbidden_tools"
+                    )));
+                }
+                let max_calls = if cell(6).is_empty() {
+                    None
+                } else {
+                    Some(Val::Int(
+                        cell(6)
+                            .parse::<u32>()
+                            .map_err(|_| {
+                                row_fail(format!(
+                                    "max_tool_calls_per_run '{}' is not a whole number >= 0 (or empty for no maximum)",
+                                    cell(6)
+                                ))
+                            })?
+                            .into(),
+                    ))
+                };
+                let max_cost = if cell(7).is_empty() {
+                    None
+                } else {
+                    Some(Val::Dec(
+                        money(cell(7), "max_cost_usd_per_run", 12).map_err(&row_fail)?,
+                    ))
+                };
+                let text = |list: Option<String>| list.map(|l| Val::Str(l.into()));
+                vec![
+                    Some(Val::Str(tenant.to_string().into())),
+                    Some(Val::Str(workflow.to_string().into())),
+                    Some(Val::Int(i64::from(date))),
+                    text(allowed),
+                    text(forbidden),
+                    text(gated),
+                    max_calls,
+                    max_cost,
+                ]
+            }
         };
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// A `|`-separated tool list: entries trimmed, empty entries dropped, the
+/// same tool twice refused; `None` for an empty list (no list).
+fn tool_list(text: &str, column: &str) -> std::result::Result<Option<String>, String> {
+    let mut tools: Vec<&str> = Vec::new();
+    for tool in text.split('|').map(str::trim).filter(|t| !t.is_empty()) {
+        if tools.contains(&tool) {
+            return Err(format!("{column} names '{tool}' twice"));
+        }
+        tools.push(tool);
+    }
+    Ok((!tools.is_empty()).then(|| tools.join("|")))
 }
 
 /// A `YYYY-MM-DD` date as days since the Unix epoch.
@@ -363,6 +478,79 @@ mod tests {
             b"model,effective_from\n",
         ));
         assert!(e.contains("line 1") && e.contains("header"), "{e}");
+    }
+
+    const POLICIES: &str = "tenant_id,workflow,effective_from,allowed_tools,forbidden_tools,approval_required_tools,max_tool_calls_per_run,max_cost_usd_per_run\n";
+
+    fn policies(body: &str) -> Result<Vec<Vec<Option<Val<'static>>>>> {
+        parse(
+            ReferenceKind::Policies,
+            "w.csv",
+            format!("{POLICIES}{body}").as_bytes(),
+        )
+    }
+
+    #[test]
+    fn policies_parse_star_lists_and_empty_maxima() {
+        let rows = policies(
+            "*,support,2026-10-01, kb.search | crm.lookup ,shell,refund.issue,8,0.25\n\
+             acme,support,2026-10-01,,,,,\n\
+             acme,support,2026-10-08,kb.search,,,0,0.000000000001\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0][0], Some(Val::Str("*".into())));
+        assert_eq!(rows[0][3], Some(Val::Str("kb.search|crm.lookup".into())));
+        assert_eq!(rows[0][6], Some(Val::Int(8)));
+        assert_eq!(rows[0][7], Some(Val::Dec(250_000_000_000)));
+        assert_eq!(&rows[1][3..], &[None, None, None, None, None]);
+        assert_eq!(rows[2][6], Some(Val::Int(0)));
+        assert_eq!(rows[2][7], Some(Val::Dec(1)));
+    }
+
+    #[test]
+    fn bad_policy_rows_name_the_line_and_reason() {
+        for (body, expect) in [
+            ("*,support,2026-10-01,,,,3,-1\n", "line 2"),
+            (
+                "*,support,2026-10-01,,,,3,-1\n",
+                "max_cost_usd_per_run '-1' is negative",
+            ),
+            ("*,s,2026-10-01,,,,,\n*,s,2026-10-01,,,,,\n", "line 3"),
+            (
+                "*,s,2026-10-01,,,,,\n*,s,2026-10-01,,,,,\n",
+                "second row for tenant '*' and workflow 's'",
+            ),
+            ("*,s,2026-10-01,,,,2.5,\n", "max_tool_calls_per_run '2.5'"),
+            ("*,s,2026-10-01,,,,-1,\n", "max_tool_calls_per_run '-1'"),
+            (
+                "*,s,2026-10-01,,,,,1.0000000000001\n",
+                "13 fractional digits",
+            ),
+            ("*,s,2026-10-01,,,,,1e3\n", "not a decimal"),
+            ("../x,s,2026-10-01,,,,,\n", "tenant_id '../x'"),
+            ("*,,2026-10-01,,,,,\n", "workflow '' must be"),
+            (
+                "*,s,2026-10-01,a|b|a,,,,\n",
+                "allowed_tools names 'a' twice",
+            ),
+            ("*,s,2026-10-01,a|b,b,,,\n", "'b' is in both"),
+            ("*,s,01/10/2026,,,,,\n", "not a date"),
+            ("*,s,2026-10-01,,,\n", "expected 8 fields, got 6"),
+        ] {
+            let e = err_of(policies(body));
+            assert!(
+                e.contains("w.csv line") && e.contains(expect),
+                "{body}: {e}"
+            );
+        }
+        // A tenant row and a `*` row for the same workflow and date are two keys.
+        assert_eq!(
+            policies("*,s,2026-10-01,,,,,\nacme,s,2026-10-01,,,,,\n")
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -9,6 +9,17 @@
 //! timestamps with offsets, unknown fields, and (unless turned off) bad lines
 //! of every quarantine kind, exact repeats and conflicting repeats.
 //!
+//! `workflow_policies.csv` (SPEC section 8) and the events exercise every
+//! readiness measure: support_reply keeps to its policy (ready), while the
+//! others call unlisted and forbidden tools, write without idempotency keys
+//! or approvals, leave out prompt versions or providers, run over their
+//! tool-call maximum or cost cap, run with no cap, or with no policy at all;
+//! a tenant's own row overrides the one for every tenant, and a cap changes
+//! mid-week. These choices come from a second generator seeded per run, and
+//! only change fields of events the first generator makes, so the events,
+//! their ids, costs and every other metric are what they were before
+//! policies existed.
+//!
 //! The design choice: generate run by run into a buffered writer with a
 //! seeded splitmix64 generator, so the output is byte-identical for a seed and
 //! memory does not grow with `runs`.
@@ -225,6 +236,24 @@ fn plans_csv(start: i64) -> String {
     )
 }
 
+/// Workflow policies: every tenant's support_reply allows what it uses and
+/// forbids refunds; refund_request wants an approval before a refund;
+/// invoice_triage sets no cost cap except hooli's own row; data_cleanup has
+/// a row for globex only (umbrella's runs have no policy), whose cap goes
+/// up from 0.10 to 0.30 USD on the second week's Wednesday.
+fn policies_csv(start: i64) -> String {
+    let change = date_text(start + 9);
+    format!(
+        "tenant_id,workflow,effective_from,allowed_tools,forbidden_tools,approval_required_tools,max_tool_calls_per_run,max_cost_usd_per_run\n\
+         *,support_reply,2026-01-01,crm.lookup|kb.search|email.send|ticket.update,refund.issue,,4,1.00\n\
+         *,refund_request,2026-01-01,crm.lookup|kb.search|refund.issue|email.send,,refund.issue,5,0.40\n\
+         *,invoice_triage,2026-01-01,crm.lookup|kb.search|ticket.update|email.send,refund.issue,,5,\n\
+         hooli,invoice_triage,2026-01-01,crm.lookup|kb.search|ticket.update|email.send,refund.issue,,5,0.50\n\
+         globex,data_cleanup,2026-01-01,crm.lookup|kb.search|ticket.update,email.send|refund.issue,,3,0.10\n\
+         globex,data_cleanup,{change},crm.lookup|kb.search|ticket.update,email.send|refund.issue,,3,0.30\n"
+    )
+}
+
 /// Writes the sample into `out` (created if missing).
 pub fn generate(out: &Path, opts: &SampleOptions) -> std::io::Result<SampleSummary> {
     std::fs::create_dir_all(out)?;
@@ -232,9 +261,11 @@ pub fn generate(out: &Path, opts: &SampleOptions) -> std::io::Result<SampleSumma
     let start = days_from_civil(y, m, d);
     let prices = out.join("model_prices.csv");
     let plans = out.join("customer_plans.csv");
+    let policies = out.join("workflow_policies.csv");
     let events_path = out.join("events.ndjson");
     std::fs::write(&prices, prices_csv(start))?;
     std::fs::write(&plans, plans_csv(start))?;
+    std::fs::write(&policies, policies_csv(start))?;
 
     let mut g = Generator {
         out: BufWriter::with_capacity(1 << 20, std::fs::File::create(&events_path)?),
@@ -257,7 +288,7 @@ pub fn generate(out: &Path, opts: &SampleOptions) -> std::io::Result<SampleSumma
     g.out.flush()?;
     let mut summary = g.summary;
     summary.runs = opts.runs;
-    summary.files = vec![events_path, prices, plans];
+    summary.files = vec![events_path, prices, plans, policies];
     Ok(summary)
 }
 
@@ -285,8 +316,13 @@ impl Generator {
         let run_id = format!("run-{run:06}");
         let mut t = t0;
         let step = |rng: &mut Rng| rng.range(200_000, 20_000_000) as i64;
+        // Readiness faults: a generator of their own, so the main one (and
+        // with it every event, id and cost) is unchanged.
+        let mut side = Rng(self.opts.seed ^ 0x0DD5_EED5_1DE5_0000 ^ run.wrapping_mul(0x9E37_79B9));
+        let disciplined = workflow == "support_reply";
 
-        let prompt = if self.rng.chance(500) {
+        let with_prompt = self.rng.chance(500);
+        let prompt = if with_prompt || disciplined {
             format!(",\"prompt_version\":\"p{}\"", 1 + run % 3)
         } else {
             String::new()
@@ -319,8 +355,15 @@ impl Generator {
             };
             let input = self.rng.range(200, 20_000);
             let output = self.rng.range(50, 2_000);
+            // Now and then a call that does not name its provider: the run
+            // cannot be replayed.
+            let provider = if !disciplined && side.chance(40) {
+                String::new()
+            } else {
+                format!("\"provider\":\"{provider}\",")
+            };
             let mut f = format!(
-                "\"model\":\"{model}\",\"provider\":\"{provider}\",\"input_tokens\":{input},\"output_tokens\":{output},\"latency_ms\":{}",
+                "\"model\":\"{model}\",{provider}\"input_tokens\":{input},\"output_tokens\":{output},\"latency_ms\":{}",
                 self.rng.range(300, 9_000)
             );
             if self.rng.chance(400) {
@@ -394,11 +437,18 @@ impl Generator {
             } else {
                 "ok"
             };
+            // support_reply never issues refunds itself: it updates the ticket.
+            let tool = if disciplined && tool == "refund.issue" {
+                "ticket.update"
+            } else {
+                tool
+            };
             let mut f = format!(
                 "\"tool\":\"{tool}\",\"access\":\"{access}\",\"status\":\"{status}\",\"latency_ms\":{}",
                 self.rng.range(20, 3_000)
             );
-            if access == "write" {
+            // Now and then a write without an idempotency key.
+            if access == "write" && (disciplined || !side.chance(120)) {
                 let _ = write!(f, ",\"idempotency_key\":\"{run_id}-{tool}\"");
             }
             if self.rng.chance(200) {
@@ -661,6 +711,14 @@ mod tests {
             "{sa:?}"
         );
         assert!(ea.contains("local-llama-70b"));
+        let policies = std::fs::read_to_string(a.join("workflow_policies.csv")).unwrap();
+        assert!(policies.starts_with("tenant_id,workflow,effective_from,allowed_tools,forbidden_tools,approval_required_tools,max_tool_calls_per_run,max_cost_usd_per_run\n"));
+        assert!(
+            ea.contains("\"access\":\"write\"")
+                && !ea
+                    .lines()
+                    .all(|l| !l.contains("\"access\":\"write\"") || l.contains("idempotency_key"))
+        );
         let prices = std::fs::read_to_string(a.join("model_prices.csv")).unwrap();
         assert!(prices.starts_with("model,provider,effective_from,input_usd_per_mtok,cached_input_usd_per_mtok,output_usd_per_mtok\n"));
         assert!(!prices.contains("local-llama-70b"));

@@ -46,8 +46,8 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::log::{Commit, CommitKind, FileEntry, Snapshot};
 use crate::schema::{
-    CUSTOMER_PLANS, EVENTS, MODEL_PRICES, QUARANTINE, RUN_PARTS, is_partitioned, partition_field,
-    table_schema,
+    CUSTOMER_PLANS, EVENTS, MODEL_PRICES, QUARANTINE, RUN_PARTS, WORKFLOW_POLICIES, is_partitioned,
+    partition_field, table_schema,
 };
 use crate::store::Lake;
 
@@ -56,7 +56,14 @@ pub const DELTA_LOG_DIR: &str = "_delta_log";
 /// Folder of the listing hints, at the lake root.
 pub const HINTS_DIR: &str = "_delta_hints";
 /// The tables that carry a Delta log.
-pub const TABLES: [&str; 5] = [EVENTS, QUARANTINE, RUN_PARTS, MODEL_PRICES, CUSTOMER_PLANS];
+pub const TABLES: [&str; 6] = [
+    EVENTS,
+    QUARANTINE,
+    RUN_PARTS,
+    MODEL_PRICES,
+    CUSTOMER_PLANS,
+    WORKFLOW_POLICIES,
+];
 /// The `appId` of the `txn` action each Delta version carries; its
 /// `version` is the lake version the Delta version brings the table to.
 pub const APP_ID: &str = "agentledger";
@@ -952,14 +959,17 @@ mod tests {
 
     fn commit(kind: CommitKind, files: Vec<FileEntry>, removes: &[&str]) -> Commit {
         let summary = match kind {
-            CommitKind::LoadPrices | CommitKind::LoadPlans => {
+            CommitKind::LoadPrices | CommitKind::LoadPlans | CommitKind::LoadPolicies => {
                 json!({"file": "f.csv", "rows": 1, "content_hash": "h"})
             }
             CommitKind::Landing => json!({"ingest_id": "i", "files": []}),
             _ => Value::Null,
         };
         let mut c = Commit::record(kind, summary);
-        if matches!(kind, CommitKind::LoadPrices | CommitKind::LoadPlans) {
+        if matches!(
+            kind,
+            CommitKind::LoadPrices | CommitKind::LoadPlans | CommitKind::LoadPolicies
+        ) {
             c.replaces = files.iter().map(|f| f.table.clone()).take(1).collect();
         }
         c.files = files;
@@ -1172,7 +1182,13 @@ mod tests {
             assert!(s["minValues"].get(column).is_none(), "{column}: {s}");
             assert!(s["maxValues"].get(column).is_none(), "{column}: {s}");
         }
-        for table in [QUARANTINE, RUN_PARTS, MODEL_PRICES, CUSTOMER_PLANS] {
+        for table in [
+            QUARANTINE,
+            RUN_PARTS,
+            MODEL_PRICES,
+            CUSTOMER_PLANS,
+            WORKFLOW_POLICIES,
+        ] {
             assert_eq!(versions(root, table).len(), 1, "{table} did not change");
         }
 

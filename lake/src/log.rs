@@ -30,6 +30,8 @@ pub enum CommitKind {
     LoadPrices,
     /// A new version of `customer_plans`.
     LoadPlans,
+    /// A new version of `workflow_policies`.
+    LoadPolicies,
     /// Landing files the scheduled batch has ingested (no data files; the
     /// summary lists path, size and content hash of each).
     Landing,
@@ -247,7 +249,7 @@ impl Commit {
         match self.kind {
             CommitKind::Landing => parsed.landing = Some(typed("landing summary", &self.summary)?),
             CommitKind::Alerts => parsed.alerts = Some(typed("alerts summary", &self.summary)?),
-            CommitKind::LoadPrices | CommitKind::LoadPlans => {
+            CommitKind::LoadPrices | CommitKind::LoadPlans | CommitKind::LoadPolicies => {
                 parsed.reference = Some(typed("reference load summary", &self.summary)?);
             }
             _ => {}

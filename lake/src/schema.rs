@@ -23,6 +23,8 @@ pub const QUARANTINE: &str = "quarantine";
 pub const MODEL_PRICES: &str = "model_prices";
 /// Reference table of customer plans.
 pub const CUSTOMER_PLANS: &str = "customer_plans";
+/// Reference table of workflow policies (SPEC section 8).
+pub const WORKFLOW_POLICIES: &str = "workflow_policies";
 /// Derived table of per-run partial sums (`run_parts.sql`), kept up to date
 /// as events arrive so that `runs` reads runs, not every event.
 pub const RUN_PARTS: &str = "run_parts";
@@ -153,6 +155,24 @@ pub static CUSTOMER_PLANS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// Columns of `workflow_policies` (SPEC section 8). `tenant_id` is a
+/// tenant or `*` (every tenant). The three tool lists are stored as the
+/// file has them, `|`-separated (entries trimmed, empty ones dropped), and
+/// NULL where the file leaves the list empty; the two maxima are NULL where
+/// the file leaves them empty.
+pub static WORKFLOW_POLICIES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("tenant_id", DataType::Utf8, false),
+        Field::new("workflow", DataType::Utf8, false),
+        Field::new("effective_from", DataType::Date32, false),
+        text("allowed_tools"),
+        text("forbidden_tools"),
+        text("approval_required_tools"),
+        int("max_tool_calls_per_run"),
+        Field::new("max_cost_usd_per_run", money(), true),
+    ]))
+});
+
 /// Columns of `run_parts`: the output of `transforms/sql/run_parts.sql`, one
 /// row per run and part of the lake (a test there checks the two agree).
 pub static RUN_PARTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -206,6 +226,7 @@ pub fn table_schema(table: &str) -> Option<SchemaRef> {
         QUARANTINE => Some(Arc::clone(&QUARANTINE_SCHEMA)),
         MODEL_PRICES => Some(Arc::clone(&MODEL_PRICES_SCHEMA)),
         CUSTOMER_PLANS => Some(Arc::clone(&CUSTOMER_PLANS_SCHEMA)),
+        WORKFLOW_POLICIES => Some(Arc::clone(&WORKFLOW_POLICIES_SCHEMA)),
         RUN_PARTS => Some(Arc::clone(&RUN_PARTS_SCHEMA)),
         _ => None,
     }

@@ -183,7 +183,7 @@ pub struct State {
     /// Every alerts record, oldest first.
     pub alerts: Vec<AlertsRecord>,
     /// The newest reference load record of each kind (`load_prices`,
-    /// `load_plans`).
+    /// `load_plans`, `load_policies`).
     pub references: BTreeMap<String, ReferenceRecord>,
     /// The run-parts coverage by definitions version.
     pub covers: BTreeMap<String, CoverFold>,

@@ -8,8 +8,10 @@
 //! `revenue.sql`'s three `@period` lines are replaced by those of
 //! `period_date.sql`, `period_month.sql` or `period_range.sql`, found by
 //! their marker (in the range's, `--from`/`--to` take the place of the dates
-//! it is written for). [`open_session`] registers `metrics`, `revenue` and
-//! `margin` as views, so `agentledger sql` sees them by name too.
+//! it is written for). [`open_session`] registers `metrics`, `revenue`,
+//! `margin` and the readiness views of SPEC section 8 (`run_policies`,
+//! `tool_call_checks`, `readiness_runs`, `readiness`, `readiness_offenders`)
+//! as views, so `agentledger sql` sees them by name too.
 
 pub mod gate;
 
@@ -54,6 +56,17 @@ pub const GATE_SQL: &str = include_str!("../sql/gate.sql");
 /// `timeline.sql`: one run's events in order with a running cost.
 pub const TIMELINE_SQL: &str = include_str!("../sql/timeline.sql");
 
+/// `run_policies.sql`: each run with the workflow policy in force for it.
+pub const RUN_POLICIES_SQL: &str = include_str!("../sql/run_policies.sql");
+/// `tool_call_checks.sql`: each tool call checked against its run's policy.
+pub const TOOL_CALL_CHECKS_SQL: &str = include_str!("../sql/tool_call_checks.sql");
+/// `readiness_runs.sql`: what SPEC section 8 checks of each finished run.
+pub const READINESS_RUNS_SQL: &str = include_str!("../sql/readiness_runs.sql");
+/// `readiness.sql`: the SPEC section 8 measures and verdicts of groups of runs.
+pub const READINESS_SQL: &str = include_str!("../sql/readiness.sql");
+/// `readiness_offenders.sql`: the runs that break each failed condition.
+pub const READINESS_OFFENDERS_SQL: &str = include_str!("../sql/readiness_offenders.sql");
+
 /// `cost_by_model.sql`: cost per tenant, week and model.
 pub const COST_BY_MODEL_SQL: &str = include_str!("../sql/cost_by_model.sql");
 /// `weekly_accounts.sql`: every tenant's week, runs or not, with margin.
@@ -72,7 +85,16 @@ pub const FILES: &[(&str, &str)] = &[
     ("open_runs.sql", OPEN_RUNS_SQL),
     ("gate.sql", GATE_SQL),
     ("timeline.sql", TIMELINE_SQL),
+    ("run_policies.sql", RUN_POLICIES_SQL),
+    ("tool_call_checks.sql", TOOL_CALL_CHECKS_SQL),
+    ("readiness_runs.sql", READINESS_RUNS_SQL),
+    ("readiness.sql", READINESS_SQL),
+    ("readiness_offenders.sql", READINESS_OFFENDERS_SQL),
 ];
+
+/// The number of offending runs `readiness_offenders.sql` lists per group
+/// and condition as written (its `@limit` line).
+pub const OFFENDERS_AS_WRITTEN: u64 = 10;
 
 /// Opens a session over the lake with every table and view: the stored
 /// tables, `model_calls`, `tool_calls`, `runs`, and `metrics`, `revenue`,
@@ -86,6 +108,11 @@ pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
     register_view(&ctx, "margin", &weekly.margin_sql().unwrap_or_default()).await?;
     register_view(&ctx, "weekly_accounts", WEEKLY_ACCOUNTS_SQL).await?;
     register_view(&ctx, "cost_by_model", COST_BY_MODEL_SQL).await?;
+    register_view(&ctx, "run_policies", RUN_POLICIES_SQL).await?;
+    register_view(&ctx, "tool_call_checks", TOOL_CALL_CHECKS_SQL).await?;
+    register_view(&ctx, "readiness_runs", READINESS_RUNS_SQL).await?;
+    register_view(&ctx, "readiness", READINESS_SQL).await?;
+    register_view(&ctx, "readiness_offenders", READINESS_OFFENDERS_SQL).await?;
     Ok(ctx)
 }
 
@@ -313,6 +340,54 @@ impl MetricsQuery {
         })
     }
 
+    /// `readiness.sql` for these keys and dates. It reads the `metrics`
+    /// view for the same keys and dates, which [`readiness`] registers.
+    pub fn readiness_sql(&self) -> String {
+        let keys = join_keys(&self.keys, "");
+        let g_keys = join_keys(&self.keys, "g.");
+        let join = if self.keys.is_empty() {
+            "CROSS JOIN metrics m".to_string()
+        } else {
+            let on: Vec<String> = self
+                .keys
+                .iter()
+                .map(|k| format!("m.{0} = g.{0}", k.name()))
+                .collect();
+            format!("JOIN metrics m ON {}", on.join(" AND "))
+        };
+        let filter = self.run_date_filter("date");
+        render(READINESS_SQL, |marker, code| match marker {
+            "keys" => keyed_line(code, "tenant_id, week", &keys),
+            "gkeys" => keyed_line(code, "g.tenant_id, g.week", &g_keys),
+            "join" => Some(join.clone()),
+            "filter" => Some(format!("{code}{filter}")),
+            _ => Some(code.to_string()),
+        })
+    }
+
+    /// `readiness_offenders.sql` for these keys and dates, listing at most
+    /// `limit` runs per group and condition.
+    pub fn readiness_offenders_sql(&self, limit: u64) -> String {
+        let keys = join_keys(&self.keys, "");
+        let partition = if keys.is_empty() {
+            "condition".to_string()
+        } else {
+            format!("condition, {keys}")
+        };
+        let filter = self.run_date_filter("date");
+        render(READINESS_OFFENDERS_SQL, |marker, code| match marker {
+            "partition" => Some(code.replacen("condition, tenant_id, week", &partition, 1)),
+            "order" => Some(code.replacen("condition, tenant_id, week", &partition, 1)),
+            "limit" => Some(code.replacen(
+                &format!("<= {OFFENDERS_AS_WRITTEN}"),
+                &format!("<= {limit}"),
+                1,
+            )),
+            "filter" => Some(format!("{code}{filter}")),
+            _ => Some(code.to_string()),
+        })
+    }
+
     /// `gate.sql` with these dates.
     pub fn gate_sql(&self) -> String {
         let filter = self.run_date_filter("date");
@@ -336,6 +411,40 @@ pub async fn metrics(ctx: &SessionContext, query: &MetricsQuery) -> Result<DataF
         }
         _ => Ok(ctx.sql(&metrics_sql).await?),
     }
+}
+
+/// Plans the readiness measures and verdicts of `query` on `ctx`
+/// (`readiness.sql`). Registers the `metrics` view of this query on `ctx`,
+/// whose SPEC section 3 measures the readiness rows carry.
+pub async fn readiness(ctx: &SessionContext, query: &MetricsQuery) -> Result<DataFrame> {
+    register_view(ctx, "metrics", &query.metrics_sql()).await?;
+    Ok(ctx.sql(&query.readiness_sql()).await?)
+}
+
+/// Plans the offending runs of `query`'s groups, at most `limit` per group
+/// and failed condition (`readiness_offenders.sql`).
+pub async fn readiness_offenders(
+    ctx: &SessionContext,
+    query: &MetricsQuery,
+    limit: u64,
+) -> Result<DataFrame> {
+    Ok(ctx.sql(&query.readiness_offenders_sql(limit)).await?)
+}
+
+/// Plans one run's row of `view` (`run_policies`, `readiness_runs`) or
+/// its rows (`tool_call_checks`).
+pub async fn run_rows(
+    ctx: &SessionContext,
+    view: &str,
+    tenant_id: &str,
+    run_id: &str,
+) -> Result<DataFrame> {
+    use datafusion::prelude::{col, lit};
+    Ok(ctx.table(view).await?.filter(
+        col("tenant_id")
+            .eq(lit(tenant_id))
+            .and(col("run_id").eq(lit(run_id))),
+    )?)
 }
 
 /// The columns of `runs` that `metrics.sql`, `revenue.sql` and
@@ -602,6 +711,66 @@ mod tests {
         assert_eq!(strip(&weekly.margin_sql().unwrap()), strip(MARGIN_SQL));
         let by_tenant = MetricsQuery::new(vec![Key::TenantId], None, None);
         assert_eq!(strip(&by_tenant.open_runs_sql()), strip(OPEN_RUNS_SQL));
+    }
+
+    #[test]
+    fn the_readiness_files_as_written_are_the_tenant_by_week_queries() {
+        let strip = |s: &str| {
+            s.lines()
+                .map(|l| l.split("-- @").next().unwrap().trim_end().to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let weekly = MetricsQuery::new(vec![Key::TenantId, Key::Week], None, None);
+        assert_eq!(strip(&weekly.readiness_sql()), strip(READINESS_SQL));
+        assert_eq!(
+            strip(&weekly.readiness_offenders_sql(OFFENDERS_AS_WRITTEN)),
+            strip(READINESS_OFFENDERS_SQL)
+        );
+    }
+
+    #[test]
+    fn readiness_takes_the_keys_period_and_limit_on_its_marked_lines_only() {
+        let q = MetricsQuery::new(
+            vec![Key::Workflow, Key::Month],
+            date("2026-03-01"),
+            date("2026-04-01"),
+        );
+        let sql = q.readiness_sql();
+        assert!(!sql.contains("-- @"), "{sql}");
+        assert!(sql.contains("JOIN metrics m ON m.workflow = g.workflow AND m.month = g.month"));
+        assert_eq!(sql.matches("g.workflow, g.month").count(), 2, "{sql}");
+        assert!(sql.contains(
+            "WHERE date IS NOT NULL AND date >= DATE '2026-03-01' AND date < DATE '2026-04-01'"
+        ));
+        let unmarked: Vec<&str> = READINESS_SQL
+            .lines()
+            .filter(|l| !l.contains("-- @"))
+            .collect();
+        let kept: Vec<&str> = sql.lines().filter(|l| unmarked.contains(l)).collect();
+        assert_eq!(kept, unmarked);
+        // No keys: one group over every run, joined with the one metrics row.
+        let total = MetricsQuery::new(vec![], None, None).readiness_sql();
+        assert!(
+            total.contains("CROSS JOIN metrics m") && !total.contains("ORDER BY"),
+            "{total}"
+        );
+        let offenders = q.readiness_offenders_sql(3);
+        assert!(!offenders.contains("-- @"), "{offenders}");
+        assert_eq!(
+            offenders
+                .matches("PARTITION BY condition, workflow, month")
+                .count(),
+            2
+        );
+        assert!(offenders.contains("WHERE rank <= 3"));
+        assert!(offenders.contains("ORDER BY condition, workflow, month, rank"));
+        let none = MetricsQuery::new(vec![], None, None).readiness_offenders_sql(1);
+        assert_eq!(
+            none.matches("PARTITION BY condition\n").count(),
+            2,
+            "{none}"
+        );
     }
 
     #[test]

@@ -4,12 +4,17 @@
 //! hold its data and the command under test next to the expected answer:
 //!
 //! - `INGEST` followed by NDJSON lines: ingests them (as `agentledger ingest`)
-//! - `LOAD prices` / `LOAD plans` followed by CSV lines: loads the table
+//! - `LOAD prices` / `LOAD plans` / `LOAD policies` followed by CSV lines:
+//!   loads the table
 //! - `METRICS [--by KEYS] [--from DATE] [--to DATE] [--open] [| COLUMNS]`:
 //!   the rows of `agentledger metrics`, or only the comma list COLUMNS
 //! - `GATE BASELINE CANDIDATE [--threshold PP] [--from DATE] [--to DATE]`:
 //!   verdict, both versions' runs and successes, and the drop in points
 //! - `TIMELINE TENANT RUN`: the rows of `agentledger timeline`
+//! - `READINESS [--by KEYS] [--from DATE] [--to DATE] [| COLUMNS]`: the rows
+//!   of `agentledger readiness` (measures and verdicts)
+//! - `OFFENDERS [--by KEYS] [--from DATE] [--to DATE] [--limit N] [| COLUMNS]`:
+//!   the offending runs `agentledger readiness` lists
 //!
 //! Values print as DataFusion's sqllogictests print them: NULL for null,
 //! `(empty)` for an empty string, decimals with all their digits.
@@ -278,12 +283,40 @@ impl LakeDb {
                 let kind = match *table {
                     "prices" => ReferenceKind::Prices,
                     "plans" => ReferenceKind::Plans,
+                    "policies" => ReferenceKind::Policies,
                     other => return Err(SltError(format!("LOAD {other}?"))),
                 };
                 let path = self.write_file("csv", body)?;
                 let summary = load_reference(&self.lake, kind, &path).await.map_err(err)?;
                 self.refresh().await?;
                 Ok(DBOutput::StatementComplete(summary.rows))
+            }
+            [cmd @ ("READINESS" | "OFFENDERS"), args @ ..] => {
+                let (args, columns) = match args.iter().position(|a| *a == "|") {
+                    Some(bar) => (&args[..bar], args.get(bar + 1).copied()),
+                    None => (args, None),
+                };
+                let (query, _) = parse_period(args)?;
+                let ctx = agentledger_queries::open_session(&self.lake)
+                    .await
+                    .map_err(err)?;
+                let df = if *cmd == "READINESS" {
+                    agentledger_queries::readiness(&ctx, &query).await
+                } else {
+                    let limit = flag(args, "--limit")
+                        .map(|l| l.parse::<u64>().map_err(err))
+                        .transpose()?
+                        .unwrap_or(agentledger_queries::OFFENDERS_AS_WRITTEN);
+                    agentledger_queries::readiness_offenders(&ctx, &query, limit).await
+                }
+                .map_err(err)?;
+                let df = match columns {
+                    Some(list) => df
+                        .select_columns(&list.split(',').collect::<Vec<_>>())
+                        .map_err(err)?,
+                    None => df,
+                };
+                Self::rows(df).await
             }
             ["METRICS", args @ ..] => {
                 // `METRICS ... | a,b,c` keeps only those columns.

@@ -10,11 +10,15 @@
 //! weekly margin report (HTML, charts from [`charts`], `margin.csv`,
 //! `alerts.json`, `summary.json`) and [`webhook`] delivers the alerts once.
 //! [`publish`] does both, for the `report` command and the batch alike.
+//! [`readiness`] lays out SPEC section 8's checklist with its offending
+//! runs, and [`timeline`] writes one run's evidence as a page.
 
 pub mod charts;
 pub mod export;
 pub mod publish;
+pub mod readiness;
 pub mod report;
 pub mod rows;
+pub mod timeline;
 pub mod webhook;
 pub mod weekly;

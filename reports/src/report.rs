@@ -15,7 +15,9 @@ use serde_json::json;
 
 use crate::charts::{self, Chart};
 use crate::export::escape_csv_formula;
+use crate::readiness::{CONDITIONS, Group};
 use crate::rows::{money_display, money_text};
+use crate::timeline::page_name;
 use crate::weekly::{Account, IsoWeek, Totals, WeeklyFigures};
 
 /// What can fail while writing the report.
@@ -70,6 +72,11 @@ pub struct Alert {
     pub top_cost_workflow: Option<String>,
     /// Model with the largest cost (ties: smallest name).
     pub top_cost_model: Option<String>,
+    /// Whether the tenant's finished runs of the week pass SPEC section 8's
+    /// checklist; null without finished runs.
+    pub ready: Option<bool>,
+    /// The checklist's conditions they fail (empty when ready).
+    pub readiness_failed: Vec<String>,
 }
 
 impl Alert {
@@ -83,8 +90,20 @@ impl Alert {
         } else {
             String::new()
         };
+        let readiness = if self.readiness_failed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " It also fails readiness ({}): see agentledger readiness --by tenant_id,workflow --from {} --to {}.",
+                self.readiness_failed.join(", "),
+                self.week,
+                chrono::NaiveDate::parse_from_str(&self.week, "%Y-%m-%d")
+                    .map(|d| (d + chrono::Duration::days(7)).to_string())
+                    .unwrap_or_default()
+            )
+        };
         format!(
-            ":warning: agentledger: {} had a negative margin in {}: {} USD (revenue {} USD, cost {} USD, {} runs{streak}). Top cost: workflow {}, model {}.",
+            ":warning: agentledger: {} had a negative margin in {}: {} USD (revenue {} USD, cost {} USD, {} runs{streak}). Top cost: workflow {}, model {}.{readiness}",
             self.tenant_id,
             self.iso_week,
             short_money(&self.margin_usd),
@@ -133,6 +152,8 @@ fn alert(week: IsoWeek, a: &Account) -> Alert {
         consecutive_negative_weeks: a.consecutive_negative_weeks,
         top_cost_workflow: a.workflows.first().map(|w| w.0.clone()),
         top_cost_model: a.models.first().map(|m| m.0.clone()),
+        ready: (a.runs > 0).then_some(a.readiness_failed.is_empty()),
+        readiness_failed: a.readiness_failed.clone(),
     }
 }
 
@@ -224,6 +245,191 @@ fn totals_rows(now: &Totals, before: &Totals) -> Vec<serde_json::Value> {
     ]
 }
 
+/// How a readiness measure is shown.
+#[derive(Clone, Copy)]
+enum Shown {
+    Count,
+    Rate,
+    Money,
+}
+
+/// The measures of SPEC section 8 as the report lists them.
+const READINESS_MEASURES: &[(&str, &str, Shown)] = &[
+    ("Finished runs", "runs", Shown::Count),
+    (
+        "Runs over max tool calls",
+        "tool_calls_over_limit_runs",
+        Shown::Count,
+    ),
+    ("Unlisted tool calls", "unlisted_tool_calls", Shown::Count),
+    ("Forbidden tool calls", "forbidden_tool_calls", Shown::Count),
+    ("Writes", "writes", Shown::Count),
+    (
+        "Writes with an idempotency key",
+        "writes_with_idempotency_key",
+        Shown::Count,
+    ),
+    ("Ungated writes", "ungated_writes", Shown::Count),
+    ("Replayable runs", "replayable_run_rate", Shown::Rate),
+    (
+        "Runs over their cost cap",
+        "cost_cap_breaches",
+        Shown::Count,
+    ),
+    (
+        "Runs without a cost cap",
+        "runs_without_cost_cap",
+        Shown::Count,
+    ),
+    (
+        "Cost per success (USD)",
+        "cost_per_success_usd",
+        Shown::Money,
+    ),
+    ("Success rate", "success_rate", Shown::Rate),
+    ("Override rate", "override_rate", Shown::Rate),
+    ("Tool error rate", "tool_error_rate", Shown::Rate),
+    ("Policy block rate", "policy_block_rate", Shown::Rate),
+    ("Bad run reports", "bad_run_reports", Shown::Count),
+];
+
+fn measure_row(
+    name: &str,
+    column: &str,
+    shown: Shown,
+    now: &Group,
+    before: Option<&Group>,
+) -> serde_json::Value {
+    let (now_text, before_text, change) = match shown {
+        Shown::Count => {
+            let a = now.row.int(column);
+            let b = before.map(|g| g.row.int(column));
+            (
+                a.to_string(),
+                b.map_or_else(|| "—".into(), |b| b.to_string()),
+                b.map_or_else(|| "—".into(), |b| format!("{:+}", a - b)),
+            )
+        }
+        Shown::Rate => {
+            let a = now.row.float(column);
+            let b = before.and_then(|g| g.row.float(column));
+            let change = match (a, b) {
+                (Some(a), Some(b)) => format!("{:+.1} pts", (a - b) * 100.0),
+                _ => "—".into(),
+            };
+            (pct(a), pct(b), change)
+        }
+        Shown::Money => {
+            let a = now.row.money(column);
+            let b = before.and_then(|g| g.row.money(column));
+            let show = |v: Option<i128>| v.map_or_else(|| "—".into(), money_display);
+            let change = match (a, b) {
+                (Some(a), Some(b)) => signed_money(a - b),
+                _ => "—".into(),
+            };
+            (show(a), show(b), change)
+        }
+    };
+    json!({"name": name, "column": column, "now": now_text, "before": before_text, "change": change})
+}
+
+/// The evidence for a condition's verdict, from the group's measures.
+fn condition_evidence(g: &Group, condition: &str) -> String {
+    let r = &g.row;
+    match condition {
+        "writes_gated" => format!(
+            "{} forbidden tool call{} executed, {} ungated write{}, {} of {} writes with an idempotency key",
+            r.int("forbidden_tool_calls"),
+            if r.int("forbidden_tool_calls") == 1 {
+                ""
+            } else {
+                "s"
+            },
+            r.int("ungated_writes"),
+            if r.int("ungated_writes") == 1 {
+                ""
+            } else {
+                "s"
+            },
+            r.int("writes_with_idempotency_key"),
+            r.int("writes")
+        ),
+        "runs_replayable" => format!(
+            "{} of {} runs replayable ({} not)",
+            r.int("runs") - r.int("runs_replayable_failing_runs"),
+            r.int("runs"),
+            r.int("runs_replayable_failing_runs")
+        ),
+        _ => format!(
+            "{} run{} over the cost cap, {} run{} without a cap",
+            r.int("cost_cap_breaches"),
+            if r.int("cost_cap_breaches") == 1 {
+                ""
+            } else {
+                "s"
+            },
+            r.int("runs_without_cost_cap"),
+            if r.int("runs_without_cost_cap") == 1 {
+                ""
+            } else {
+                "s"
+            }
+        ),
+    }
+}
+
+fn readiness_ctx(f: &WeeklyFigures) -> Vec<serde_json::Value> {
+    f.readiness
+        .iter()
+        .map(|g| {
+            let workflow = g.key("workflow");
+            let before = f.readiness_before.iter().find(|b| b.key("workflow") == workflow);
+            let conditions: Vec<serde_json::Value> = CONDITIONS
+                .iter()
+                .map(|c| {
+                    json!({"name": c, "pass": g.passes(c),
+                           "failing_runs": g.row.int(&format!("{c}_failing_runs")),
+                           "before": before.map(|b| if b.passes(c) { "pass" } else { "FAIL" }).unwrap_or("—"),
+                           "evidence": condition_evidence(g, c)})
+                })
+                .collect();
+            let measures: Vec<serde_json::Value> = READINESS_MEASURES
+                .iter()
+                .map(|(name, column, shown)| measure_row(name, column, *shown, g, before))
+                .collect();
+            let offenders: Vec<serde_json::Value> = g
+                .failures
+                .iter()
+                .flat_map(|fail| {
+                    fail.runs.iter().map(move |o| {
+                        let page = page_name(&o.tenant_id, &o.run_id);
+                        let linked = f.timeline_pages.iter().any(|p| p.name == page);
+                        json!({"condition": fail.condition, "tenant_id": o.tenant_id,
+                               "run_id": o.run_id, "evidence": o.evidence(),
+                               "command": o.timeline_command(),
+                               "page": if linked { Some(page) } else { None }})
+                    })
+                })
+                .collect();
+            let unlisted: i64 = g
+                .failures
+                .iter()
+                .map(|fail| fail.failing_runs - fail.runs.len() as i64)
+                .sum();
+            json!({
+                "workflow": workflow,
+                "id": format!("readiness-{}", workflow.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>()),
+                "ready": g.ready(),
+                "was_ready": before.map(Group::ready),
+                "conditions": conditions,
+                "measures": measures,
+                "offenders": offenders,
+                "more": unlisted,
+            })
+        })
+        .collect()
+}
+
 fn html(f: &WeeklyFigures, charts: &[Chart], generated_at: &str) -> Result<String, ReportError> {
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", include_str!("../templates/report.html"))?;
@@ -268,6 +474,7 @@ fn html(f: &WeeklyFigures, charts: &[Chart], generated_at: &str) -> Result<Strin
                 "top_workflow": a.workflows.first().map_or("none", |w| w.0.as_str()),
                 "top_model": a.models.first().map_or("none", |m| m.0.as_str()),
                 "drivers": drivers,
+                "readiness_failed": a.readiness_failed,
             })
         })
         .collect();
@@ -344,6 +551,9 @@ fn html(f: &WeeklyFigures, charts: &[Chart], generated_at: &str) -> Result<Strin
         "trend": trend,
         "models": models,
         "workflows": workflows,
+        "readiness": readiness_ctx(f),
+        "ready_workflows": f.readiness.iter().filter(|g| g.ready()).count(),
+        "next_monday": (f.week.monday() + chrono::Duration::days(7)).to_string(),
     });
     Ok(env.get_template("report.html")?.render(ctx)?)
 }
@@ -413,6 +623,21 @@ fn summary_json(f: &WeeklyFigures, alerts: &[Alert], generated_at: &str) -> serd
     let mut s = totals(&f.totals, f.week);
     s["previous_week"] = totals(&f.previous, f.week.minus(1));
     s["negative_tenants"] = json!(alerts.iter().map(|a| &a.tenant_id).collect::<Vec<_>>());
+    s["readiness"] = json!(
+        f.readiness
+            .iter()
+            .map(|g| {
+                let mut o = serde_json::Map::new();
+                o.insert("workflow".into(), json!(g.key("workflow")));
+                o.insert("runs".into(), json!(g.row.int("runs")));
+                for c in CONDITIONS {
+                    o.insert(c.into(), json!(g.passes(c)));
+                }
+                o.insert("ready".into(), json!(g.ready()));
+                serde_json::Value::Object(o)
+            })
+            .collect::<Vec<_>>()
+    );
     s["unpriced_model_calls_in_lake"] = json!(f.unpriced_model_calls_lake);
     s["open_runs_in_lake"] = json!(f.open_runs);
     s["generated_at"] = json!(generated_at);
@@ -458,6 +683,10 @@ pub fn write_report(dir: &Path, figures: &WeeklyFigures) -> Result<ReportFiles, 
     let summary = serde_json::to_vec_pretty(&summary_json(figures, &alerts, &generated_at))
         .expect("summary serializes");
     write_atomic(&dir.join("summary.json"), &summary)?;
+    for p in &figures.timeline_pages {
+        write_atomic(&dir.join(&p.name), p.html.as_bytes())?;
+        files.push(p.name.clone());
+    }
     let page = html(figures, &charts, &generated_at)?;
     let html_path = dir.join("report.html");
     write_atomic(&html_path, page.as_bytes())?;
@@ -490,6 +719,8 @@ mod tests {
             consecutive_negative_weeks: 3,
             top_cost_workflow: Some("triage".into()),
             top_cost_model: None,
+            ready: Some(false),
+            readiness_failed: vec!["writes_gated".into(), "cost_bounded".into()],
         };
         let text = a.text();
         assert!(
@@ -498,6 +729,11 @@ mod tests {
         );
         assert!(
             text.contains("3 weeks in a row") && text.contains("model none"),
+            "{text}"
+        );
+        assert!(
+            text.contains("also fails readiness (writes_gated, cost_bounded)")
+                && text.contains("--from 2026-10-19 --to 2026-10-26"),
             "{text}"
         );
         assert!(!text.contains('\n'));

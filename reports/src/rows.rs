@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Float64Type, Int64Type};
+use arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType,
+};
 
 use crate::export::Result;
 
@@ -12,7 +15,8 @@ use crate::export::Result;
 pub enum Cell {
     /// SQL NULL.
     Null,
-    /// Text (and dates, as `YYYY-MM-DD`).
+    /// Text (and dates, as `YYYY-MM-DD`; times as RFC 3339 UTC with
+    /// microseconds).
     Text(String),
     /// A whole number.
     Int(i64),
@@ -31,6 +35,11 @@ pub struct Row(pub HashMap<String, Cell>);
 impl Row {
     fn get(&self, name: &str) -> &Cell {
         self.0.get(name).unwrap_or(&Cell::Null)
+    }
+
+    /// The cell of a column (NULL when there is no such column).
+    pub fn cell(&self, name: &str) -> &Cell {
+        self.get(name)
     }
 
     /// Text of a column ("" when null).
@@ -101,6 +110,14 @@ pub fn to_rows(batches: &[RecordBatch]) -> Result<Vec<Row>> {
                             Cell::Text(
                                 Date32Type::to_naive_date_opt(days)
                                     .map(|d| d.format("%Y-%m-%d").to_string())
+                                    .unwrap_or_default(),
+                            )
+                        }
+                        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                            let micros = column.as_primitive::<TimestampMicrosecondType>().value(r);
+                            Cell::Text(
+                                chrono::DateTime::from_timestamp_micros(micros)
+                                    .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
                                     .unwrap_or_default(),
                             )
                         }

@@ -10,6 +10,7 @@ use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use crate::export::{Error, Result};
+use crate::readiness::{CONDITIONS, Group, readiness};
 use crate::rows::{Row, to_rows};
 
 /// An ISO week, by its Monday.
@@ -140,6 +141,9 @@ pub struct Account {
     pub workflows: Vec<(String, i128)>,
     /// Cost by model, largest first (ties: smallest name).
     pub models: Vec<(String, i128)>,
+    /// The SPEC section 8 conditions the tenant's finished runs of the
+    /// week fail (empty when they pass, or without finished runs).
+    pub readiness_failed: Vec<String>,
 }
 
 impl Account {
@@ -191,7 +195,30 @@ pub struct WeeklyFigures {
     pub unpriced_model_calls_lake: u64,
     /// Open runs anywhere in the lake.
     pub open_runs: u64,
+    /// SPEC section 8 readiness of this week's finished runs by workflow,
+    /// with the worst offending runs of each failed condition.
+    pub readiness: Vec<Group>,
+    /// The same for the week before (measures only), to compare with.
+    pub readiness_before: Vec<Group>,
+    /// A timeline page for each offending run listed in `readiness`.
+    pub timeline_pages: Vec<TimelinePage>,
 }
+
+/// One run's timeline page, written next to the report.
+#[derive(Debug, Clone)]
+pub struct TimelinePage {
+    /// The run's tenant.
+    pub tenant_id: String,
+    /// The run.
+    pub run_id: String,
+    /// The file name in the report folder.
+    pub name: String,
+    /// The page.
+    pub html: String,
+}
+
+/// Offending runs the report lists per workflow and failed condition.
+pub const REPORT_OFFENDERS: u64 = 3;
 
 async fn rows(ctx: &SessionContext, sql: &str) -> Result<Vec<Row>> {
     let batches = ctx.sql(sql).await?.collect().await?;
@@ -340,6 +367,7 @@ pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigure
                 consecutive_negative_weeks: streak,
                 workflows,
                 models,
+                readiness_failed: Vec::new(),
                 tenant_id: tenant,
             }
         })
@@ -398,6 +426,59 @@ pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigure
     let caveats = agentledger_queries::caveats(ctx)
         .await
         .map_err(query_error)?;
+
+    // Readiness (SPEC section 8) last: it registers its own `metrics` view.
+    let next_monday = monday + Duration::days(7);
+    let by = |keys: Vec<Key>, from: NaiveDate, to: NaiveDate| {
+        MetricsQuery::new(keys, Some(from), Some(to))
+    };
+    let this_week = readiness(
+        ctx,
+        &by(vec![Key::Workflow], monday, next_monday),
+        REPORT_OFFENDERS,
+    )
+    .await?;
+    let before = readiness(
+        ctx,
+        &by(vec![Key::Workflow], week.minus(1).monday(), monday),
+        0,
+    )
+    .await?;
+    for tenant in readiness(ctx, &by(vec![Key::TenantId], monday, next_monday), 0).await? {
+        if let Some(a) = accounts
+            .iter_mut()
+            .find(|a| a.tenant_id == tenant.key("tenant_id"))
+        {
+            a.readiness_failed = CONDITIONS
+                .iter()
+                .filter(|c| !tenant.passes(c))
+                .map(|c| c.to_string())
+                .collect();
+        }
+    }
+    let mut timeline_pages: Vec<TimelinePage> = Vec::new();
+    for offender in this_week
+        .iter()
+        .flat_map(|g| g.failures.iter().flat_map(|f| f.runs.iter()))
+    {
+        if timeline_pages
+            .iter()
+            .any(|p| p.tenant_id == offender.tenant_id && p.run_id == offender.run_id)
+        {
+            continue;
+        }
+        if let Some(html) =
+            crate::timeline::timeline_html(ctx, &offender.tenant_id, &offender.run_id).await?
+        {
+            timeline_pages.push(TimelinePage {
+                name: crate::timeline::page_name(&offender.tenant_id, &offender.run_id),
+                tenant_id: offender.tenant_id.clone(),
+                run_id: offender.run_id.clone(),
+                html,
+            });
+        }
+    }
+
     Ok(WeeklyFigures {
         week,
         accounts,
@@ -408,6 +489,9 @@ pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigure
         cost_by_workflow,
         unpriced_model_calls_lake: caveats.unpriced_model_calls,
         open_runs: caveats.open_runs,
+        readiness: this_week,
+        readiness_before: before,
+        timeline_pages,
     })
 }
 

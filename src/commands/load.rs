@@ -1,4 +1,5 @@
-//! `agentledger load prices FILE` and `agentledger load plans FILE`.
+//! `agentledger load prices FILE`, `agentledger load plans FILE` and
+//! `agentledger load policies FILE`.
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ pub async fn run(lake: &Lake, args: LoadArgs) -> anyhow::Result<ExitCode> {
     let (kind, file) = match &args.table {
         LoadTable::Prices { file } => (ReferenceKind::Prices, file),
         LoadTable::Plans { file } => (ReferenceKind::Plans, file),
+        LoadTable::Policies { file } => (ReferenceKind::Policies, file),
     };
     let s = agentledger_batch::ops::load(lake, kind, std::path::Path::new(file)).await?;
     println!(

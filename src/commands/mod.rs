@@ -6,6 +6,7 @@ mod ingest;
 mod load;
 mod metrics;
 mod output;
+mod readiness;
 mod rebuild;
 mod report;
 mod retain;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Metrics(args) => metrics::run(&Lake::open_existing(&cli.lake)?, args).await,
         Command::Timeline(args) => timeline::run(&Lake::open_existing(&cli.lake)?, args).await,
         Command::Gate(args) => Ok(gate::run(&cli.lake, args).await),
+        Command::Readiness(args) => Ok(readiness::run(&cli.lake, args).await),
         Command::Report(args) => report::run(&Lake::open_existing(&cli.lake)?, args).await,
         Command::Run(args) => Ok(run::run(&cli.lake, args).await),
         Command::Retain(args) => retain::run(&Lake::open_existing(&cli.lake)?, args).await,
@@ -40,6 +42,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn open(url: &str) -> anyhow::Result<Lake> {
     Ok(Lake::open(url)?)
+}
+
+/// Whether an error is a closed stdout (`... | head`), which is no failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause.to_string().contains("Broken pipe")
+    })
 }
 
 /// An error as one line for stderr. A query that did not fit in the memory

@@ -53,7 +53,7 @@ async fn repl(ctx: &SessionContext) -> anyhow::Result<ExitCode> {
         let _ = editor.load_history(h);
     }
     println!(
-        "agentledger sql: tables events, model_calls, tool_calls, runs, model_prices, customer_plans, quarantine; views metrics, revenue, margin."
+        "agentledger sql: tables events, model_calls, tool_calls, runs, model_prices, customer_plans, workflow_policies, quarantine; views metrics, revenue, margin, readiness, readiness_runs, readiness_offenders, run_policies, tool_call_checks."
     );
     println!("End statements with ';'. \\d lists tables, \\q quits.");
     let mut pending = String::new();

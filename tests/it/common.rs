@@ -245,11 +245,13 @@ pub fn sample(name: &str) -> String {
         .to_string()
 }
 
-/// A lake holding the bundled sample: both reference tables and the events.
+/// A lake holding the bundled sample: the three reference tables and the
+/// events.
 pub fn sample_lake() -> Env {
     let env = Env::new();
     env.ok(&["load", "prices", &sample("model_prices.csv")]);
     env.ok(&["load", "plans", &sample("customer_plans.csv")]);
+    env.ok(&["load", "policies", &sample("workflow_policies.csv")]);
     env.ok(&["ingest", &sample("events.ndjson")]);
     env
 }

@@ -13,6 +13,7 @@ mod kill;
 mod load;
 mod memory;
 mod metrics;
+mod readiness;
 mod report;
 mod retain;
 mod s3;

@@ -385,9 +385,10 @@ pub(crate) fn batch_env() -> (Env, std::path::PathBuf) {
     let config = env.write(
         "batch.toml",
         &format!(
-            "lake = \"lake\"\nlanding = \"landing\"\nprices = \"{}\"\nplans = \"{}\"\nreports = \"reports\"\n",
+            "lake = \"lake\"\nlanding = \"landing\"\nprices = \"{}\"\nplans = \"{}\"\npolicies = \"{}\"\nreports = \"reports\"\n",
             sample("model_prices.csv"),
-            sample("customer_plans.csv")
+            sample("customer_plans.csv"),
+            sample("workflow_policies.csv")
         ),
     );
     (env, config)
@@ -423,6 +424,14 @@ fn the_batch_ingests_each_landing_file_once_and_reports_changes() {
         .expect("an ingest line");
     let stored = ingest["stored"].as_u64().unwrap();
     assert!(stored > 1000);
+    // The batch keeps the workflow policies loaded like the other tables.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["step"] == "policies" && l["message"] == "loaded"),
+        "{lines:?}"
+    );
+    assert_eq!(env.scalar("SELECT count(*) FROM workflow_policies"), "6");
     let report = env.path("reports").join(WEEK).join("report.html");
     assert!(report.exists());
     assert!(

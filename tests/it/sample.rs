@@ -25,7 +25,12 @@ fn the_same_seed_gives_the_same_bytes_and_the_files_load() {
         "--seed",
         "3",
     ]);
-    for f in ["events.ndjson", "model_prices.csv", "customer_plans.csv"] {
+    for f in [
+        "events.ndjson",
+        "model_prices.csv",
+        "customer_plans.csv",
+        "workflow_policies.csv",
+    ] {
         assert_eq!(
             std::fs::read(a.join(f)).unwrap(),
             std::fs::read(b.join(f)).unwrap(),
@@ -42,6 +47,11 @@ fn the_same_seed_gives_the_same_bytes_and_the_files_load() {
         "plans",
         a.join("customer_plans.csv").to_str().unwrap(),
     ]);
+    env.ok(&[
+        "load",
+        "policies",
+        a.join("workflow_policies.csv").to_str().unwrap(),
+    ]);
     let s = env.ingest(&[&a.join("events.ndjson")]);
     assert!(s["stored"].as_u64().unwrap() > 200, "{s}");
     assert!(
@@ -50,4 +60,22 @@ fn the_same_seed_gives_the_same_bytes_and_the_files_load() {
             .unwrap()
             >= 4
     );
+}
+
+#[test]
+fn sample_data_is_what_sample_writes_by_default() {
+    let env = Env::new();
+    let out = env.path("default");
+    env.ok(&["sample", "--out", out.to_str().unwrap()]);
+    for f in [
+        "events.ndjson",
+        "model_prices.csv",
+        "customer_plans.csv",
+        "workflow_policies.csv",
+    ] {
+        assert!(
+            std::fs::read(out.join(f)).unwrap() == std::fs::read(crate::common::sample(f)).unwrap(),
+            "sample-data/{f} is not what `agentledger sample --out sample-data` writes"
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! Snapshots of what users read: every command's `--help`, the table, CSV
-//! and JSON output of `metrics`, `gate` and `timeline` on the bundled
+//! and JSON output of `metrics`, `gate`, `timeline` and `readiness` on the bundled
 //! sample, ingest summaries and error lines. A change to any of them shows
 //! as a diff of `tests/it/snapshots/*.snap` to review (`cargo insta review`,
 //! or `INSTA_UPDATE=always cargo test --test it snapshots` and `git diff`).
@@ -30,9 +30,20 @@ fn settings() -> insta::Settings {
     s
 }
 
-const COMMANDS: [&str; 12] = [
-    "ingest", "load", "sql", "metrics", "gate", "timeline", "report", "run", "retain", "compact",
-    "rebuild", "sample",
+const COMMANDS: [&str; 13] = [
+    "ingest",
+    "load",
+    "sql",
+    "metrics",
+    "gate",
+    "timeline",
+    "readiness",
+    "report",
+    "run",
+    "retain",
+    "compact",
+    "rebuild",
+    "sample",
 ];
 
 #[test]
@@ -52,6 +63,31 @@ fn every_help_text() {
         insta::assert_snapshot!("help", help(&["--help"]));
         for command in COMMANDS {
             insta::assert_snapshot!(format!("help_{command}"), help(&[command, "--help"]));
+        }
+    });
+}
+
+#[test]
+fn readiness_in_every_format() {
+    let env = sample_lake();
+    settings().bind(|| {
+        for format in ["table", "csv", "json"] {
+            insta::assert_snapshot!(
+                format!("readiness_{format}"),
+                env.ok(&[
+                    "readiness",
+                    "--by",
+                    "workflow",
+                    "--from",
+                    "2026-10-19",
+                    "--to",
+                    "2026-10-26",
+                    "--limit",
+                    "2",
+                    "--format",
+                    format,
+                ])
+            );
         }
     });
 }

@@ -47,6 +47,7 @@ TABLES = {
     "run_parts": ("model_cost_usd", [("tenant_id", "=", "acme")]),
     "model_prices": ("input_usd_per_mtok", [("model", "=", "gpt-4.1")]),
     "customer_plans": ("monthly_fee_usd", []),
+    "workflow_policies": ("max_cost_usd_per_run", [("tenant_id", "=", "*")]),
 }
 
 
@@ -213,6 +214,7 @@ def main():
 
         agentledger(binary, lake, "load", "prices", str(sample / "model_prices.csv"))
         agentledger(binary, lake, "load", "plans", str(sample / "customer_plans.csv"))
+        agentledger(binary, lake, "load", "policies", str(sample / "workflow_policies.csv"))
         for part in parts:
             agentledger(binary, lake, "ingest", str(part))
 
@@ -275,7 +277,7 @@ def main():
         # A table with no file yet is an empty Delta table, not an error.
         empty = tmp / "empty"
         agentledger(binary, empty, "load", "plans", str(sample / "customer_plans.csv"))
-        for table in ("events", "quarantine", "model_prices", "run_parts"):
+        for table in ("events", "quarantine", "model_prices", "run_parts", "workflow_policies"):
             path = empty / table
             check(f"deltalake empty {table}", 0, DeltaTable(str(path)).to_pyarrow_table().num_rows)
             check(f"polars empty {table}", 0, pl.scan_delta(str(path)).select(pl.len()).collect().item())

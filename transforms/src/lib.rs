@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use agentledger_lake::Lake;
 use agentledger_lake::log::{FileEntry, Snapshot};
-use agentledger_lake::schema::{CUSTOMER_PLANS, EVENTS, MODEL_PRICES, QUARANTINE, RUN_PARTS};
+use agentledger_lake::schema::{
+    CUSTOMER_PLANS, EVENTS, MODEL_PRICES, QUARANTINE, RUN_PARTS, WORKFLOW_POLICIES,
+};
 use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -80,7 +82,13 @@ pub const MERGE_ON_READ_SQL: &str = include_str!("../sql/merge_on_read.sql");
 pub const RUNS_SQL: &str = include_str!("../sql/runs.sql");
 
 /// The stored tables every session registers.
-pub const STORED_TABLES: &[&str] = &[EVENTS, QUARANTINE, MODEL_PRICES, CUSTOMER_PLANS];
+pub const STORED_TABLES: &[&str] = &[
+    EVENTS,
+    QUARANTINE,
+    MODEL_PRICES,
+    CUSTOMER_PLANS,
+    WORKFLOW_POLICIES,
+];
 
 /// Opens a session over the lake's current snapshot.
 pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
