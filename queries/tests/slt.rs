@@ -100,15 +100,8 @@ impl ColumnType {
     fn of(data_type: &DataType) -> Self {
         match data_type {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Self::Text,
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64 => Self::Integer,
-            DataType::Float16 | DataType::Float32 | DataType::Float64 => Self::Float,
+            t if t.is_integer() => Self::Integer,
+            t if t.is_floating() => Self::Float,
             DataType::Decimal32(..)
             | DataType::Decimal64(..)
             | DataType::Decimal128(..)
@@ -292,10 +285,7 @@ impl LakeDb {
                 Ok(DBOutput::StatementComplete(summary.rows))
             }
             [cmd @ ("READINESS" | "OFFENDERS"), args @ ..] => {
-                let (args, columns) = match args.iter().position(|a| *a == "|") {
-                    Some(bar) => (&args[..bar], args.get(bar + 1).copied()),
-                    None => (args, None),
-                };
+                let (args, columns) = split_columns(args);
                 let (query, _) = parse_period(args)?;
                 let ctx = agentledger_queries::open_session(&self.lake)
                     .await
@@ -310,20 +300,11 @@ impl LakeDb {
                     agentledger_queries::readiness_offenders(&ctx, &query, limit).await
                 }
                 .map_err(err)?;
-                let df = match columns {
-                    Some(list) => df
-                        .select_columns(&list.split(',').collect::<Vec<_>>())
-                        .map_err(err)?,
-                    None => df,
-                };
-                Self::rows(df).await
+                Self::rows(keep_columns(df, columns)?).await
             }
             ["METRICS", args @ ..] => {
                 // `METRICS ... | a,b,c` keeps only those columns.
-                let (args, columns) = match args.iter().position(|a| *a == "|") {
-                    Some(bar) => (&args[..bar], args.get(bar + 1).copied()),
-                    None => (args, None),
-                };
+                let (args, columns) = split_columns(args);
                 let (query, flags) = parse_period(args)?;
                 let ctx = agentledger_queries::open_session(&self.lake)
                     .await
@@ -334,13 +315,7 @@ impl LakeDb {
                     agentledger_queries::metrics(&ctx, &query).await
                 }
                 .map_err(err)?;
-                let df = match columns {
-                    Some(list) => df
-                        .select_columns(&list.split(',').collect::<Vec<_>>())
-                        .map_err(err)?,
-                    None => df,
-                };
-                Self::rows(df).await
+                Self::rows(keep_columns(df, columns)?).await
             }
             ["GATE", baseline, candidate, args @ ..] => {
                 let (query, _) = parse_period(args)?;
@@ -389,6 +364,24 @@ impl LakeDb {
                 Self::rows(df).await
             }
         }
+    }
+}
+
+/// `ARGS | a,b,c`: the arguments, and the columns to keep (all: `None`).
+fn split_columns<'a, 'b>(args: &'b [&'a str]) -> (&'b [&'a str], Option<&'a str>) {
+    match args.iter().position(|a| *a == "|") {
+        Some(bar) => (&args[..bar], args.get(bar + 1).copied()),
+        None => (args, None),
+    }
+}
+
+/// `df` with only the comma list `columns`, when given.
+fn keep_columns(df: DataFrame, columns: Option<&str>) -> Result<DataFrame, SltError> {
+    match columns {
+        Some(list) => df
+            .select_columns(&list.split(',').collect::<Vec<_>>())
+            .map_err(err),
+        None => Ok(df),
     }
 }
 

@@ -106,20 +106,11 @@ impl PartsMerger {
                     .or_insert_with(|| Box::new(Acc::new(0))),
             };
             // The text columns are copied only when a start or finish wins.
-            if let Some((ts, id)) = pick_at(c.started_at, c.started_event_id, i)
-                && Start::earlier(ts, id, &acc.started)
-            {
-                acc.started = Some(Start::new(
-                    ts,
-                    id,
-                    opt(c.workflow, i),
-                    opt(c.agent_version, i),
-                ));
+            if let Some((ts, id)) = pick_at(c.started_at, c.started_event_id, i) {
+                acc.offer_start(ts, id, opt(c.workflow, i), opt(c.agent_version, i));
             }
-            if let Some((ts, id)) = pick_at(c.finished_at, c.finished_event_id, i)
-                && Finish::later(ts, id, &acc.finished)
-            {
-                acc.finished = Some(Finish::new(ts, id, opt(c.outcome, i), opt(c.cap_hit, i)));
+            if let Some((ts, id)) = pick_at(c.finished_at, c.finished_event_id, i) {
+                acc.offer_finish(ts, id, opt(c.outcome, i), opt(c.cap_hit, i));
             }
             let int = |a: &Int64Array| if a.is_valid(i) { a.value(i) } else { 0 };
             let money = |a: &Decimal128Array| if a.is_valid(i) { a.value(i) } else { 0 };

@@ -317,24 +317,12 @@ impl Active {
             acc.counts[EVENTS] += 1;
             let event_id = c.event_id.value(i);
             match c.event_type.value(i) {
-                "run_started" if Start::earlier(ts, event_id, &acc.started) => {
-                    acc.started = Some(Start::new(
-                        ts,
-                        event_id,
-                        opt(c.workflow, i),
-                        opt(c.agent_version, i),
-                    ));
+                "run_started" => {
+                    acc.offer_start(ts, event_id, opt(c.workflow, i), opt(c.agent_version, i));
                 }
                 "run_finished" => {
                     acc.run_finished_events += 1;
-                    if Finish::later(ts, event_id, &acc.finished) {
-                        acc.finished = Some(Finish::new(
-                            ts,
-                            event_id,
-                            opt(c.outcome, i),
-                            opt(c.cap_hit, i),
-                        ));
-                    }
+                    acc.offer_finish(ts, event_id, opt(c.outcome, i), opt(c.cap_hit, i));
                 }
                 "model_call" => {
                     let n = &mut acc.counts;

@@ -31,12 +31,7 @@ pub(super) struct Finish {
 }
 
 impl Start {
-    pub(super) fn new(
-        ts: i64,
-        event_id: &str,
-        workflow: Option<&str>,
-        agent_version: Option<&str>,
-    ) -> Self {
+    fn new(ts: i64, event_id: &str, workflow: Option<&str>, agent_version: Option<&str>) -> Self {
         Self {
             ts,
             event_id: event_id.into(),
@@ -47,7 +42,7 @@ impl Start {
 
     /// Whether a start at (`ts`, `event_id`) is earlier than `current`
     /// (ties on time go to the smaller event id, compared byte-wise).
-    pub(super) fn earlier(ts: i64, event_id: &str, current: &Option<Start>) -> bool {
+    fn earlier(ts: i64, event_id: &str, current: &Option<Start>) -> bool {
         current
             .as_ref()
             .is_none_or(|p| (ts, event_id) < (p.ts, &*p.event_id))
@@ -71,7 +66,7 @@ impl Finish {
 
     /// Whether a finish at (`ts`, `event_id`) is later than `current` (ties
     /// on time go to the greater event id).
-    pub(super) fn later(ts: i64, event_id: &str, current: &Option<Finish>) -> bool {
+    fn later(ts: i64, event_id: &str, current: &Option<Finish>) -> bool {
         current
             .as_ref()
             .is_none_or(|p| (ts, event_id) > (p.ts, &*p.event_id))
@@ -129,6 +124,34 @@ impl Acc {
             counts: [0; COUNTERS],
             first: i64::MAX,
             last: i64::MIN,
+        }
+    }
+
+    /// Takes a `run_started` (or a part's start) if it is earlier than the
+    /// run's start so far: the one rule the observer and the merger share.
+    pub(super) fn offer_start(
+        &mut self,
+        ts: i64,
+        event_id: &str,
+        workflow: Option<&str>,
+        agent_version: Option<&str>,
+    ) {
+        if Start::earlier(ts, event_id, &self.started) {
+            self.started = Some(Start::new(ts, event_id, workflow, agent_version));
+        }
+    }
+
+    /// Takes a `run_finished` (or a part's finish) if it is later than the
+    /// run's finish so far.
+    pub(super) fn offer_finish(
+        &mut self,
+        ts: i64,
+        event_id: &str,
+        outcome: Option<&str>,
+        cap_hit: Option<&str>,
+    ) {
+        if Finish::later(ts, event_id, &self.finished) {
+            self.finished = Some(Finish::new(ts, event_id, outcome, cap_hit));
         }
     }
 }
