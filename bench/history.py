@@ -217,7 +217,10 @@ def main():
     measure("_compacted")
 
     names = list(lakes)
-    print(f"\n{args.commits} one-file ingests ({len(lines)} lines) against the same lines in 10 ingests; medians of {args.reps}\n")
+    if args.reuse:
+        print(f"\nthe lakes built before (log records below); medians of {args.reps}\n")
+    else:
+        print(f"\n{args.commits} one-file ingests ({len(lines)} lines) against the same lines in 10 ingests; medians of {args.reps}\n")
     print("| | " + " | ".join(names) + " | ratio |")
     print("|---|" + "---|" * (len(names) + 1))
     for key in keys + ["select_1_s_compacted", "metrics_s_compacted", "noop_ingest_s_compacted"]:
