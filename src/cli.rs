@@ -68,6 +68,42 @@ pub enum Command {
     Rebuild(RebuildArgs),
     /// Write realistic, deterministic sample events and reference CSVs.
     Sample(SampleArgs),
+    /// The long-running server: OpenTelemetry traces over OTLP/HTTP (--otlp), committed to the lake in batches.
+    Serve(ServeArgs),
+}
+
+/// `agentledger serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Take OpenTelemetry traces over OTLP/HTTP on this address
+    /// (POST /v1/traces, protobuf or JSON, optionally gzip), e.g.
+    /// 127.0.0.1:4318.
+    #[arg(long, value_name = "ADDR")]
+    pub otlp: Option<std::net::SocketAddr>,
+    /// Local folder where accepted requests wait, synced to disk, until
+    /// they are committed to the lake; one receiver per folder.
+    #[arg(long, value_name = "DIR", default_value = "otlp-spool")]
+    pub spool: PathBuf,
+    /// Commit what waits in the spool at least this often.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub commit_interval: f64,
+    /// Commit as soon as this many spans wait.
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub commit_spans: u64,
+    /// Largest request body, compressed or after decompression (413 above).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_request_bytes: usize,
+    /// Refuse requests with 503 and Retry-After while the spool holds more
+    /// than this (the lake is slower than the senders, or unreachable).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    pub max_spool_bytes: u64,
+    /// Keep message contents of spans (prompts, completions, tool
+    /// arguments and results); by default they are dropped on receipt.
+    #[arg(long)]
+    pub keep_messages: bool,
+    /// How to write log lines.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub log_format: SummaryFormat,
 }
 
 /// `agentledger retain`.
@@ -255,6 +291,28 @@ pub struct IngestArgs {
     /// How to print the summary.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub format: SummaryFormat,
+    /// What the sources hold: SPEC section-1 events (ndjson), OTLP/JSON
+    /// traces (otlp, SPEC section 7), or either, told per file by its
+    /// content (auto).
+    #[arg(long, value_enum, default_value_t = InputArg::Auto)]
+    pub input: InputArg,
+    /// Keep message contents of OTLP spans (prompts, completions, system
+    /// instructions, tool arguments and results) in `attributes`; by
+    /// default they are not stored.
+    #[arg(long)]
+    pub keep_messages: bool,
+}
+
+/// `--input`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputArg {
+    /// Told per file: OTLP/JSON when its first object starts with
+    /// `resourceSpans`, else NDJSON.
+    Auto,
+    /// SPEC section-1 events, one JSON object per line.
+    Ndjson,
+    /// OTLP/JSON traces, one TracesData object per line.
+    Otlp,
 }
 
 /// Summary output formats.
@@ -362,4 +420,10 @@ pub struct SampleArgs {
     /// Leave out bad lines and repeats (clean data for benchmarks).
     #[arg(long)]
     pub no_bad_lines: bool,
+    /// Write the events as OpenTelemetry spans instead: traces.json, one
+    /// OTLP/JSON TracesData object per line (SPEC section 7), in place of
+    /// events.ndjson. The same runs and metrics; bad lines and repeats have
+    /// no span form and are left out.
+    #[arg(long)]
+    pub otlp: bool,
 }

@@ -15,7 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logs::init(match &cli.command {
-        cli::Command::Run(args) => match args.log_format {
+        cli::Command::Run(cli::RunArgs { log_format, .. })
+        | cli::Command::Serve(cli::ServeArgs { log_format, .. }) => match log_format {
             cli::SummaryFormat::Text => logs::Style::Text,
             cli::SummaryFormat::Json => logs::Style::Json,
         },
@@ -44,7 +45,13 @@ fn main() -> ExitCode {
     // Asked to stop (SIGTERM from Kubernetes or a scheduler, Ctrl-C): give
     // up the leases this process holds, so the next writer or batch need not
     // wait for them to expire, and exit. Nothing uncommitted is visible.
-    runtime.spawn(async {
+    // `serve` handles the signals itself: it stops taking requests and
+    // commits what it accepted before it exits.
+    let serving = matches!(cli.command, cli::Command::Serve(_));
+    runtime.spawn(async move {
+        if serving {
+            return;
+        }
         let (name, code) = stop_signal().await;
         agentledger_lake::lease::release_all().await;
         eprintln!(
@@ -67,7 +74,7 @@ fn main() -> ExitCode {
 
 /// Waits for SIGTERM or SIGINT; returns its name and the exit code a shell
 /// gives a process it ended (128 + the signal's number).
-async fn stop_signal() -> (&'static str, i32) {
+pub(crate) async fn stop_signal() -> (&'static str, i32) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

@@ -8,6 +8,11 @@
 //! policies = "workflow_policies.csv"
 //! reports = "../reports"            # each week's report goes to <reports>/<YYYY-Www>/
 //!
+//! [[landings]]                      # more landing areas, each read its own way
+//! path = "otel/"                    # OTLP/JSON files from a Collector's file exporter
+//! input = "otlp"                    # auto (the default: told by content), ndjson or otlp
+//! keep_messages = false             # keep prompts and completions of spans (SPEC section 7)
+//!
 //! [alerts]
 //! webhook = "https://hooks.slack.com/services/..."   # optional
 //! timeout_seconds = 10
@@ -19,6 +24,7 @@
 
 use std::path::{Path, PathBuf};
 
+use agentledger_ingest::{IngestOptions, Input, OtlpOptions};
 use serde::Deserialize;
 
 /// The batch configuration.
@@ -27,8 +33,12 @@ use serde::Deserialize;
 pub struct Config {
     /// The lake (path or URL).
     pub lake: Option<String>,
-    /// The landing area (folder, glob or object-store URL).
+    /// The landing area (folder, glob or object-store URL); its files are
+    /// told NDJSON or OTLP/JSON by their content.
     pub landing: Option<String>,
+    /// More landing areas, each with how its files are read.
+    #[serde(default)]
+    pub landings: Vec<LandingArea>,
     /// `model_prices.csv` to keep loaded.
     pub prices: Option<String>,
     /// `customer_plans.csv` to keep loaded.
@@ -40,6 +50,33 @@ pub struct Config {
     /// Alert delivery.
     #[serde(default)]
     pub alerts: AlertsConfig,
+}
+
+/// One `[[landings]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandingArea {
+    /// Folder, glob or object-store URL.
+    pub path: String,
+    /// What its files hold: `auto` (told by content), `ndjson` or `otlp`.
+    #[serde(default)]
+    pub input: Input,
+    /// Keep message contents of spans in `attributes`.
+    #[serde(default)]
+    pub keep_messages: bool,
+}
+
+impl LandingArea {
+    /// The ingest options of this area's files.
+    pub fn options(&self) -> IngestOptions {
+        IngestOptions {
+            input: self.input,
+            otlp: OtlpOptions {
+                keep_messages: self.keep_messages,
+            },
+            ..IngestOptions::default()
+        }
+    }
 }
 
 /// `[alerts]`.
@@ -101,11 +138,26 @@ impl Config {
         };
         resolve(&mut config.lake);
         resolve(&mut config.landing);
+        for area in &mut config.landings {
+            let mut path = Some(std::mem::take(&mut area.path));
+            resolve(&mut path);
+            area.path = path.unwrap_or_default();
+        }
         resolve(&mut config.prices);
         resolve(&mut config.plans);
         resolve(&mut config.policies);
         resolve(&mut config.reports);
         Ok(config)
+    }
+
+    /// Every landing area: `landing` (told by content), then `[[landings]]`.
+    pub fn landing_areas(&self) -> Vec<LandingArea> {
+        let first = self.landing.iter().map(|path| LandingArea {
+            path: path.clone(),
+            input: Input::Auto,
+            keep_messages: false,
+        });
+        first.chain(self.landings.iter().cloned()).collect()
     }
 
     /// Parses TOML text; the error names the line and the key.
@@ -151,6 +203,10 @@ mod tests {
         assert!(err.contains("landng") && err.contains("line 2"), "{err}");
         let err = Config::parse("[alerts]\nwebhok = \"http://x\"\n").unwrap_err();
         assert!(err.contains("webhok"), "{err}");
+        let err = Config::parse("[[landings]]\npath = \"x\"\ninput = \"otel\"\n").unwrap_err();
+        assert!(err.contains("otel") && err.contains("line 3"), "{err}");
+        let err = Config::parse("[[landings]]\npth = \"x\"\n").unwrap_err();
+        assert!(err.contains("pth"), "{err}");
         let err = Config::parse("reports = 3\n").unwrap_err();
         assert!(err.contains("reports") || err.contains("string"), "{err}");
     }

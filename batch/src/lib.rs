@@ -32,7 +32,7 @@ use agentledger_reports::webhook::{WebhookOptions, redacted};
 use agentledger_reports::weekly::{IsoWeek, figures};
 use serde_json::json;
 
-pub use config::Config;
+pub use config::{Config, LandingArea};
 
 /// What the command line adds to the config.
 #[derive(Debug, Clone, Default)]
@@ -112,9 +112,10 @@ async fn reload_reference(lake: &Lake, kind: ReferenceKind, file: &str) -> Resul
 
 async fn ingest_landing(
     lake: &Lake,
-    landing: &str,
+    area: &LandingArea,
     outcome: &mut RunOutcome,
 ) -> Result<(), BatchError> {
+    let landing = area.path.as_str();
     let sources = expand(&[landing.to_string()]).await?;
     let snapshot = Snapshot::load(lake).await?;
     let seen = landed(&snapshot);
@@ -155,7 +156,7 @@ async fn ingest_landing(
     }
     let started = Instant::now();
     let names: Vec<String> = new.iter().map(|(n, _, _)| n.clone()).collect();
-    let summary = ops::ingest(lake, &names, None).await?;
+    let summary = ops::ingest(lake, &names, &area.options(), None).await?;
     tracing::info!(
         step = "ingest",
         files = names.len(),
@@ -214,9 +215,12 @@ async fn run_locked(
     if let Some(policies) = &config.policies {
         reload_reference(lake, ReferenceKind::Policies, policies).await?;
     }
-    match &config.landing {
-        Some(landing) => ingest_landing(lake, landing, &mut outcome).await?,
-        None => tracing::info!(step = "landing", "no landing area configured"),
+    let areas = config.landing_areas();
+    if areas.is_empty() {
+        tracing::info!(step = "landing", "no landing area configured");
+    }
+    for area in &areas {
+        ingest_landing(lake, area, &mut outcome).await?;
     }
 
     let refreshed = agentledger_queries::refresh_runs(lake).await?;

@@ -22,11 +22,11 @@ use crate::BatchError;
 pub async fn ingest(
     lake: &Lake,
     sources: &[String],
+    options: &IngestOptions,
     progress: Option<Arc<dyn Progress>>,
 ) -> Result<IngestSummary, BatchError> {
     let observer = agentledger_queries::PartsObserver::default();
-    let (summary, _) =
-        ingest_observed(lake, sources, &IngestOptions::default(), progress, observer).await?;
+    let (summary, _) = ingest_observed(lake, sources, options, progress, observer).await?;
     if summary.version.is_some() {
         let options = agentledger_queries::RefreshOptions {
             lease_wait: Some(std::time::Duration::ZERO),

@@ -34,9 +34,10 @@ use crate::batch::RowBuilder;
 use crate::dedup::Bloom;
 use crate::error::{Error, Result};
 use crate::limits::{Limits, RAW_EXCERPT_BYTES};
+use crate::otlp::{OtlpOptions, looks_like_otlp, map_traces, parse_line};
 use crate::rebase::{MAX_RESTARTS, Prepared, Rebased};
 use crate::source::{Source, expand};
-use crate::validate::{EVENT_COLUMNS, Rejection, Val, validate_with};
+use crate::validate::{EVENT_COLUMNS, Origin, Rejection, Val, validate_from};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -59,6 +60,39 @@ pub struct IngestOptions {
     /// The default reads overrides from the environment
     /// ([`Limits::from_env`]).
     pub limits: Limits,
+    /// What the sources hold: SPEC section-1 NDJSON, OTLP/JSON traces, or
+    /// either, told per source by its content.
+    pub input: Input,
+    /// How OTLP spans are mapped (SPEC section 7).
+    pub otlp: OtlpOptions,
+}
+
+/// What a source holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Input {
+    /// Told per source by its first bytes (after decompression): OTLP/JSON
+    /// when its first object starts with `resourceSpans`, else NDJSON.
+    #[default]
+    Auto,
+    /// SPEC section-1 events, one JSON object per line.
+    Ndjson,
+    /// OTLP/JSON traces, one `TracesData` object per line (SPEC section 7).
+    Otlp,
+}
+
+impl std::str::FromStr for Input {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Input::Auto),
+            "ndjson" | "events" => Ok(Input::Ndjson),
+            "otlp" => Ok(Input::Otlp),
+            _ => Err(format!(
+                "unknown input '{s}': expected auto, ndjson or otlp"
+            )),
+        }
+    }
 }
 
 impl Default for IngestOptions {
@@ -69,6 +103,8 @@ impl Default for IngestOptions {
             suspect_budget: 64 * 1024 * 1024,
             dedup_filter_bits: None,
             limits: Limits::from_env(),
+            input: Input::Auto,
+            otlp: OtlpOptions::default(),
         }
     }
 }
@@ -96,6 +132,33 @@ pub struct SourceSummary {
     pub duplicate: u64,
     /// Lines quarantined (bad lines and conflicting duplicates).
     pub quarantined: u64,
+    /// For an OTLP/JSON source: its spans and what they gave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpCounts>,
+}
+
+/// What the spans of OTLP/JSON sources gave (SPEC section 7). For such a
+/// source, `read` counts the events derived plus the lines that were not
+/// OTLP/JSON at all (quarantined as `invalid_otlp`), so `read = stored +
+/// duplicate + quarantined` holds as for NDJSON.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct OtlpCounts {
+    /// Spans read.
+    pub spans_read: u64,
+    /// Spans that gave no event: not GenAI spans, or GenAI operations that
+    /// map to nothing (a nested agent span).
+    pub spans_skipped: u64,
+    /// Events derived from the spans (each then stored, duplicate or
+    /// quarantined like a line).
+    pub events_derived: u64,
+}
+
+impl OtlpCounts {
+    fn add(&mut self, other: OtlpCounts) {
+        self.spans_read += other.spans_read;
+        self.spans_skipped += other.spans_skipped;
+        self.events_derived += other.events_derived;
+    }
 }
 
 /// What an ingest did. `read = stored + duplicate + quarantined`, in total
@@ -114,6 +177,9 @@ pub struct IngestSummary {
     pub quarantined_new: u64,
     /// Quarantined lines by reason code.
     pub quarantine_reasons: BTreeMap<String, u64>,
+    /// What the spans gave, when a source was OTLP/JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpCounts>,
     /// Counts per source, in ingest order.
     pub sources: Vec<SourceSummary>,
     /// This ingest's id (the prefix of the files it wrote).
@@ -391,6 +457,19 @@ struct BlockMeta<'a> {
     ingest_id: &'a str,
     ingested_at: i64,
     limits: Limits,
+    format: Format,
+    otlp: OtlpOptions,
+}
+
+/// How the lines of a block are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// SPEC section-1 events.
+    Ndjson,
+    /// OTLP/JSON objects, each mapped to events.
+    Otlp,
+    /// Events derived from spans before (a suspect decoded again).
+    Derived,
 }
 
 /// One block validated: the valid lines as events rows (provenance
@@ -404,6 +483,8 @@ struct Decoded {
     spans: Vec<(usize, usize)>,
     data: Vec<u8>,
     rejections: Vec<(i64, String, Rejection)>,
+    /// For an OTLP block: its spans and what they gave.
+    otlp: Option<OtlpCounts>,
 }
 
 /// Cuts `reader` into blocks of whole lines and sends them in order.
@@ -676,7 +757,8 @@ fn column_str<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
         .as_string::<i32>()
 }
 
-/// Validates every line of a block.
+/// Validates every line of a block: an NDJSON line as an event, an OTLP
+/// line as the events its spans map to (SPEC section 7).
 fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
     let data = block.data;
     let mut out = Decoded {
@@ -687,6 +769,7 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
         spans: Vec::new(),
         data: Vec::new(),
         rejections: Vec::new(),
+        otlp: (meta.format == Format::Otlp).then(OtlpCounts::default),
     };
     if let Some(len) = block.too_long {
         out.read = 1;
@@ -694,7 +777,7 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
             code: "line_too_long",
             message: format!(
                 "line is {len} bytes long, over the limit of {} bytes; it was not read whole, and its raw text here is truncated to its first {} bytes",
-                meta.limits.max_line_bytes,
+                meta.max_line(),
                 data.len()
             ),
             event_id: None,
@@ -703,9 +786,8 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
             .push((block.first_line, raw_text(&data), rejection));
         return Ok(out);
     }
-    let mut rows = RowBuilder::new(Arc::clone(&EVENT_COLUMNS_SCHEMA));
-    let mut lines: Vec<i64> = Vec::new();
-    let mut hashes: Vec<i64> = Vec::new();
+    // The non-blank lines: number, start, end (without a CR).
+    let mut lines: Vec<(i64, usize, usize)> = Vec::new();
     let mut line_no = block.first_line - 1;
     let mut start = 0;
     while start < data.len() {
@@ -720,23 +802,97 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        out.read += 1;
-        match validate_with(line, &meta.limits) {
+        lines.push((line_no, line_start, line_start + line.len()));
+    }
+    match meta.format {
+        Format::Ndjson | Format::Derived => {
+            let origin = match meta.format {
+                Format::Derived => Origin::Span,
+                _ => Origin::Line,
+            };
+            out.read = lines.len() as u64;
+            validate_rows(&mut out, &data, &lines, origin, None, meta)?;
+            out.data = data;
+        }
+        Format::Otlp => {
+            let mut counts = OtlpCounts::default();
+            let mut derived: Vec<u8> = Vec::new();
+            let mut rows: Vec<(i64, usize, usize)> = Vec::new();
+            let mut labels: Vec<(String, String)> = Vec::new();
+            for (no, from, to) in lines {
+                let line = &data[from..to];
+                match parse_line(line) {
+                    Err(reason) => {
+                        out.read += 1;
+                        let rejection = Rejection {
+                            code: "invalid_otlp",
+                            message: reason,
+                            event_id: None,
+                        };
+                        out.rejections.push((no, raw_text(line), rejection));
+                    }
+                    Ok(traces) => {
+                        let mapped = map_traces(&traces, meta.otlp);
+                        counts.spans_read += mapped.spans;
+                        counts.spans_skipped += mapped.skipped;
+                        counts.events_derived += mapped.events.len() as u64;
+                        for event in mapped.events {
+                            let at = derived.len();
+                            derived.extend_from_slice(&event.json);
+                            rows.push((no, at, derived.len()));
+                            derived.push(b'\n');
+                            labels.push((event.trace_id, event.span_id));
+                        }
+                    }
+                }
+            }
+            out.read += rows.len() as u64;
+            validate_rows(&mut out, &derived, &rows, Origin::Span, Some(&labels), meta)?;
+            out.data = derived;
+            out.otlp = Some(counts);
+        }
+    }
+    Ok(out)
+}
+
+/// Validates the lines `rows` (number, start, end in `data`) into
+/// `out`'s events batch and rejections. `labels` names, for events derived
+/// from spans, the trace and span each came from (put before a rejection's
+/// message in place of a line number).
+fn validate_rows(
+    out: &mut Decoded,
+    data: &[u8],
+    rows: &[(i64, usize, usize)],
+    origin: Origin,
+    labels: Option<&[(String, String)]>,
+    meta: BlockMeta<'_>,
+) -> Result<()> {
+    let mut builder = RowBuilder::new(Arc::clone(&EVENT_COLUMNS_SCHEMA));
+    let mut lines: Vec<i64> = Vec::new();
+    let mut hashes: Vec<i64> = Vec::new();
+    for (i, &(line_no, from, to)) in rows.iter().enumerate() {
+        let line = &data[from..to];
+        match validate_from(line, &meta.limits, origin) {
             Ok(event) => {
                 out.keys.push(event_key(&event.event_id));
                 hashes.push(event.content_hash as i64);
                 out.dates
                     .push(event.ts_micros.div_euclid(MICROS_PER_DAY) as i32);
                 lines.push(line_no);
-                out.spans.push((line_start, line_start + line.len()));
-                rows.push(event.values);
+                out.spans.push((from, to));
+                builder.push(event.values);
             }
-            Err(rejection) => out.rejections.push((line_no, raw_text(line), rejection)),
+            Err(mut rejection) => {
+                if let Some((trace, span)) = labels.map(|l| &l[i]) {
+                    rejection.message = format!("trace {trace} span {span}: {}", rejection.message);
+                }
+                out.rejections.push((line_no, raw_text(line), rejection));
+            }
         }
     }
     let n = out.keys.len();
     if n > 0 {
-        let events = rows.finish()?;
+        let events = builder.finish()?;
         let mut columns = events.columns().to_vec();
         columns.push(Arc::new(StringArray::from_iter_values(
             std::iter::repeat_n(meta.source, n),
@@ -751,8 +907,17 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
         columns.push(Arc::new(Int64Array::from(hashes)));
         out.batch = Some(RecordBatch::try_new(Arc::clone(&EVENTS_SCHEMA), columns)?);
     }
-    out.data = data;
-    Ok(out)
+    Ok(())
+}
+
+impl BlockMeta<'_> {
+    /// The longest line this block's format allows.
+    fn max_line(&self) -> usize {
+        match self.format {
+            Format::Otlp => self.limits.max_otlp_line_bytes,
+            Format::Ndjson | Format::Derived => self.limits.max_line_bytes,
+        }
+    }
 }
 
 /// The events schema without its provenance columns: what validation fills.
@@ -798,6 +963,8 @@ struct State<'o> {
     suspects: Vec<Suspect>,
     suspect_bytes: usize,
     sources: Vec<SourceSummary>,
+    /// How each source's lines are read, by source index.
+    formats: Vec<Format>,
     reasons: BTreeMap<String, u64>,
     quarantined_new: u64,
 }
@@ -831,6 +998,7 @@ impl Job {
             suspects: Vec::new(),
             suspect_bytes: 0,
             sources: Vec::with_capacity(files.len()),
+            formats: Vec::with_capacity(files.len()),
             reasons: BTreeMap::new(),
             quarantined_new: 0,
         };
@@ -865,6 +1033,9 @@ impl Job {
             summary.stored += s.stored;
             summary.duplicate += s.duplicate;
             summary.quarantined += s.quarantined;
+            if let Some(counts) = s.otlp {
+                summary.otlp.get_or_insert_default().add(counts);
+            }
         }
         summary.sources = st.sources;
         Ok((summary, written))
@@ -883,20 +1054,41 @@ impl Job {
         counter: &Arc<AtomicU64>,
     ) -> Result<()> {
         let name = source.name();
-        let reader = source.open(&self.handle, Arc::clone(counter))?;
+        let mut reader = source.open(&self.handle, Arc::clone(counter))?;
+        let format = match self.options.input {
+            Input::Ndjson => Format::Ndjson,
+            Input::Otlp => Format::Otlp,
+            Input::Auto => {
+                let start = reader.fill_buf().map_err(|e| Error::Source {
+                    source_name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+                if looks_like_otlp(start) {
+                    Format::Otlp
+                } else {
+                    Format::Ndjson
+                }
+            }
+        };
+        st.formats.push(format);
+        if format == Format::Otlp {
+            st.sources[index].otlp = Some(OtlpCounts::default());
+        }
         let workers = self.workers;
         let meta = BlockMeta {
             source: &name,
             ingest_id: &self.ingest_id,
             ingested_at: self.ingested_at,
             limits: self.options.limits,
+            format,
+            otlp: self.options.otlp,
         };
         std::thread::scope(|scope| -> Result<()> {
             let (block_tx, block_rx) = mpsc::sync_channel::<Block>(workers);
             let block_rx = Arc::new(Mutex::new(block_rx));
             let (out_tx, out_rx) = mpsc::sync_channel::<(u64, Result<Decoded>)>(workers);
             let read_name = name.clone();
-            let max_line = self.options.limits.max_line_bytes;
+            let max_line = meta.max_line();
             let reading = scope.spawn(move || cut_blocks(reader, &read_name, max_line, &block_tx));
             for _ in 0..workers {
                 let rx = Arc::clone(&block_rx);
@@ -935,6 +1127,9 @@ impl Job {
     /// Deduplicates one decoded block and hands its new events to the writers.
     fn take_block(&self, index: usize, d: Decoded, st: &mut State) -> Result<()> {
         st.sources[index].read += d.read;
+        if let (Some(total), Some(block)) = (&mut st.sources[index].otlp, d.otlp) {
+            total.add(block);
+        }
         // Stored before this ingest: the index answers exactly.
         let rows = d.batch.as_ref().map_or(0, RecordBatch::num_rows);
         let stored = self
@@ -1144,11 +1339,18 @@ impl Job {
                         data: s.raw.into_bytes(),
                         too_long: None,
                     };
+                    // A suspect from an OTLP source is its derived event.
+                    let format = match st.formats[s.source] {
+                        Format::Ndjson => Format::Ndjson,
+                        Format::Otlp | Format::Derived => Format::Derived,
+                    };
                     let meta = BlockMeta {
                         source: &name,
                         ingest_id: &self.ingest_id,
                         ingested_at: self.ingested_at,
                         limits: self.options.limits,
+                        format,
+                        otlp: self.options.otlp,
                     };
                     let d = decode_block(block, meta)?;
                     new_batches.push(d.batch.expect("a suspect was valid when read"));
@@ -1184,6 +1386,8 @@ impl Job {
     }
 }
 
+#[cfg(test)]
+mod otlp_input;
 #[cfg(test)]
 mod robustness;
 

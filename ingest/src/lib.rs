@@ -1,7 +1,8 @@
 //! Ingest: sources to validated Arrow batches to the lake.
 //!
 //! [`ingest()`] streams every line of every source through
-//! [`validate::validate`], drops exact repeats, quarantines the rest of what
+//! [`validate::validate`] (an OTLP/JSON source's spans first through
+//! [`otlp`], SPEC section 7), drops exact repeats, quarantines the rest of what
 //! is not a valid new event, and commits all of it to the lake at once.
 //! [`reference`] loads the two reference CSVs. [`sampler`] writes realistic
 //! sample input.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod limits;
+pub mod otlp;
 pub mod rebase;
 pub mod reference;
 pub mod sampler;
@@ -39,6 +41,10 @@ pub mod source;
 pub mod validate;
 
 pub use error::{Error, Result};
-pub use ingest::{IngestOptions, IngestSummary, Progress, SourceSummary, ingest, ingest_observed};
+pub use ingest::{
+    IngestOptions, IngestSummary, Input, OtlpCounts, Progress, SourceSummary, ingest,
+    ingest_observed,
+};
 pub use limits::Limits;
+pub use otlp::OtlpOptions;
 pub use reference::{LoadSummary, ReferenceKind, load_reference};

@@ -29,6 +29,11 @@ pub struct Limits {
     /// Longest stored `attributes` JSON text in bytes
     /// (`attributes_too_large`).
     pub max_attributes_bytes: usize,
+    /// Longest line of an OTLP/JSON file in bytes (`line_too_long`): one
+    /// line holds a whole export batch of spans, so it may be far longer
+    /// than an event. The events derived from it are each held to the
+    /// limits above.
+    pub max_otlp_line_bytes: usize,
 }
 
 /// Default nesting depth limit.
@@ -39,6 +44,8 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 pub const MAX_KEYS: usize = 10_000;
 /// Default limit of the stored `attributes` text: 256 KiB.
 pub const MAX_ATTRIBUTES_BYTES: usize = 256 << 10;
+/// Default length limit of an OTLP/JSON line: 64 MiB.
+pub const MAX_OTLP_LINE_BYTES: usize = 64 << 20;
 
 /// The highest nesting limit that may be configured. Canonicalising a value
 /// recurses once per level, so this bounds the stack it takes (a few hundred
@@ -56,12 +63,14 @@ impl Limits {
         max_line_bytes: MAX_LINE_BYTES,
         max_keys: MAX_KEYS,
         max_attributes_bytes: MAX_ATTRIBUTES_BYTES,
+        max_otlp_line_bytes: MAX_OTLP_LINE_BYTES,
     };
 
     /// The defaults, each overridden by its environment variable when set:
     /// `AGENTLEDGER_MAX_DEPTH` (at most [`MAX_DEPTH_CEILING`]),
-    /// `AGENTLEDGER_MAX_LINE_BYTES`, `AGENTLEDGER_MAX_KEYS` and
-    /// `AGENTLEDGER_MAX_ATTRIBUTES_BYTES`. A value that is not a whole number
+    /// `AGENTLEDGER_MAX_LINE_BYTES`, `AGENTLEDGER_MAX_KEYS`,
+    /// `AGENTLEDGER_MAX_ATTRIBUTES_BYTES` and
+    /// `AGENTLEDGER_MAX_OTLP_LINE_BYTES`. A value that is not a whole number
     /// of at least 1 is ignored with a warning.
     pub fn from_env() -> Self {
         use agentledger_lake::retry::env_count;
@@ -83,6 +92,11 @@ impl Limits {
                 "AGENTLEDGER_MAX_ATTRIBUTES_BYTES",
                 "bytes",
                 MAX_ATTRIBUTES_BYTES,
+            ),
+            max_otlp_line_bytes: get(
+                "AGENTLEDGER_MAX_OTLP_LINE_BYTES",
+                "bytes",
+                MAX_OTLP_LINE_BYTES,
             ),
         }
     }

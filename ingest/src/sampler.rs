@@ -24,6 +24,8 @@
 //! seeded splitmix64 generator, so the output is byte-identical for a seed and
 //! memory does not grow with `runs`.
 
+pub mod otlp;
+
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -39,6 +41,9 @@ pub struct SampleOptions {
     pub bad_lines: bool,
     /// The first day (a Monday) as (year, month, day), UTC.
     pub start_date: (i32, u32, u32),
+    /// Write the events as OTLP/JSON spans (`traces.json`, see [`otlp`])
+    /// instead of `events.ndjson`.
+    pub otlp: bool,
 }
 
 impl Default for SampleOptions {
@@ -48,6 +53,7 @@ impl Default for SampleOptions {
             seed: 42,
             bad_lines: true,
             start_date: (2026, 10, 5),
+            otlp: false,
         }
     }
 }
@@ -67,6 +73,8 @@ pub struct SampleSummary {
     pub runs: u64,
     /// Files written.
     pub files: Vec<PathBuf>,
+    /// Spans written, for an OTLP sample.
+    pub spans: Option<u64>,
 }
 
 /// splitmix64: tiny, fast, and stable across platforms and versions.
@@ -286,8 +294,17 @@ pub fn generate(out: &Path, opts: &SampleOptions) -> std::io::Result<SampleSumma
         g.run(run, base + jitter)?;
     }
     g.out.flush()?;
+    drop(g.out);
     let mut summary = g.summary;
     summary.runs = opts.runs;
+    let events_path = if opts.otlp {
+        let traces = out.join("traces.json");
+        summary.spans = Some(otlp::write_otlp(&events_path, &traces)?);
+        std::fs::remove_file(&events_path)?;
+        traces
+    } else {
+        events_path
+    };
     summary.files = vec![events_path, prices, plans, policies];
     Ok(summary)
 }

@@ -56,6 +56,7 @@ pub const REASON_CODES: &[&str] = &[
     "attribute_conflict",
     "conflicting_duplicate",
     "line_too_long",
+    "invalid_otlp",
     "too_deep",
     "too_many_keys",
     "attributes_too_large",
@@ -144,6 +145,10 @@ enum Kind {
     Flag,
     /// One of a fixed set of strings.
     OneOf(&'static [&'static str]),
+    /// A tool call's `access`: `read` or `write`; in an event derived from
+    /// an OpenTelemetry span also `unknown` (SPEC section 7: a span that
+    /// does not say).
+    ToolAccess,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +174,8 @@ const fn opt(name: &'static str, kind: Kind) -> Spec {
     }
 }
 
-const ACCESS: Kind = Kind::OneOf(&["read", "write"]);
+const ACCESS_VALUES: &[&str] = &["read", "write"];
+const ACCESS: Kind = Kind::OneOf(ACCESS_VALUES);
 
 const RUN_STARTED: &[Spec] = &[
     req("workflow", Kind::Text128),
@@ -188,9 +194,12 @@ const MODEL_CALL: &[Spec] = &[
     opt("status", Kind::OneOf(&["ok", "error"])),
     opt("cache_hit", Kind::Flag),
 ];
+/// What `access` of a tool call derived from a span may also be.
+const DERIVED_ACCESS: &[&str] = &["read", "write", "unknown"];
+
 const TOOL_CALL: &[Spec] = &[
     req("tool", Kind::Text),
-    req("access", ACCESS),
+    req("access", Kind::ToolAccess),
     req("status", Kind::OneOf(&["ok", "error", "timeout"])),
     opt("latency_ms", Kind::Count),
     opt("cost_usd", Kind::Money),
@@ -280,6 +289,7 @@ struct Checker<'a> {
     members: Vec<(Cow<'a, str>, &'a RawValue)>,
     used: Vec<bool>,
     event_id: Option<Cow<'a, str>>,
+    origin: Origin,
 }
 
 impl<'a> Checker<'a> {
@@ -361,6 +371,13 @@ impl<'a> Checker<'a> {
                 "false" => Ok(Val::Bool(false)),
                 _ => Err(self.wrong_type(name, "true or false", raw)),
             },
+            Kind::ToolAccess => {
+                let allowed = match self.origin {
+                    Origin::Line => ACCESS_VALUES,
+                    Origin::Span => DERIVED_ACCESS,
+                };
+                self.value(&opt(spec.name, Kind::OneOf(allowed)), raw)
+            }
             Kind::OneOf(allowed) => {
                 let s = self.string(name, raw)?;
                 if allowed.contains(&&*s) {
@@ -480,6 +497,25 @@ pub fn validate(line: &[u8]) -> Result<ValidEvent<'_>, Rejection> {
 /// before anything recurses or hashes), and the stack taken is bounded by
 /// the nesting limit.
 pub fn validate_with<'a>(line: &'a [u8], limits: &Limits) -> Result<ValidEvent<'a>, Rejection> {
+    validate_from(line, limits, Origin::Line)
+}
+
+/// Where a line to validate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An NDJSON line of SPEC section 1.
+    Line,
+    /// An event derived from an OpenTelemetry span (SPEC section 7): the
+    /// same rules, but for a tool call's `access`, which may be `unknown`.
+    Span,
+}
+
+/// [`validate_with`] for a line of the given origin.
+pub fn validate_from<'a>(
+    line: &'a [u8],
+    limits: &Limits,
+    origin: Origin,
+) -> Result<ValidEvent<'a>, Rejection> {
     let bare = |code, message| Rejection {
         code,
         message,
@@ -547,6 +583,7 @@ pub fn validate_with<'a>(line: &'a [u8], limits: &Limits) -> Result<ValidEvent<'
         members: obj.0,
         used: vec![false; n],
         event_id: None,
+        origin,
     };
 
     // event_id first, so every later rejection can name the event.
@@ -1166,6 +1203,7 @@ mod tests {
             max_line_bytes: 300,
             max_keys: 12,
             max_attributes_bytes: 20,
+            ..Limits::DEFAULT
         };
         let code_with = |l: &str| {
             validate_with(l.as_bytes(), &limits)

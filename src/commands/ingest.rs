@@ -4,11 +4,11 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use agentledger_ingest::{IngestSummary, Progress};
+use agentledger_ingest::{IngestSummary, Input, OtlpOptions, Progress};
 use agentledger_lake::Lake;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::{IngestArgs, SummaryFormat};
+use crate::cli::{IngestArgs, InputArg, SummaryFormat};
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
 struct Bar(ProgressBar);
@@ -35,7 +35,19 @@ pub async fn run(lake: &Lake, args: IngestArgs) -> anyhow::Result<ExitCode> {
         .progress_chars("=> "),
     );
     let progress: Arc<dyn Progress> = Arc::new(Bar(bar));
-    let summary = agentledger_batch::ops::ingest(lake, &args.sources, Some(progress)).await?;
+    let options = agentledger_ingest::IngestOptions {
+        input: match args.input {
+            InputArg::Auto => Input::Auto,
+            InputArg::Ndjson => Input::Ndjson,
+            InputArg::Otlp => Input::Otlp,
+        },
+        otlp: OtlpOptions {
+            keep_messages: args.keep_messages,
+        },
+        ..Default::default()
+    };
+    let summary =
+        agentledger_batch::ops::ingest(lake, &args.sources, &options, Some(progress)).await?;
     let mut out = std::io::stdout().lock();
     match args.format {
         SummaryFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?,
@@ -72,12 +84,27 @@ fn print_text(out: &mut dyn Write, lake: &Lake, s: &IngestSummary) -> std::io::R
             s.quarantined_new
         )?;
     }
-    for src in &s.sources {
+    if let Some(o) = &s.otlp {
         writeln!(
+            out,
+            "spans: read {}  skipped {} (not GenAI)  events derived {}",
+            o.spans_read, o.spans_skipped, o.events_derived
+        )?;
+    }
+    for src in &s.sources {
+        write!(
             out,
             "  {}: read {} stored {} duplicate {} quarantined {}",
             src.source, src.read, src.stored, src.duplicate, src.quarantined
         )?;
+        match &src.otlp {
+            Some(o) => writeln!(
+                out,
+                " (OTLP: {} spans, {} skipped, {} events)",
+                o.spans_read, o.spans_skipped, o.events_derived
+            )?,
+            None => writeln!(out)?,
+        }
     }
     Ok(())
 }

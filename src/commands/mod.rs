@@ -12,6 +12,7 @@ mod report;
 mod retain;
 mod run;
 mod sample;
+mod serve;
 mod sql;
 mod timeline;
 
@@ -25,6 +26,7 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sample(args) => sample::run(args),
+        Command::Serve(args) => serve::run(&open(&cli.lake)?, args).await,
         Command::Ingest(args) => ingest::run(&open(&cli.lake)?, args).await,
         Command::Load(args) => load::run(&open(&cli.lake)?, args).await,
         Command::Sql(args) => sql::run(&Lake::open_existing(&cli.lake)?, args).await,

@@ -13,6 +13,7 @@ mod kill;
 mod load;
 mod memory;
 mod metrics;
+mod otlp;
 mod readiness;
 mod report;
 mod retain;

@@ -30,7 +30,7 @@ fn settings() -> insta::Settings {
     s
 }
 
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 14] = [
     "ingest",
     "load",
     "sql",
@@ -44,6 +44,7 @@ const COMMANDS: [&str; 13] = [
     "compact",
     "rebuild",
     "sample",
+    "serve",
 ];
 
 #[test]

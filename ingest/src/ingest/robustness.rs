@@ -16,8 +16,8 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt as _;
 
 use super::{
-    BLOCK_BYTES, Block, BlockMeta, IngestOptions, column_i64, cut_blocks_of, decode_block, ingest,
-    raw_text,
+    BLOCK_BYTES, Block, BlockMeta, Format, IngestOptions, OtlpOptions, column_i64, cut_blocks_of,
+    decode_block, ingest, raw_text,
 };
 use crate::limits::{Limits, RAW_EXCERPT_BYTES};
 use crate::validate::{REASON_CODES, Val, validate_with};
@@ -44,6 +44,8 @@ fn cut_and_decode(input: Vec<u8>, limits: Limits, read_chunk: usize, block_bytes
         ingest_id: "test",
         ingested_at: 0,
         limits,
+        format: Format::Ndjson,
+        otlp: OtlpOptions::default(),
     };
     let reader: Box<dyn std::io::BufRead + Send> =
         Box::new(BufReader::with_capacity(read_chunk, Cursor::new(input)));
@@ -720,6 +722,7 @@ fn random_lines_are_all_stored_or_rejected_with_a_known_reason() {
         max_line_bytes: 8 << 10,
         max_keys: 100,
         max_attributes_bytes: 2 << 10,
+        ..Limits::DEFAULT
     };
     let mut rng = Rng(seed);
     let mut codes: BTreeMap<&'static str, u64> = BTreeMap::new();
