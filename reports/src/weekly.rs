@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use agentledger_queries::{Key, MetricsQuery};
-use agentledger_transforms::udf::div_half_even;
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
@@ -77,6 +76,8 @@ impl std::fmt::Display for IsoWeek {
     }
 }
 
+/// One week's totals over every tenant, as `weekly_totals.sql` defines them
+/// (all zero, and no cost per success, for a week it has no row for).
 /// Money amounts below are in units of 10^-12 USD.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Totals {
@@ -241,6 +242,12 @@ fn query_error(e: agentledger_queries::Error) -> Error {
     }
 }
 
+/// A count from SQL as `u64`; a negative number (which a `COUNT` or a sum of
+/// 0s and 1s cannot be) is 0.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 /// Sorts (name, cost) largest cost first, ties to the smallest name.
 fn by_cost_desc(items: &mut [(String, i128)]) {
     items.sort_by(|a, b| {
@@ -265,22 +272,31 @@ pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigure
         by_week.entry(w).or_default().push(row);
     }
     let key = |w: IsoWeek| w.monday().format("%Y-%m-%d").to_string();
-    let totals_of = |w: IsoWeek| {
-        let mut t = Totals::default();
-        for row in by_week.get(&key(w)).map(Vec::as_slice).unwrap_or_default() {
-            t.tenants += 1;
-            t.runs += row.int("runs");
-            t.successes += row.int("successes");
-            t.cost += row.money("cost_usd").unwrap_or(0);
-            t.revenue += row.money("revenue_usd").unwrap_or(0);
-            t.unpriced_model_calls += row.int("unpriced_model_calls");
-            if row.money("margin_usd").unwrap_or(0) < 0 {
-                t.negative_accounts += 1;
-            }
+    // The totals of this week and the week before, from `weekly_totals`.
+    let total_rows = rows(
+        ctx,
+        &format!(
+            "SELECT * FROM weekly_totals WHERE week IN (DATE '{}', DATE '{monday}')",
+            week.minus(1).monday()
+        ),
+    )
+    .await?;
+    let totals_of = |w: IsoWeek| -> Totals {
+        match total_rows.iter().find(|r| r.text("week") == key(w)) {
+            Some(row) => Totals {
+                tenants: count(row.int("tenants")),
+                runs: row.int("runs"),
+                successes: row.int("successes"),
+                cost: row.money("cost_usd").unwrap_or(0),
+                revenue: row.money("revenue_usd").unwrap_or(0),
+                margin: row.money("margin_usd").unwrap_or(0),
+                cost_per_success: row.money("cost_per_success_usd"),
+                negative_accounts: count(row.int("negative_accounts")),
+                unpriced_model_calls: row.int("unpriced_model_calls"),
+            },
+            // A week without rows in `weekly_accounts` has none here.
+            None => Totals::default(),
         }
-        t.margin = t.revenue - t.cost;
-        t.cost_per_success = div_half_even(t.cost, i128::from(t.successes));
-        t
     };
     let totals = totals_of(week);
     let previous = totals_of(week.minus(1));
