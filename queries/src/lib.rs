@@ -9,9 +9,11 @@
 //! `period_date.sql`, `period_month.sql` or `period_range.sql`, found by
 //! their marker (in the range's, `--from`/`--to` take the place of the dates
 //! it is written for). [`open_session`] registers `metrics`, `revenue`,
-//! `margin` and the readiness views of SPEC section 8 (`run_policies`,
-//! `tool_call_checks`, `readiness_runs`, `readiness`, `readiness_offenders`)
-//! as views, so `agentledger sql` sees them by name too.
+//! `margin`, the weekly report's `weekly_accounts`, `weekly_totals` and
+//! `cost_by_model`, and the readiness views of SPEC section 8
+//! (`run_policies`, `tool_call_checks`, `readiness_runs`, `readiness`,
+//! `readiness_offenders`) as views, so `agentledger sql` sees them by name
+//! too.
 
 pub mod gate;
 
@@ -71,11 +73,14 @@ pub const READINESS_OFFENDERS_SQL: &str = include_str!("../sql/readiness_offende
 pub const COST_BY_MODEL_SQL: &str = include_str!("../sql/cost_by_model.sql");
 /// `weekly_accounts.sql`: every tenant's week, runs or not, with margin.
 pub const WEEKLY_ACCOUNTS_SQL: &str = include_str!("../sql/weekly_accounts.sql");
+/// `weekly_totals.sql`: the weekly report's totals, summed from `weekly_accounts`.
+pub const WEEKLY_TOTALS_SQL: &str = include_str!("../sql/weekly_totals.sql");
 
 /// Every definition by file name, for documentation and tests.
 pub const FILES: &[(&str, &str)] = &[
     ("cost_by_model.sql", COST_BY_MODEL_SQL),
     ("weekly_accounts.sql", WEEKLY_ACCOUNTS_SQL),
+    ("weekly_totals.sql", WEEKLY_TOTALS_SQL),
     ("metrics.sql", METRICS_SQL),
     ("revenue.sql", REVENUE_SQL),
     ("period_date.sql", PERIOD_DATE_SQL),
@@ -99,7 +104,7 @@ pub const OFFENDERS_AS_WRITTEN: u64 = 10;
 /// Opens a session over the lake with every table and view: the stored
 /// tables, `model_calls`, `tool_calls`, `runs`, and `metrics`, `revenue`,
 /// `margin`, `weekly_accounts`, `cost_by_model` as written (tenant by ISO
-/// week).
+/// week), and `weekly_totals` (by ISO week).
 pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
     let ctx = agentledger_transforms::open_session(lake).await?;
     let weekly = MetricsQuery::new(vec![Key::TenantId, Key::Week], None, None);
@@ -107,6 +112,7 @@ pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
     register_view(&ctx, "revenue", &weekly.revenue_sql().unwrap_or_default()).await?;
     register_view(&ctx, "margin", &weekly.margin_sql().unwrap_or_default()).await?;
     register_view(&ctx, "weekly_accounts", WEEKLY_ACCOUNTS_SQL).await?;
+    register_view(&ctx, "weekly_totals", WEEKLY_TOTALS_SQL).await?;
     register_view(&ctx, "cost_by_model", COST_BY_MODEL_SQL).await?;
     register_view(&ctx, "run_policies", RUN_POLICIES_SQL).await?;
     register_view(&ctx, "tool_call_checks", TOOL_CALL_CHECKS_SQL).await?;

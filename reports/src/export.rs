@@ -29,6 +29,31 @@ pub enum Error {
     /// Writing to the output failed.
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
+    /// The code reads a column that a query's answer does not have: the
+    /// column was renamed or dropped in the query's SQL.
+    #[error(
+        "query {query} has no column {column} (its columns: {columns}); the SQL and the code that reads it disagree"
+    )]
+    MissingColumn {
+        /// The query.
+        query: String,
+        /// The column the code reads.
+        column: String,
+        /// The columns the query has, comma-separated.
+        columns: String,
+    },
+    /// A query's column holds another type than the code reads.
+    #[error("column {column} of query {query} holds {found}, not {expected}")]
+    ColumnType {
+        /// The query.
+        query: String,
+        /// The column.
+        column: String,
+        /// What it holds.
+        found: &'static str,
+        /// What the code reads.
+        expected: &'static str,
+    },
 }
 
 /// The output formats.

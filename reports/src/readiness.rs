@@ -124,17 +124,25 @@ pub struct Group {
     pub row: Row,
     /// The failed conditions, in SPEC order.
     pub failures: Vec<Failure>,
+    /// Whether each of [`CONDITIONS`] holds, in that order (`readiness.sql`'s
+    /// columns of the same names; NULL counts as not holding).
+    passed: [bool; 3],
+    /// `readiness.sql`'s `ready`.
+    ready: bool,
 }
 
 impl Group {
     /// Whether the group passes all three conditions.
     pub fn ready(&self) -> bool {
-        self.passes("ready")
+        self.ready
     }
 
-    /// Whether a condition (or `ready`) holds.
+    /// Whether a condition of [`CONDITIONS`] holds (false for another name).
     pub fn passes(&self, condition: &str) -> bool {
-        matches!(self.row.cell(condition), Cell::Bool(true))
+        CONDITIONS
+            .iter()
+            .position(|c| *c == condition)
+            .is_some_and(|i| self.passed[i])
     }
 
     /// The value of a key.
@@ -186,46 +194,58 @@ pub async fn readiness(
         })
         .unwrap_or_default();
     let key_names: Vec<&str> = query.keys.iter().map(|k| k.name()).collect();
-    let mut groups: Vec<Group> = to_rows(&batches)?
-        .into_iter()
-        .map(|row| Group {
-            keys: key_names
-                .iter()
-                .map(|k| (k.to_string(), row.text(k)))
-                .collect(),
+    let mut groups: Vec<Group> = Vec::new();
+    for row in to_rows("readiness", &batches)? {
+        let keys = key_names
+            .iter()
+            .map(|k| Ok((k.to_string(), row.text(k)?)))
+            .collect::<Result<_>>()?;
+        let passed = [
+            row.flag(CONDITIONS[0])?,
+            row.flag(CONDITIONS[1])?,
+            row.flag(CONDITIONS[2])?,
+        ];
+        groups.push(Group {
+            keys,
             columns: columns.clone(),
+            ready: row.flag("ready")?,
+            passed,
             row,
             failures: Vec::new(),
-        })
-        .collect();
+        });
+    }
     let offenders = agentledger_queries::readiness_offenders(ctx, query, limit)
         .await
         .map_err(query_error)?
         .collect()
         .await?;
-    for row in to_rows(&offenders)? {
+    for row in to_rows("readiness_offenders", &offenders)? {
+        let values = key_names
+            .iter()
+            .map(|k| row.text(k))
+            .collect::<Result<Vec<_>>>()?;
         let Some(group) = groups
             .iter_mut()
-            .find(|g| g.keys.iter().all(|(k, v)| row.text(k) == *v))
+            .find(|g| g.keys.iter().map(|(_, v)| v).eq(values.iter()))
         else {
             continue;
         };
-        let condition = row.text("condition");
+        let condition = row.text("condition")?;
         let offender = Offender {
-            tenant_id: row.text("tenant_id"),
-            run_id: row.text("run_id"),
-            workflow: row.text("workflow"),
-            reason: row.text("reason"),
-            tool: Some(row.text("tool")).filter(|t| !t.is_empty()),
-            cost_usd: row.money("cost_usd"),
-            max_cost_usd_per_run: row.money("max_cost_usd_per_run"),
-            excess_usd: row.money("excess_usd"),
+            tenant_id: row.text("tenant_id")?,
+            run_id: row.text("run_id")?,
+            workflow: row.text("workflow")?,
+            reason: row.text("reason")?,
+            tool: Some(row.text("tool")?).filter(|t| !t.is_empty()),
+            cost_usd: row.money("cost_usd")?,
+            max_cost_usd_per_run: row.money("max_cost_usd_per_run")?,
+            excess_usd: row.money("excess_usd")?,
         };
         match group.failures.iter_mut().find(|f| f.condition == condition) {
             Some(f) => f.runs.push(offender),
             None => group.failures.push(Failure {
                 condition,
-                failing_runs: row.int("failing_runs"),
+                failing_runs: row.int("failing_runs")?,
                 runs: vec![offender],
             }),
         }
@@ -280,8 +300,8 @@ pub fn to_json(groups: &[Group]) -> Value {
             .iter()
             .map(|g| {
                 let mut obj = Map::new();
-                for name in &g.columns {
-                    obj.insert(name.clone(), cell_json(g.row.cell(name)));
+                for (name, cell) in g.row.cells() {
+                    obj.insert(name.to_string(), cell_json(cell));
                 }
                 let offending: Map<String, Value> = g
                     .failures
@@ -302,7 +322,8 @@ pub fn to_json(groups: &[Group]) -> Value {
 
 /// The groups as CSV: the `readiness.sql` columns, then `offending_runs`,
 /// the listed runs as `condition tenant_id/run_id: evidence`, `; `-separated.
-pub fn to_csv(groups: &[Group], columns: &[String]) -> Vec<u8> {
+/// A column the groups' rows lack is an error.
+pub fn to_csv(groups: &[Group], columns: &[String]) -> Result<Vec<u8>> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = columns.to_vec();
     header.push("offending_runs".into());
@@ -311,8 +332,8 @@ pub fn to_csv(groups: &[Group], columns: &[String]) -> Vec<u8> {
     for g in groups {
         let mut record: Vec<String> = columns
             .iter()
-            .map(|c| escape_csv_formula(&cell_text(g.row.cell(c))).into_owned())
-            .collect();
+            .map(|c| Ok(escape_csv_formula(&cell_text(g.row.cell(c)?)).into_owned()))
+            .collect::<Result<_>>()?;
         let listed: Vec<String> = g
             .failures
             .iter()
@@ -331,15 +352,21 @@ pub fn to_csv(groups: &[Group], columns: &[String]) -> Vec<u8> {
         record.push(escape_csv_formula(&listed.join("; ")).into_owned());
         let _ = out.write_record(&record);
     }
-    out.into_inner().unwrap_or_default()
+    Ok(out.into_inner().unwrap_or_default())
 }
 
 /// The groups for a terminal: one aligned table of every measure, then,
 /// for each group that is not ready, each failed condition with its runs.
-pub fn to_table(groups: &[Group], columns: &[String]) -> String {
+/// A column the groups' rows lack is an error.
+pub fn to_table(groups: &[Group], columns: &[String]) -> Result<String> {
     let mut rows: Vec<Vec<String>> = vec![columns.to_vec()];
     for g in groups {
-        rows.push(columns.iter().map(|c| cell_text(g.row.cell(c))).collect());
+        rows.push(
+            columns
+                .iter()
+                .map(|c| Ok(cell_text(g.row.cell(c)?)))
+                .collect::<Result<_>>()?,
+        );
     }
     let widths: Vec<usize> = (0..columns.len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
@@ -394,7 +421,7 @@ pub fn to_table(groups: &[Group], columns: &[String]) -> String {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

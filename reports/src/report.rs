@@ -299,11 +299,11 @@ fn measure_row(
     shown: Shown,
     now: &Group,
     before: Option<&Group>,
-) -> serde_json::Value {
+) -> Result<serde_json::Value, ReportError> {
     let (now_text, before_text, change) = match shown {
         Shown::Count => {
-            let a = now.row.int(column);
-            let b = before.map(|g| g.row.int(column));
+            let a = now.row.int(column)?;
+            let b = before.map(|g| g.row.int(column)).transpose()?;
             (
                 a.to_string(),
                 b.map_or_else(|| "—".into(), |b| b.to_string()),
@@ -311,8 +311,8 @@ fn measure_row(
             )
         }
         Shown::Rate => {
-            let a = now.row.float(column);
-            let b = before.and_then(|g| g.row.float(column));
+            let a = now.row.float(column)?;
+            let b = before.map(|g| g.row.float(column)).transpose()?.flatten();
             let change = match (a, b) {
                 (Some(a), Some(b)) => format!("{:+.1} pts", (a - b) * 100.0),
                 _ => "—".into(),
@@ -320,8 +320,8 @@ fn measure_row(
             (pct(a), pct(b), change)
         }
         Shown::Money => {
-            let a = now.row.money(column);
-            let b = before.and_then(|g| g.row.money(column));
+            let a = now.row.money(column)?;
+            let b = before.map(|g| g.row.money(column)).transpose()?.flatten();
             let show = |v: Option<i128>| v.map_or_else(|| "—".into(), money_display);
             let change = match (a, b) {
                 (Some(a), Some(b)) => signed_money(a - b),
@@ -330,55 +330,47 @@ fn measure_row(
             (show(a), show(b), change)
         }
     };
-    json!({"name": name, "column": column, "now": now_text, "before": before_text, "change": change})
+    Ok(
+        json!({"name": name, "column": column, "now": now_text, "before": before_text, "change": change}),
+    )
 }
 
 /// The evidence for a condition's verdict, from the group's measures.
-fn condition_evidence(g: &Group, condition: &str) -> String {
+fn condition_evidence(g: &Group, condition: &str) -> Result<String, ReportError> {
     let r = &g.row;
-    match condition {
-        "writes_gated" => format!(
-            "{} forbidden tool call{} executed, {} ungated write{}, {} of {} writes with an idempotency key",
-            r.int("forbidden_tool_calls"),
-            if r.int("forbidden_tool_calls") == 1 {
-                ""
-            } else {
-                "s"
-            },
-            r.int("ungated_writes"),
-            if r.int("ungated_writes") == 1 {
-                ""
-            } else {
-                "s"
-            },
-            r.int("writes_with_idempotency_key"),
-            r.int("writes")
-        ),
-        "runs_replayable" => format!(
-            "{} of {} runs replayable ({} not)",
-            r.int("runs") - r.int("runs_replayable_failing_runs"),
-            r.int("runs"),
-            r.int("runs_replayable_failing_runs")
-        ),
-        _ => format!(
-            "{} run{} over the cost cap, {} run{} without a cap",
-            r.int("cost_cap_breaches"),
-            if r.int("cost_cap_breaches") == 1 {
-                ""
-            } else {
-                "s"
-            },
-            r.int("runs_without_cost_cap"),
-            if r.int("runs_without_cost_cap") == 1 {
-                ""
-            } else {
-                "s"
-            }
-        ),
-    }
+    let plural = |n: i64| if n == 1 { "" } else { "s" };
+    Ok(match condition {
+        "writes_gated" => {
+            let forbidden = r.int("forbidden_tool_calls")?;
+            let ungated = r.int("ungated_writes")?;
+            format!(
+                "{forbidden} forbidden tool call{} executed, {ungated} ungated write{}, {} of {} writes with an idempotency key",
+                plural(forbidden),
+                plural(ungated),
+                r.int("writes_with_idempotency_key")?,
+                r.int("writes")?
+            )
+        }
+        "runs_replayable" => {
+            let (runs, failing) = (r.int("runs")?, r.int("runs_replayable_failing_runs")?);
+            format!(
+                "{} of {runs} runs replayable ({failing} not)",
+                runs - failing
+            )
+        }
+        _ => {
+            let breaches = r.int("cost_cap_breaches")?;
+            let uncapped = r.int("runs_without_cost_cap")?;
+            format!(
+                "{breaches} run{} over the cost cap, {uncapped} run{} without a cap",
+                plural(breaches),
+                plural(uncapped)
+            )
+        }
+    })
 }
 
-fn readiness_ctx(f: &WeeklyFigures) -> Vec<serde_json::Value> {
+fn readiness_ctx(f: &WeeklyFigures) -> Result<Vec<serde_json::Value>, ReportError> {
     f.readiness
         .iter()
         .map(|g| {
@@ -387,16 +379,16 @@ fn readiness_ctx(f: &WeeklyFigures) -> Vec<serde_json::Value> {
             let conditions: Vec<serde_json::Value> = CONDITIONS
                 .iter()
                 .map(|c| {
-                    json!({"name": c, "pass": g.passes(c),
-                           "failing_runs": g.row.int(&format!("{c}_failing_runs")),
+                    Ok(json!({"name": c, "pass": g.passes(c),
+                           "failing_runs": g.row.int(&format!("{c}_failing_runs"))?,
                            "before": before.map(|b| if b.passes(c) { "pass" } else { "FAIL" }).unwrap_or("—"),
-                           "evidence": condition_evidence(g, c)})
+                           "evidence": condition_evidence(g, c)?}))
                 })
-                .collect();
+                .collect::<Result<_, ReportError>>()?;
             let measures: Vec<serde_json::Value> = READINESS_MEASURES
                 .iter()
                 .map(|(name, column, shown)| measure_row(name, column, *shown, g, before))
-                .collect();
+                .collect::<Result<_, ReportError>>()?;
             let offenders: Vec<serde_json::Value> = g
                 .failures
                 .iter()
@@ -416,7 +408,7 @@ fn readiness_ctx(f: &WeeklyFigures) -> Vec<serde_json::Value> {
                 .iter()
                 .map(|fail| fail.failing_runs - fail.runs.len() as i64)
                 .sum();
-            json!({
+            Ok(json!({
                 "workflow": workflow,
                 "id": format!("readiness-{}", workflow.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>()),
                 "ready": g.ready(),
@@ -425,7 +417,7 @@ fn readiness_ctx(f: &WeeklyFigures) -> Vec<serde_json::Value> {
                 "measures": measures,
                 "offenders": offenders,
                 "more": unlisted,
-            })
+            }))
         })
         .collect()
 }
@@ -551,7 +543,7 @@ fn html(f: &WeeklyFigures, charts: &[Chart], generated_at: &str) -> Result<Strin
         "trend": trend,
         "models": models,
         "workflows": workflows,
-        "readiness": readiness_ctx(f),
+        "readiness": readiness_ctx(f)?,
         "ready_workflows": f.readiness.iter().filter(|g| g.ready()).count(),
         "next_monday": (f.week.monday() + chrono::Duration::days(7)).to_string(),
     });
@@ -602,7 +594,11 @@ fn margin_csv(f: &WeeklyFigures) -> Vec<u8> {
     out.into_inner().unwrap_or_default()
 }
 
-fn summary_json(f: &WeeklyFigures, alerts: &[Alert], generated_at: &str) -> serde_json::Value {
+fn summary_json(
+    f: &WeeklyFigures,
+    alerts: &[Alert],
+    generated_at: &str,
+) -> Result<serde_json::Value, ReportError> {
     let totals = |t: &Totals, w: IsoWeek| {
         json!({
             "week": w.monday().to_string(),
@@ -629,19 +625,19 @@ fn summary_json(f: &WeeklyFigures, alerts: &[Alert], generated_at: &str) -> serd
             .map(|g| {
                 let mut o = serde_json::Map::new();
                 o.insert("workflow".into(), json!(g.key("workflow")));
-                o.insert("runs".into(), json!(g.row.int("runs")));
+                o.insert("runs".into(), json!(g.row.int("runs")?));
                 for c in CONDITIONS {
                     o.insert(c.into(), json!(g.passes(c)));
                 }
                 o.insert("ready".into(), json!(g.ready()));
-                serde_json::Value::Object(o)
+                Ok(serde_json::Value::Object(o))
             })
-            .collect::<Vec<_>>()
+            .collect::<Result<Vec<_>, ReportError>>()?
     );
     s["unpriced_model_calls_in_lake"] = json!(f.unpriced_model_calls_lake);
     s["open_runs_in_lake"] = json!(f.open_runs);
     s["generated_at"] = json!(generated_at);
-    s
+    Ok(s)
 }
 
 /// Removes temporary files a killed earlier run left in `dir` (our own
@@ -680,7 +676,7 @@ pub fn write_report(dir: &Path, figures: &WeeklyFigures) -> Result<ReportFiles, 
     write_atomic(&dir.join("margin.csv"), &margin_csv(figures))?;
     let alerts_json = serde_json::to_vec_pretty(&alerts).expect("alerts serialize");
     write_atomic(&dir.join("alerts.json"), &alerts_json)?;
-    let summary = serde_json::to_vec_pretty(&summary_json(figures, &alerts, &generated_at))
+    let summary = serde_json::to_vec_pretty(&summary_json(figures, &alerts, &generated_at)?)
         .expect("summary serializes");
     write_atomic(&dir.join("summary.json"), &summary)?;
     for p in &figures.timeline_pages {

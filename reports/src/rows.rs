@@ -1,14 +1,21 @@
 //! Query results as plain values, for code that lays them out.
+//!
+//! Each [`Row`] knows the query it came from and that query's columns, so
+//! reading a column the query does not have (renamed or dropped in its SQL)
+//! or one of another type is an error that names the column and the query,
+//! never a silent 0, "" or `None`. A NULL in a column that exists reads as
+//! the accessor documents.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimeUnit,
+    DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, Schema, TimeUnit,
     TimestampMicrosecondType,
 };
 
-use crate::export::Result;
+use crate::export::{Error, Result};
 
 /// One cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,61 +35,148 @@ pub enum Cell {
     Bool(bool),
 }
 
-/// One row by column name.
-#[derive(Debug, Clone, Default)]
-pub struct Row(pub HashMap<String, Cell>);
-
-impl Row {
-    fn get(&self, name: &str) -> &Cell {
-        self.0.get(name).unwrap_or(&Cell::Null)
-    }
-
-    /// The cell of a column (NULL when there is no such column).
-    pub fn cell(&self, name: &str) -> &Cell {
-        self.get(name)
-    }
-
-    /// Text of a column ("" when null).
-    pub fn text(&self, name: &str) -> String {
-        match self.get(name) {
-            Cell::Text(s) => s.clone(),
-            Cell::Int(i) => i.to_string(),
-            _ => String::new(),
-        }
-    }
-
-    /// A whole number (0 when null).
-    pub fn int(&self, name: &str) -> i64 {
-        match self.get(name) {
-            Cell::Int(i) => *i,
-            _ => 0,
-        }
-    }
-
-    /// A fraction, `None` when null.
-    pub fn float(&self, name: &str) -> Option<f64> {
-        match self.get(name) {
-            Cell::Float(f) => Some(*f),
-            _ => None,
-        }
-    }
-
-    /// Money in 10^-12 USD units, `None` when null.
-    pub fn money(&self, name: &str) -> Option<i128> {
-        match self.get(name) {
-            Cell::Money(m) => Some(*m),
-            _ => None,
+impl Cell {
+    /// What the cell holds, for error messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Cell::Null => "NULL",
+            Cell::Text(_) => "text",
+            Cell::Int(_) => "a whole number",
+            Cell::Float(_) => "a fraction",
+            Cell::Money(_) => "money",
+            Cell::Bool(_) => "a boolean",
         }
     }
 }
 
-/// Converts batches to rows. Money must be `Decimal128(_, 12)`.
-pub fn to_rows(batches: &[RecordBatch]) -> Result<Vec<Row>> {
+/// The query rows came from and its columns, shared by its rows.
+#[derive(Debug)]
+struct Columns {
+    /// The query's name, as error messages give it.
+    query: String,
+    /// Column names in the query's order.
+    names: Vec<String>,
+    /// Position of each name in `names`.
+    index: HashMap<String, usize>,
+}
+
+/// One row of a query's answer, by column name.
+#[derive(Debug, Clone)]
+pub struct Row {
+    columns: Arc<Columns>,
+    cells: Vec<Cell>,
+}
+
+impl Row {
+    /// The name of the query the row came from.
+    pub fn query(&self) -> &str {
+        &self.columns.query
+    }
+
+    /// The row's columns and cells, in the query's order.
+    pub fn cells(&self) -> impl Iterator<Item = (&str, &Cell)> {
+        self.columns
+            .names
+            .iter()
+            .map(String::as_str)
+            .zip(&self.cells)
+    }
+
+    /// The cell of a column; an error when the query has no such column.
+    pub fn cell(&self, name: &str) -> Result<&Cell> {
+        match self.columns.index.get(name) {
+            Some(&i) => Ok(&self.cells[i]),
+            None => Err(Error::MissingColumn {
+                query: self.columns.query.clone(),
+                column: name.to_string(),
+                columns: self.columns.names.join(", "),
+            }),
+        }
+    }
+
+    fn wrong_type(&self, name: &str, cell: &Cell, expected: &'static str) -> Error {
+        Error::ColumnType {
+            query: self.columns.query.clone(),
+            column: name.to_string(),
+            found: cell.kind(),
+            expected,
+        }
+    }
+
+    /// Text of a column (a whole number as its digits; "" when null).
+    pub fn text(&self, name: &str) -> Result<String> {
+        match self.cell(name)? {
+            Cell::Text(s) => Ok(s.clone()),
+            Cell::Int(i) => Ok(i.to_string()),
+            Cell::Null => Ok(String::new()),
+            other => Err(self.wrong_type(name, other, "text")),
+        }
+    }
+
+    /// A whole number (0 when null).
+    pub fn int(&self, name: &str) -> Result<i64> {
+        match self.cell(name)? {
+            Cell::Int(i) => Ok(*i),
+            Cell::Null => Ok(0),
+            other => Err(self.wrong_type(name, other, "a whole number")),
+        }
+    }
+
+    /// A fraction, `None` when null.
+    pub fn float(&self, name: &str) -> Result<Option<f64>> {
+        match self.cell(name)? {
+            Cell::Float(f) => Ok(Some(*f)),
+            Cell::Null => Ok(None),
+            other => Err(self.wrong_type(name, other, "a fraction")),
+        }
+    }
+
+    /// Money in 10^-12 USD units, `None` when null.
+    pub fn money(&self, name: &str) -> Result<Option<i128>> {
+        match self.cell(name)? {
+            Cell::Money(m) => Ok(Some(*m)),
+            Cell::Null => Ok(None),
+            other => Err(self.wrong_type(name, other, "money")),
+        }
+    }
+
+    /// A boolean; false when null.
+    pub fn flag(&self, name: &str) -> Result<bool> {
+        match self.cell(name)? {
+            Cell::Bool(b) => Ok(*b),
+            Cell::Null => Ok(false),
+            other => Err(self.wrong_type(name, other, "a boolean")),
+        }
+    }
+}
+
+/// Converts the batches of query `query` (a name for error messages) to
+/// rows. Money must be `Decimal128(_, 12)`.
+pub fn to_rows(query: &str, batches: &[RecordBatch]) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
+    let mut columns: Option<(Arc<Schema>, Arc<Columns>)> = None;
     for batch in batches {
         let schema = batch.schema();
+        let shared = match &columns {
+            Some((seen, shared)) if *seen == schema => Arc::clone(shared),
+            _ => {
+                let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+                let index = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.clone(), i))
+                    .collect();
+                let shared = Arc::new(Columns {
+                    query: query.to_string(),
+                    names,
+                    index,
+                });
+                columns = Some((Arc::clone(&schema), Arc::clone(&shared)));
+                shared
+            }
+        };
         for r in 0..batch.num_rows() {
-            let mut row = Row::default();
+            let mut cells = Vec::with_capacity(batch.num_columns());
             for (field, column) in schema.fields().iter().zip(batch.columns()) {
                 let cell = if column.is_null(r) {
                     Cell::Null
@@ -122,16 +216,19 @@ pub fn to_rows(batches: &[RecordBatch]) -> Result<Vec<Row>> {
                             )
                         }
                         other => {
-                            return Err(crate::export::Error::Io(std::io::Error::other(format!(
-                                "column {} has type {other}, which the report does not read",
+                            return Err(Error::Io(std::io::Error::other(format!(
+                                "column {} of query {query} has type {other}, which the report does not read",
                                 field.name()
                             ))));
                         }
                     }
                 };
-                row.0.insert(field.name().clone(), cell);
+                cells.push(cell);
             }
-            rows.push(row);
+            rows.push(Row {
+                columns: Arc::clone(&shared),
+                cells,
+            });
         }
     }
     Ok(rows)
@@ -170,6 +267,126 @@ pub fn money_f64(units: i128) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use arrow::array::{
+        ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, StringArray,
+    };
+    use arrow::datatypes::Field;
+
+    /// Two rows of every type `to_rows` reads, the second all NULL, with
+    /// the money column named `margin`.
+    fn batch(margin: &str) -> RecordBatch {
+        let money = Decimal128Array::from(vec![Some(-2_500_000_000_000), None])
+            .with_precision_and_scale(38, 12)
+            .unwrap();
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "week",
+                Arc::new(Date32Array::from(vec![Some(20_514), None])),
+            ),
+            (
+                "tenant_id",
+                Arc::new(StringArray::from(vec![Some("t1"), None])),
+            ),
+            ("runs", Arc::new(Int64Array::from(vec![Some(3), None]))),
+            (margin, Arc::new(money)),
+            (
+                "gross_margin",
+                Arc::new(Float64Array::from(vec![Some(0.5), None])),
+            ),
+            (
+                "ready",
+                Arc::new(BooleanArray::from(vec![Some(true), None])),
+            ),
+        ];
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
+            .collect();
+        RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_renamed_column_is_an_error_naming_the_column_and_the_query() {
+        // The query calls margin_usd `margin` now.
+        let rows = to_rows("weekly_totals", &[batch("margin")]).unwrap();
+        let row = &rows[0];
+        assert_eq!(row.query(), "weekly_totals");
+        let text = row.money("margin_usd").unwrap_err().to_string();
+        assert_eq!(
+            text,
+            "query weekly_totals has no column margin_usd (its columns: week, tenant_id, \
+             runs, margin, gross_margin, ready); the SQL and the code that reads it disagree"
+        );
+        // Every accessor, on a row with values and on a row of NULLs.
+        for row in &rows {
+            let errors = [
+                row.cell("margin_usd").map(|_| ()),
+                row.text("margin_usd").map(|_| ()),
+                row.int("margin_usd").map(|_| ()),
+                row.float("margin_usd").map(|_| ()),
+                row.money("margin_usd").map(|_| ()),
+                row.flag("margin_usd").map(|_| ()),
+            ];
+            for e in errors {
+                let e = e.unwrap_err();
+                assert!(
+                    matches!(&e, Error::MissingColumn { query, column, .. }
+                        if query == "weekly_totals" && column == "margin_usd"),
+                    "{e}"
+                );
+            }
+        }
+        // Named as the code reads it, the same column reads.
+        let rows = to_rows("weekly_totals", &[batch("margin_usd")]).unwrap();
+        assert_eq!(
+            rows[0].money("margin_usd").unwrap(),
+            Some(-2_500_000_000_000)
+        );
+    }
+
+    #[test]
+    fn values_read_nulls_read_as_empty_and_a_wrong_type_is_an_error() {
+        let rows = to_rows("q", &[batch("margin_usd")]).unwrap();
+        let (full, null) = (&rows[0], &rows[1]);
+        assert_eq!(full.text("week").unwrap(), "2026-03-02");
+        assert_eq!(full.text("tenant_id").unwrap(), "t1");
+        assert_eq!(full.text("runs").unwrap(), "3");
+        assert_eq!(full.int("runs").unwrap(), 3);
+        assert_eq!(full.float("gross_margin").unwrap(), Some(0.5));
+        assert!(full.flag("ready").unwrap());
+        assert_eq!(null.text("week").unwrap(), "");
+        assert_eq!(null.text("tenant_id").unwrap(), "");
+        assert_eq!(null.int("runs").unwrap(), 0);
+        assert_eq!(null.money("margin_usd").unwrap(), None);
+        assert_eq!(null.float("gross_margin").unwrap(), None);
+        assert!(!null.flag("ready").unwrap());
+        assert_eq!(null.cell("runs").unwrap(), &Cell::Null);
+        let names: Vec<&str> = full.cells().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            [
+                "week",
+                "tenant_id",
+                "runs",
+                "margin_usd",
+                "gross_margin",
+                "ready"
+            ]
+        );
+        assert_eq!(
+            full.int("margin_usd").unwrap_err().to_string(),
+            "column margin_usd of query q holds money, not a whole number"
+        );
+        assert!(full.money("gross_margin").is_err());
+        assert!(full.float("margin_usd").is_err());
+        assert!(full.text("ready").is_err());
+        assert!(full.flag("runs").is_err());
+    }
 
     #[test]
     fn money_prints_exactly_for_files_and_rounded_for_people() {

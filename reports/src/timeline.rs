@@ -22,7 +22,7 @@ async fn rows_of(ctx: &SessionContext, view: &str, tenant: &str, run: &str) -> R
     let df = agentledger_queries::run_rows(ctx, view, tenant, run)
         .await
         .map_err(query_error)?;
-    to_rows(&df.collect().await?)
+    to_rows(view, &df.collect().await?)
 }
 
 fn query_error(e: agentledger_queries::Error) -> Error {
@@ -52,6 +52,7 @@ pub async fn timeline_html(
     run: &str,
 ) -> Result<Option<String>> {
     let events = to_rows(
+        "timeline",
         &agentledger_queries::timeline(ctx, tenant, run)
             .await
             .map_err(query_error)?
@@ -63,11 +64,10 @@ pub async fn timeline_html(
     }
     let policy = rows_of(ctx, "run_policies", tenant, run).await?;
     let policy = policy.first();
-    let checks: HashMap<String, Row> = rows_of(ctx, "tool_call_checks", tenant, run)
-        .await?
-        .into_iter()
-        .map(|r| (r.text("event_id"), r))
-        .collect();
+    let mut checks: HashMap<String, Row> = HashMap::new();
+    for r in rows_of(ctx, "tool_call_checks", tenant, run).await? {
+        checks.insert(r.text("event_id")?, r);
+    }
     let verdict = rows_of(ctx, "readiness_runs", tenant, run).await?;
     let verdict = verdict.first();
     let run_facts = rows_of(ctx, "runs", tenant, run).await?;
@@ -76,20 +76,20 @@ pub async fn timeline_html(
     let mut approvals: Vec<(String, String, String, String, String)> = Vec::new();
     let mut overrides: Vec<String> = Vec::new();
     for e in rows_of(ctx, "events", tenant, run).await? {
-        match e.text("event_type").as_str() {
+        match e.text("event_type")?.as_str() {
             "approval" => approvals.push((
-                e.text("tool"),
-                e.text("decision"),
-                e.text("approver"),
-                e.text("event_id"),
-                ts_of(&e, "ts"),
+                e.text("tool")?,
+                e.text("decision")?,
+                e.text("approver")?,
+                e.text("event_id")?,
+                ts_of(&e, "ts")?,
             )),
             "human_override" => overrides.push(format!(
                 "{} by {} at {}{}",
-                e.text("kind"),
-                non_empty(&e.text("actor"), "someone"),
-                ts_of(&e, "ts"),
-                Some(e.text("reason"))
+                e.text("kind")?,
+                non_empty(&e.text("actor")?, "someone"),
+                ts_of(&e, "ts")?,
+                Some(e.text("reason")?)
                     .filter(|r| !r.is_empty())
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default()
@@ -98,35 +98,40 @@ pub async fn timeline_html(
         }
     }
 
-    let cap = policy.and_then(|p| p.money("max_cost_usd_per_run"));
-    let cap_breached =
-        verdict.is_some_and(|v| matches!(v.cell("cost_cap_breach"), Cell::Bool(true)));
+    let cap = match policy {
+        Some(p) => p.money("max_cost_usd_per_run")?,
+        None => None,
+    };
+    let cap_breached = match verdict {
+        Some(v) => v.flag("cost_cap_breach")?,
+        None => false,
+    };
     let mut cap_marked = false;
     let mut breaches = Vec::new();
     let mut rows = Vec::new();
     for (i, e) in events.iter().enumerate() {
-        let id = e.text("event_id");
+        let id = e.text("event_id")?;
         let mut marks: Vec<String> = Vec::new();
         let mut controls: Vec<Value> = Vec::new();
         if let Some(c) = checks.get(&id) {
-            let flag = |name: &str| matches!(c.cell(name), Cell::Bool(true));
-            let tool = c.text("tool");
-            if flag("forbidden") {
+            let tool = c.text("tool")?;
+            if c.flag("forbidden")? {
                 marks.push(format!("forbidden tool {tool} executed"));
             }
-            if flag("unlisted") {
+            if c.flag("unlisted")? {
                 marks.push(format!("{tool} is not in allowed_tools"));
             }
-            if flag("ungated") {
+            if c.flag("ungated")? {
                 marks.push(format!(
                     "write to {tool} without an approval at or before it"
                 ));
             }
-            if flag("is_write") && !flag("write_with_idempotency_key") {
+            let is_write = c.flag("is_write")?;
+            if is_write && !c.flag("write_with_idempotency_key")? {
                 marks.push("write without an idempotency key".into());
             }
-            if flag("is_write") {
-                let write_ts = ts_of(e, "ts");
+            if is_write {
+                let write_ts = ts_of(e, "ts")?;
                 for (a_tool, decision, approver, a_id, a_ts) in &approvals {
                     if *a_tool == tool {
                         let when = if *a_ts <= write_ts {
@@ -139,7 +144,7 @@ pub async fn timeline_html(
                             non_empty(approver, "unknown approver"))}));
                     }
                 }
-                if flag("needs_approval") && controls.is_empty() {
+                if c.flag("needs_approval")? && controls.is_empty() {
                     controls.push(json!({"kind": "missing", "text": format!("no approval for {tool} in this run")}));
                 }
                 for o in &overrides {
@@ -147,10 +152,10 @@ pub async fn timeline_html(
                 }
             }
         }
-        if e.text("event_type") == "policy_block" {
+        if e.text("event_type")? == "policy_block" {
             controls.push(json!({"kind": "approval", "text": "blocked by policy: the control working, not a breach"}));
         }
-        let running = e.money("running_cost_usd");
+        let running = e.money("running_cost_usd")?;
         if cap_breached
             && !cap_marked
             && let (Some(r), Some(c)) = (running, cap)
@@ -168,12 +173,12 @@ pub async fn timeline_html(
         }
         rows.push(json!({
             "n": i + 1,
-            "ts": ts_of(e, "ts"),
+            "ts": ts_of(e, "ts")?,
             "event_id": id,
-            "event_type": e.text("event_type"),
-            "detail": e.text("detail"),
-            "cost": e.money("cost_usd").map(money_text).unwrap_or_default(),
-            "cost_source": e.text("cost_source"),
+            "event_type": e.text("event_type")?,
+            "detail": e.text("detail")?,
+            "cost": e.money("cost_usd")?.map(money_text).unwrap_or_default(),
+            "cost_source": e.text("cost_source")?,
             "running": running.map(money_text).unwrap_or_default(),
             "marks": marks,
             "controls": controls,
@@ -181,63 +186,73 @@ pub async fn timeline_html(
     }
 
     let mut run_marks = Vec::new();
+    let mut verdicts: Vec<Value> = Vec::new();
     if let Some(v) = verdict {
-        if matches!(v.cell("over_tool_call_limit"), Cell::Bool(true)) {
+        if v.flag("over_tool_call_limit")? {
+            let limit = match policy {
+                Some(p) => p.int("max_tool_calls_per_run")?,
+                None => 0,
+            };
             run_marks.push(format!(
-                "{} tool calls, more than max_tool_calls_per_run {}",
-                v.int("tool_calls"),
-                policy
-                    .map(|p| p.int("max_tool_calls_per_run"))
-                    .unwrap_or_default()
+                "{} tool calls, more than max_tool_calls_per_run {limit}",
+                v.int("tool_calls")?,
             ));
         }
-        let gap = v.text("replay_gap");
+        let gap = v.text("replay_gap")?;
         if !gap.is_empty() {
             run_marks.push(format!("not replayable: {gap}"));
         }
-        if matches!(v.cell("breaks_cost_bounded"), Cell::Bool(true)) && !cap_breached {
-            run_marks.push(if matches!(v.cell("has_policy"), Cell::Bool(true)) {
+        if v.flag("breaks_cost_bounded")? && !cap_breached {
+            run_marks.push(if v.flag("has_policy")? {
                 "cost not bounded: the policy sets no max_cost_usd_per_run".into()
             } else {
                 "cost not bounded: no policy in force".into()
             });
         }
+        for c in crate::readiness::CONDITIONS {
+            let broken = v.flag(&format!("breaks_{c}"))?;
+            verdicts.push(json!({"name": c, "pass": !broken}));
+        }
     }
-    let verdicts: Vec<Value> = verdict
-        .map(|v| {
-            crate::readiness::CONDITIONS
-                .iter()
-                .map(|c| {
-                    let broken = matches!(v.cell(&format!("breaks_{c}")), Cell::Bool(true));
-                    json!({"name": c, "pass": !broken})
-                })
-                .collect()
-        })
-        .unwrap_or_default();
 
-    let policy_ctx = policy.filter(|p| matches!(p.cell("has_policy"), Cell::Bool(true))).map(|p| {
-        let tenant_row = p.text("policy_tenant_id");
-        json!({
-            "row": if tenant_row == "*" { "every tenant (*)".to_string() } else { format!("tenant {tenant_row}") },
-            "effective_from": p.text("policy_effective_from"),
-            "allowed": list(&p.text("allowed_tools")),
-            "forbidden": list(&p.text("forbidden_tools")),
-            "approval": list(&p.text("approval_required_tools")),
-            "max_calls": match p.cell("max_tool_calls_per_run") { Cell::Int(n) => n.to_string(), _ => "none".into() },
-            "max_cost": opt_money(p.money("max_cost_usd_per_run")),
-        })
-    });
-    let total = facts.and_then(|f| f.money("cost_usd"));
+    let policy_ctx = match policy {
+        Some(p) if p.flag("has_policy")? => {
+            let tenant_row = p.text("policy_tenant_id")?;
+            Some(json!({
+                "row": if tenant_row == "*" { "every tenant (*)".to_string() } else { format!("tenant {tenant_row}") },
+                "effective_from": p.text("policy_effective_from")?,
+                "allowed": list(&p.text("allowed_tools")?),
+                "forbidden": list(&p.text("forbidden_tools")?),
+                "approval": list(&p.text("approval_required_tools")?),
+                "max_calls": match p.cell("max_tool_calls_per_run")? { Cell::Int(n) => n.to_string(), _ => "none".into() },
+                "max_cost": opt_money(p.money("max_cost_usd_per_run")?),
+            }))
+        }
+        _ => None,
+    };
+    let (mut workflow, mut agent_version, mut outcome, mut total, mut tool_calls) =
+        (String::new(), String::new(), String::new(), None, 0);
+    if let Some(f) = facts {
+        workflow = f.text("workflow")?;
+        agent_version = f.text("agent_version")?;
+        outcome = non_empty(&f.text("outcome")?, "open (no run_finished yet)");
+        total = f.money("cost_usd")?;
+        tool_calls = f.int("tool_calls")?;
+    }
+    let start_date = match policy {
+        Some(p) => p.text("start_date")?,
+        None => String::new(),
+    };
     let ctx_json = json!({
         "tenant_id": tenant,
         "run_id": run,
-        "workflow": facts.map(|f| f.text("workflow")).unwrap_or_default(),
-        "agent_version": facts.map(|f| f.text("agent_version")).unwrap_or_default(),
-        "outcome": facts.map(|f| non_empty(&f.text("outcome"), "open (no run_finished yet)")).unwrap_or_default(),
-        "start_date": policy.map(|p| p.text("start_date")).unwrap_or_default(),
+        "workflow": workflow,
+        "agent_version": agent_version,
+        "outcome": outcome,
+        "start_date": start_date,
         "total": total.map(money_text).unwrap_or_default(),
         "total_display": total.map(money_display).unwrap_or_default(),
-        "tool_calls": facts.map(|f| f.int("tool_calls")).unwrap_or_default(),
+        "tool_calls": tool_calls,
         "policy": policy_ctx,
         "verdicts": verdicts,
         "finished": verdict.is_some(),
@@ -270,7 +285,7 @@ fn non_empty(text: &str, otherwise: &str) -> String {
 }
 
 /// A timestamp column as RFC 3339 UTC (rows hold them as text).
-fn ts_of(row: &Row, name: &str) -> String {
+fn ts_of(row: &Row, name: &str) -> Result<String> {
     row.text(name)
 }
 

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use agentledger_queries::{Key, MetricsQuery};
-use agentledger_transforms::udf::div_half_even;
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
@@ -77,6 +76,8 @@ impl std::fmt::Display for IsoWeek {
     }
 }
 
+/// One week's totals over every tenant, as `weekly_totals.sql` defines them
+/// (all zero, and no cost per success, for a week it has no row for).
 /// Money amounts below are in units of 10^-12 USD.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Totals {
@@ -220,9 +221,10 @@ pub struct TimelinePage {
 /// Offending runs the report lists per workflow and failed condition.
 pub const REPORT_OFFENDERS: u64 = 3;
 
-async fn rows(ctx: &SessionContext, sql: &str) -> Result<Vec<Row>> {
+/// The rows of `sql`, a query of the view `view` (the name errors give).
+async fn rows(ctx: &SessionContext, view: &str, sql: &str) -> Result<Vec<Row>> {
     let batches = ctx.sql(sql).await?.collect().await?;
-    to_rows(&batches)
+    to_rows(view, &batches)
 }
 
 async fn metric_rows(ctx: &SessionContext, query: &MetricsQuery) -> Result<Vec<Row>> {
@@ -231,7 +233,8 @@ async fn metric_rows(ctx: &SessionContext, query: &MetricsQuery) -> Result<Vec<R
         .map_err(query_error)?
         .collect()
         .await?;
-    to_rows(&batches)
+    let keys: Vec<&str> = query.keys.iter().map(|k| k.name()).collect();
+    to_rows(&format!("metrics by {}", keys.join(",")), &batches)
 }
 
 fn query_error(e: agentledger_queries::Error) -> Error {
@@ -239,6 +242,12 @@ fn query_error(e: agentledger_queries::Error) -> Error {
         agentledger_queries::Error::DataFusion(e) => Error::DataFusion(e),
         other => Error::Io(std::io::Error::other(other.to_string())),
     }
+}
+
+/// A count from SQL as `u64`; a negative number (which a `COUNT` or a sum of
+/// 0s and 1s cannot be) is 0.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// Sorts (name, cost) largest cost first, ties to the smallest name.
@@ -253,35 +262,49 @@ fn by_cost_desc(items: &mut [(String, i128)]) {
 pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigures> {
     let monday = week.monday();
     // Every tenant-week row: this week, last week, and the streaks.
-    let all = rows(ctx, "SELECT * FROM weekly_accounts").await?;
+    let all = rows(ctx, "weekly_accounts", "SELECT * FROM weekly_accounts").await?;
     let mut by_week: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
-    let mut negative: HashMap<(String, String), bool> = HashMap::new();
+    let mut margins: HashMap<(String, String), Option<i128>> = HashMap::new();
     for row in &all {
-        let w = row.text("week");
-        negative.insert(
-            (row.text("tenant_id"), w.clone()),
-            row.money("margin_usd").unwrap_or(0) < 0,
+        let w = row.text("week")?;
+        margins.insert(
+            (row.text("tenant_id")?, w.clone()),
+            row.money("margin_usd")?,
         );
         by_week.entry(w).or_default().push(row);
     }
-    let key = |w: IsoWeek| w.monday().format("%Y-%m-%d").to_string();
-    let totals_of = |w: IsoWeek| {
-        let mut t = Totals::default();
-        for row in by_week.get(&key(w)).map(Vec::as_slice).unwrap_or_default() {
-            t.tenants += 1;
-            t.runs += row.int("runs");
-            t.successes += row.int("successes");
-            t.cost += row.money("cost_usd").unwrap_or(0);
-            t.revenue += row.money("revenue_usd").unwrap_or(0);
-            t.unpriced_model_calls += row.int("unpriced_model_calls");
-            if row.money("margin_usd").unwrap_or(0) < 0 {
-                t.negative_accounts += 1;
-            }
-        }
-        t.margin = t.revenue - t.cost;
-        t.cost_per_success = div_half_even(t.cost, i128::from(t.successes));
-        t
+    let negative = |tenant: &str, w: &str| {
+        margins
+            .get(&(tenant.to_string(), w.to_string()))
+            .is_some_and(|m| m.unwrap_or(0) < 0)
     };
+    let key = |w: IsoWeek| w.monday().format("%Y-%m-%d").to_string();
+    // The totals of this week and the week before, from `weekly_totals`.
+    let total_rows = rows(
+        ctx,
+        "weekly_totals",
+        &format!(
+            "SELECT * FROM weekly_totals WHERE week IN (DATE '{}', DATE '{monday}')",
+            week.minus(1).monday()
+        ),
+    )
+    .await?;
+    let mut totals_by_week: HashMap<String, Totals> = HashMap::new();
+    for row in &total_rows {
+        totals_by_week.entry(row.text("week")?).or_insert(Totals {
+            tenants: count(row.int("tenants")?),
+            runs: row.int("runs")?,
+            successes: row.int("successes")?,
+            cost: row.money("cost_usd")?.unwrap_or(0),
+            revenue: row.money("revenue_usd")?.unwrap_or(0),
+            margin: row.money("margin_usd")?.unwrap_or(0),
+            cost_per_success: row.money("cost_per_success_usd")?,
+            negative_accounts: count(row.int("negative_accounts")?),
+            unpriced_model_calls: row.int("unpriced_model_calls")?,
+        });
+    }
+    // A week without rows in `weekly_accounts` has none here.
+    let mut totals_of = |w: IsoWeek| totals_by_week.remove(&key(w)).unwrap_or_default();
     let totals = totals_of(week);
     let previous = totals_of(week.minus(1));
 
@@ -289,6 +312,7 @@ pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigure
     let week_filter = format!("WHERE week = DATE '{monday}'");
     let model_rows = rows(
         ctx,
+        "cost_by_model",
         &format!("SELECT tenant_id, model, model_calls, unpriced_model_calls, cost_usd FROM cost_by_model {week_filter}"),
     )
     .await?;
@@ -304,26 +328,26 @@ pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigure
     let mut tenant_models: HashMap<String, Vec<(String, i128)>> = HashMap::new();
     let mut models: BTreeMap<String, (i64, i128, i64)> = BTreeMap::new();
     for row in &model_rows {
-        let (model, cost) = (row.text("model"), row.money("cost_usd").unwrap_or(0));
+        let (model, cost) = (row.text("model")?, row.money("cost_usd")?.unwrap_or(0));
         tenant_models
-            .entry(row.text("tenant_id"))
+            .entry(row.text("tenant_id")?)
             .or_default()
             .push((model.clone(), cost));
         let entry = models.entry(model).or_default();
-        entry.0 += row.int("model_calls");
+        entry.0 += row.int("model_calls")?;
         entry.1 += cost;
-        entry.2 += row.int("unpriced_model_calls");
+        entry.2 += row.int("unpriced_model_calls")?;
     }
     let mut tenant_workflows: HashMap<String, Vec<(String, i128)>> = HashMap::new();
     let mut workflows: BTreeMap<String, (i64, i128)> = BTreeMap::new();
     for row in &workflow_rows {
-        let (workflow, cost) = (row.text("workflow"), row.money("cost_usd").unwrap_or(0));
+        let (workflow, cost) = (row.text("workflow")?, row.money("cost_usd")?.unwrap_or(0));
         tenant_workflows
-            .entry(row.text("tenant_id"))
+            .entry(row.text("tenant_id")?)
             .or_default()
             .push((workflow.clone(), cost));
         let entry = workflows.entry(workflow).or_default();
-        entry.0 += row.int("runs");
+        entry.0 += row.int("runs")?;
         entry.1 += cost;
     }
 
@@ -334,19 +358,14 @@ pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigure
         .unwrap_or_default()
         .iter()
         .map(|row| {
-            let tenant = row.text("tenant_id");
-            let previous_margin = by_week.get(&previous_key).and_then(|rows| {
-                rows.iter()
-                    .find(|r| r.text("tenant_id") == tenant)
-                    .and_then(|r| r.money("margin_usd"))
-            });
+            let tenant = row.text("tenant_id")?;
+            let previous_margin = margins
+                .get(&(tenant.clone(), previous_key.clone()))
+                .copied()
+                .flatten();
             let mut streak = 0;
             let mut w = week;
-            while negative
-                .get(&(tenant.clone(), key(w)))
-                .copied()
-                .unwrap_or(false)
-            {
+            while negative(&tenant, &key(w)) {
                 streak += 1;
                 w = w.minus(1);
             }
@@ -354,24 +373,24 @@ pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigure
             by_cost_desc(&mut workflows);
             let mut models = tenant_models.remove(&tenant).unwrap_or_default();
             by_cost_desc(&mut models);
-            Account {
-                runs: row.int("runs"),
-                successes: row.int("successes"),
-                cost: row.money("cost_usd").unwrap_or(0),
-                cost_per_success: row.money("cost_per_success_usd"),
-                revenue: row.money("revenue_usd").unwrap_or(0),
-                margin: row.money("margin_usd").unwrap_or(0),
-                gross_margin: row.float("gross_margin"),
-                unpriced_model_calls: row.int("unpriced_model_calls"),
+            Ok(Account {
+                runs: row.int("runs")?,
+                successes: row.int("successes")?,
+                cost: row.money("cost_usd")?.unwrap_or(0),
+                cost_per_success: row.money("cost_per_success_usd")?,
+                revenue: row.money("revenue_usd")?.unwrap_or(0),
+                margin: row.money("margin_usd")?.unwrap_or(0),
+                gross_margin: row.float("gross_margin")?,
+                unpriced_model_calls: row.int("unpriced_model_calls")?,
                 previous_margin,
                 consecutive_negative_weeks: streak,
                 workflows,
                 models,
                 readiness_failed: Vec::new(),
                 tenant_id: tenant,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     accounts.sort_by(|a, b| {
         a.margin
             .cmp(&b.margin)
@@ -389,22 +408,39 @@ pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigure
         ),
     )
     .await?;
+    let mut trend_by_week: HashMap<String, &Row> = HashMap::new();
+    for row in &trend_rows {
+        trend_by_week.entry(row.text("week")?).or_insert(row);
+    }
     let trend = (0..8)
         .map(|i| {
             let w = first.minus(-i);
-            let row = trend_rows.iter().find(|r| r.text("week") == key(w));
-            TrendPoint {
+            let point = TrendPoint {
                 week: w,
-                runs: row.map_or(0, |r| r.int("runs")),
-                cost: row.and_then(|r| r.money("cost_usd")).unwrap_or(0),
-                cost_per_success: row.and_then(|r| r.money("cost_per_success_usd")),
-                success_rate: row.and_then(|r| r.float("success_rate")),
-                override_rate: row.and_then(|r| r.float("override_rate")),
-                policy_block_rate: row.and_then(|r| r.float("policy_block_rate")),
-                tool_error_rate: row.and_then(|r| r.float("tool_error_rate")),
-            }
+                runs: 0,
+                cost: 0,
+                cost_per_success: None,
+                success_rate: None,
+                override_rate: None,
+                policy_block_rate: None,
+                tool_error_rate: None,
+            };
+            // A week without finished runs has no row: zeros and no rates.
+            let Some(row) = trend_by_week.get(&key(w)) else {
+                return Ok(point);
+            };
+            Ok(TrendPoint {
+                runs: row.int("runs")?,
+                cost: row.money("cost_usd")?.unwrap_or(0),
+                cost_per_success: row.money("cost_per_success_usd")?,
+                success_rate: row.float("success_rate")?,
+                override_rate: row.float("override_rate")?,
+                policy_block_rate: row.float("policy_block_rate")?,
+                tool_error_rate: row.float("tool_error_rate")?,
+                ..point
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
 
     let mut cost_by_model: Vec<(String, i64, i128, i64)> = models
         .into_iter()
@@ -498,6 +534,51 @@ pub async fn figures(ctx: &SessionContext, week: IsoWeek) -> Result<WeeklyFigure
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `weekly_totals` as one row for the week of 2 March 2026, with its
+    /// margin column named `margin`.
+    fn weekly_totals_view(margin: &str) -> String {
+        format!(
+            "CREATE OR REPLACE VIEW weekly_totals AS SELECT DATE '2026-03-02' AS week, \
+             CAST(2 AS BIGINT) AS tenants, CAST(1 AS BIGINT) AS runs, \
+             CAST(0 AS BIGINT) AS successes, CAST(1 AS DECIMAL(38, 12)) AS cost_usd, \
+             CAST(0 AS DECIMAL(38, 12)) AS revenue_usd, CAST(-1 AS DECIMAL(38, 12)) AS {margin}, \
+             CAST(NULL AS DECIMAL(38, 12)) AS cost_per_success_usd, \
+             CAST(0 AS BIGINT) AS unpriced_model_calls, CAST(1 AS BIGINT) AS negative_accounts"
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_renamed_column_fails_the_figures_naming_the_column_and_the_query() {
+        let lake = agentledger_lake::Lake::open("memory://weekly-renamed-column").unwrap();
+        let ctx = agentledger_queries::open_session(&lake).await.unwrap();
+        let week = IsoWeek::parse("2026-W10").unwrap();
+        ctx.sql(&weekly_totals_view("margin"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let e = figures(&ctx, week).await.unwrap_err().to_string();
+        assert!(
+            e.starts_with("query weekly_totals has no column margin_usd (its columns: week,"),
+            "{e}"
+        );
+        // With the column named as the code reads it, the week reads, and
+        // the NULL cost per success stays `None`.
+        ctx.sql(&weekly_totals_view("margin_usd"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let f = figures(&ctx, week).await.unwrap();
+        assert_eq!((f.totals.tenants, f.totals.runs), (2, 1));
+        assert_eq!(f.totals.margin, -1_000_000_000_000);
+        assert_eq!(f.totals.cost_per_success, None);
+        assert_eq!(f.totals.negative_accounts, 1);
+        assert_eq!(f.previous.runs, 0);
+    }
 
     #[test]
     fn iso_weeks_parse_print_and_step() {

@@ -62,9 +62,9 @@ async fn check(lake_url: &str, args: &ReadinessArgs) -> anyhow::Result<Vec<Group
             t.push('\n');
             t.into_bytes()
         }
-        ReadinessFormat::Csv => to_csv(&groups, &columns),
+        ReadinessFormat::Csv => to_csv(&groups, &columns)?,
         ReadinessFormat::Table if groups.is_empty() => b"no finished runs in the period\n".to_vec(),
-        ReadinessFormat::Table => to_table(&groups, &columns).into_bytes(),
+        ReadinessFormat::Table => to_table(&groups, &columns)?.into_bytes(),
     };
     let mut out = std::io::stdout().lock();
     out.write_all(&text)?;

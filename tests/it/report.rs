@@ -28,6 +28,16 @@ fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
         .collect()
 }
 
+/// Decimal text with 12 fractional digits (as the report writes money) in
+/// units of 10^-12.
+fn units(text: &str) -> i128 {
+    let (int, frac) = text.split_once('.').unwrap();
+    assert_eq!(frac.len(), 12, "{text}");
+    let v = int.trim_start_matches('-').parse::<i128>().unwrap() * 1_000_000_000_000
+        + frac.parse::<i128>().unwrap();
+    if int.starts_with('-') { -v } else { v }
+}
+
 #[test]
 fn the_reports_numbers_are_the_metrics_numbers() {
     let env = sample_lake();
@@ -212,6 +222,35 @@ fn the_reports_numbers_are_the_metrics_numbers() {
     assert_eq!(summary["runs"], runs);
     assert_eq!(summary["negative_accounts"], alerts.len());
     assert_eq!(summary["iso_week"], WEEK);
+    assert_eq!(summary["tenants"], margin.len());
+    let sum = |column: &str| margin.iter().map(|r| units(&r[column])).sum::<i128>();
+    for column in ["revenue_usd", "cost_usd", "margin_usd"] {
+        assert_eq!(
+            units(summary[column].as_str().unwrap()),
+            sum(column),
+            "{column}"
+        );
+    }
+    // Its totals, this week's and the week before's, are those of `metrics`
+    // with no keys over the same week.
+    for (totals, from, to) in [
+        (&summary, MONDAY, "2026-10-26"),
+        (&summary["previous_week"], "2026-10-12", MONDAY),
+    ] {
+        let all: Vec<Value> = serde_json::from_str(
+            &env.ok(&["metrics", "--from", from, "--to", to, "--format", "json"]),
+        )
+        .unwrap();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(totals["week"], from);
+        for column in ["runs", "successes", "cost_usd", "cost_per_success_usd"] {
+            assert_eq!(
+                totals[column], all[0][column],
+                "{column} of the week of {from}"
+            );
+        }
+        assert!(totals["cost_per_success_usd"].is_string(), "{totals}");
+    }
 
     // The page is self-contained: no external reference at all.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
