@@ -403,3 +403,35 @@ fn a_receiver_killed_while_clients_send_loses_no_answered_request_and_stores_non
     );
     assert_eq!(env.scalar(once), "0");
 }
+
+#[test]
+fn message_contents_never_reach_the_spool_unless_kept() {
+    let request = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"tenant.id","value":{"stringValue":"acme"}}]},"scopeSpans":[{"spans":[{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"chat","startTimeUnixNano":"1791194400000000000","endTimeUnixNano":"1791194401000000000","attributes":[{"key":"gen_ai.operation.name","value":{"stringValue":"chat"}},{"key":"gen_ai.request.model","value":{"stringValue":"gpt-4.1"}},{"key":"gen_ai.usage.input_tokens","value":{"intValue":"10"}},{"key":"gen_ai.usage.output_tokens","value":{"intValue":"2"}},{"key":"gen_ai.input.messages","value":{"stringValue":"SECRET-PROMPT"}}]}]}]}]}"#;
+    let spooled = |dir: &Path| -> String {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect()
+    };
+    for keep in [false, true] {
+        let env = Env::new();
+        let spool = env.path("spool");
+        let mut args = vec!["--commit-interval", "3600"];
+        if keep {
+            args.push("--keep-messages");
+        }
+        let receiver = Receiver::start(&env, &spool, &args);
+        let (status, body) =
+            post(&receiver.addr, "/v1/traces", &[JSON], request.as_bytes()).unwrap();
+        assert_eq!(status, 200, "{body}");
+        // Answered: on disk in the spool, not yet committed.
+        let text = spooled(&spool);
+        assert!(text.contains("b7ad6b7169203331"), "{text}");
+        assert_eq!(text.contains("SECRET-PROMPT"), keep, "{text}");
+        assert!(receiver.stop().success());
+        let stored = env.scalar("SELECT attributes FROM events");
+        assert_eq!(stored.contains("SECRET-PROMPT"), keep, "{stored}");
+    }
+}
