@@ -72,19 +72,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// Waits for SIGTERM or SIGINT; returns its name and the exit code a shell
-/// gives a process it ended (128 + the signal's number).
-pub(crate) async fn stop_signal() -> (&'static str, i32) {
+/// Registers for SIGTERM and SIGINT now (so a signal from here on is
+/// caught, not left to its default action) and returns a future that waits
+/// for one: its name and the exit code a shell gives a process it ended
+/// (128 + the signal's number). Call it within the runtime.
+pub(crate) fn stop_signal() -> impl std::future::Future<Output = (&'static str, i32)> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without handlers the default action (exit) stays in place.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => ("SIGTERM", 143),
-        _ = int.recv() => ("SIGINT", 130),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without handlers the default action (exit) stays in place.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => ("SIGTERM", 143),
+            _ = int.recv() => ("SIGINT", 130),
+        }
     }
 }

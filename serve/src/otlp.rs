@@ -263,18 +263,25 @@ async fn commit_loop(
     };
     let (mut commits, mut stored) = (0u64, 0u64);
     let mut last = Instant::now();
+    // At start (segments an earlier process left), and after a failed
+    // commit (sealed segments wait even when no new span arrives).
     let mut first = true;
+    let mut pending = false;
     loop {
         let stop = *stopping.borrow();
         let waiting = shared.spool.gauges.spans_since_seal.load(Ordering::Relaxed);
+        let interval_passed = last.elapsed() >= shared.config.commit_interval;
         let due = first
             || stop
-            || (waiting > 0 && last.elapsed() >= shared.config.commit_interval)
+            || (pending && interval_passed)
+            || (waiting > 0 && interval_passed)
             || waiting >= shared.config.commit_spans;
         if due {
             first = false;
             last = Instant::now();
-            match commit_once(&lake, &shared.spool, &options).await {
+            let result = commit_once(&lake, &shared.spool, &options).await;
+            pending = result.is_err();
+            match result {
                 Ok(Some(n)) => {
                     commits += 1;
                     stored += n;

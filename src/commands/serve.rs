@@ -29,8 +29,11 @@ pub async fn run(lake: &Lake, args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         ..ReceiverConfig::new(addr, args.spool)
     };
+    // Registered before the receiver says it listens: a SIGTERM sent as
+    // soon as it does is a shutdown, not the default exit.
+    let signals = crate::stop_signal();
     let shutdown = async {
-        let (name, _) = crate::stop_signal().await;
+        let (name, _) = signals.await;
         tracing::info!("{name} received");
     };
     let summary = serve_otlp(lake.clone(), config, None, shutdown).await?;
