@@ -109,9 +109,18 @@ def send_all(host, port, bodies, senders, watch_pid):
             if done.is_set():
                 return
             while True:
-                conn.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
-                r = conn.getresponse()
-                r.read()
+                try:
+                    conn.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
+                    r = conn.getresponse()
+                    r.read()
+                except (OSError, http.client.HTTPException):
+                    # A refused request's body is not read, so the server
+                    # closes that connection: open another, as exporters do.
+                    if done.is_set():
+                        return
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, port, timeout=120)
+                    continue
                 if r.status == 200:
                     break
                 if r.status == 503:
