@@ -85,17 +85,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR", default_value = "otlp-spool")]
     pub spool: PathBuf,
     /// Commit what waits in the spool at least this often.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = agentledger_serve::otlp::DEFAULT_COMMIT_INTERVAL.as_secs_f64())]
     pub commit_interval: f64,
     /// Commit as soon as this many spans wait.
-    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    #[arg(long, value_name = "N", default_value_t = agentledger_serve::otlp::DEFAULT_COMMIT_SPANS)]
     pub commit_spans: u64,
     /// Largest request body, compressed or after decompression (413 above).
-    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    #[arg(long, value_name = "BYTES",
+          default_value_t = agentledger_serve::otlp::DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
     /// Refuse requests with 503 and Retry-After while the spool holds more
     /// than this (the lake is slower than the senders, or unreachable).
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    #[arg(long, value_name = "BYTES",
+          default_value_t = agentledger_serve::otlp::DEFAULT_MAX_SPOOL_BYTES)]
     pub max_spool_bytes: u64,
     /// Keep message contents of spans (prompts, completions, tool
     /// arguments and results); by default they are dropped on receipt.

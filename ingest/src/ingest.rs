@@ -81,20 +81,6 @@ pub enum Input {
     Otlp,
 }
 
-impl std::str::FromStr for Input {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "auto" => Ok(Input::Auto),
-            "ndjson" | "events" => Ok(Input::Ndjson),
-            "otlp" => Ok(Input::Otlp),
-            _ => Err(format!(
-                "unknown input '{s}': expected auto, ndjson or otlp"
-            )),
-        }
-    }
-}
-
 impl Default for IngestOptions {
     fn default() -> Self {
         Self {
@@ -963,8 +949,6 @@ struct State<'o> {
     suspects: Vec<Suspect>,
     suspect_bytes: usize,
     sources: Vec<SourceSummary>,
-    /// How each source's lines are read, by source index.
-    formats: Vec<Format>,
     reasons: BTreeMap<String, u64>,
     quarantined_new: u64,
 }
@@ -998,7 +982,6 @@ impl Job {
             suspects: Vec::new(),
             suspect_bytes: 0,
             sources: Vec::with_capacity(files.len()),
-            formats: Vec::with_capacity(files.len()),
             reasons: BTreeMap::new(),
             quarantined_new: 0,
         };
@@ -1070,7 +1053,8 @@ impl Job {
                 }
             }
         };
-        st.formats.push(format);
+        // An OTLP source is one with OTLP counts (how its suspects are
+        // decoded again, below).
         if format == Format::Otlp {
             st.sources[index].otlp = Some(OtlpCounts::default());
         }
@@ -1340,9 +1324,10 @@ impl Job {
                         too_long: None,
                     };
                     // A suspect from an OTLP source is its derived event.
-                    let format = match st.formats[s.source] {
-                        Format::Ndjson => Format::Ndjson,
-                        Format::Otlp | Format::Derived => Format::Derived,
+                    let format = if st.sources[s.source].otlp.is_some() {
+                        Format::Derived
+                    } else {
+                        Format::Ndjson
                     };
                     let meta = BlockMeta {
                         source: &name,

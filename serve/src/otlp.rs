@@ -66,17 +66,28 @@ pub struct ReceiverConfig {
     pub otlp: OtlpOptions,
 }
 
+/// Default of [`ReceiverConfig::commit_interval`].
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(10);
+/// Default of [`ReceiverConfig::commit_spans`].
+pub const DEFAULT_COMMIT_SPANS: u64 = 50_000;
+/// Default of [`ReceiverConfig::max_request_bytes`]: 16 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
+/// Default of [`ReceiverConfig::max_spool_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_SPOOL_BYTES: u64 = 1 << 30;
+/// Default of [`ReceiverConfig::max_concurrent_requests`].
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 16;
+
 impl ReceiverConfig {
     /// The defaults for `addr` and `spool`.
     pub fn new(addr: SocketAddr, spool: PathBuf) -> Self {
         Self {
             addr,
             spool,
-            commit_interval: Duration::from_secs(10),
-            commit_spans: 50_000,
-            max_request_bytes: 16 << 20,
-            max_spool_bytes: 1 << 30,
-            max_concurrent_requests: 16,
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
+            commit_spans: DEFAULT_COMMIT_SPANS,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_spool_bytes: DEFAULT_MAX_SPOOL_BYTES,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             otlp: OtlpOptions::default(),
         }
     }
@@ -115,22 +126,18 @@ struct Shared {
 pub async fn serve_otlp(
     lake: Lake,
     config: ReceiverConfig,
-    listener: Option<TcpListener>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<ReceiverSummary, ServeError> {
     let (spool, _lock) = Spool::open(&config.spool).map_err(|e| ServeError::Spool {
         dir: config.spool.clone(),
         reason: e.to_string(),
     })?;
-    let listener = match listener {
-        Some(l) => l,
-        None => TcpListener::bind(config.addr)
-            .await
-            .map_err(|e| ServeError::Bind {
-                addr: config.addr,
-                reason: e.to_string(),
-            })?,
-    };
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| ServeError::Bind {
+            addr: config.addr,
+            reason: e.to_string(),
+        })?;
     let local = listener.local_addr().map_err(|e| ServeError::Bind {
         addr: config.addr,
         reason: e.to_string(),
@@ -438,14 +445,6 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
         }
     };
     let limit = config.max_request_bytes;
-    let too_large = || {
-        answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "request body over the limit of {limit} bytes (--max-request-bytes); export smaller batches"
-            ),
-        )
-    };
     // Bounded memory: at most so many requests are read and decoded at once.
     let Ok(_permit) = shared.permits.acquire().await else {
         return retry_later(
@@ -460,7 +459,8 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return too_large();
+            let r = Refusal::too_large(limit);
+            return answer(r.status, &r.message);
         }
         Err(e) => {
             return answer(
@@ -469,61 +469,24 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
             );
         }
     };
-    let body = if gzip {
-        let mut out = Vec::new();
-        let decoder = flate2::read::MultiGzDecoder::new(&body[..]);
-        match decoder.take(limit as u64 + 1).read_to_end(&mut out) {
-            Ok(n) if n > limit => return too_large(),
-            Ok(_) => Bytes::from(out),
-            Err(e) => {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    &format!("the gzip body cannot be read: {e}"),
-                );
-            }
+    // Unpacking, decoding and writing the line are CPU work on up to
+    // `max_request_bytes`: on the blocking pool, not the runtime's threads
+    // that accept connections and answer other requests.
+    let keep_messages = config.otlp.keep_messages;
+    let decoded =
+        tokio::task::spawn_blocking(move || to_line(body, gzip, encoding, limit, keep_messages))
+            .await;
+    let (line, spans) = match decoded {
+        Ok(Ok(decoded)) => decoded,
+        Ok(Err(r)) => return answer(r.status, &r.message),
+        Err(e) => {
+            return answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("decoding the request failed: {e}"),
+            );
         }
-    } else {
-        body
     };
-    let mut request = match encoding {
-        Encoding::Protobuf => match ExportTraceServiceRequest::decode(body) {
-            Ok(r) => r,
-            Err(e) => {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    &format!("the body is not an OTLP ExportTraceServiceRequest in protobuf: {e}"),
-                );
-            }
-        },
-        Encoding::Json => match serde_json::from_slice::<ExportTraceServiceRequest>(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    &format!("the body is not an OTLP ExportTraceServiceRequest in JSON: {e}"),
-                );
-            }
-        },
-    };
-    if !config.otlp.keep_messages {
-        drop_messages(&mut request);
-    }
-    let spans: u64 = request
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len() as u64)
-        .sum();
     if spans > 0 {
-        let line = match serde_json::to_vec(&request) {
-            Ok(line) => line,
-            Err(e) => {
-                return answer(
-                    StatusCode::BAD_REQUEST,
-                    &format!("the request cannot be written as OTLP/JSON: {e}"),
-                );
-            }
-        };
         if let Err(e) = shared.spool.append(line, spans).await {
             return retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -550,6 +513,83 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
         header::HeaderValue::from_static(content_type),
     );
     r
+}
+
+/// Why a request body is refused: its status and the message.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn bad(message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+
+    fn too_large(limit: usize) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!(
+                "request body over the limit of {limit} bytes (--max-request-bytes); export smaller batches"
+            ),
+        }
+    }
+}
+
+/// A request body as one OTLP/JSON spool line and its span count, message
+/// contents dropped unless kept; or why it is refused.
+fn to_line(
+    body: Bytes,
+    gzip: bool,
+    encoding: Encoding,
+    limit: usize,
+    keep_messages: bool,
+) -> Result<(Vec<u8>, u64), Refusal> {
+    let body = if gzip {
+        let mut out = Vec::new();
+        let decoder = flate2::read::MultiGzDecoder::new(&body[..]);
+        match decoder.take(limit as u64 + 1).read_to_end(&mut out) {
+            Ok(n) if n > limit => return Err(Refusal::too_large(limit)),
+            Ok(_) => Bytes::from(out),
+            Err(e) => {
+                return Err(Refusal::bad(format!("the gzip body cannot be read: {e}")));
+            }
+        }
+    } else {
+        body
+    };
+    let mut request = match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| {
+            Refusal::bad(format!(
+                "the body is not an OTLP ExportTraceServiceRequest in protobuf: {e}"
+            ))
+        })?,
+        Encoding::Json => {
+            serde_json::from_slice::<ExportTraceServiceRequest>(&body).map_err(|e| {
+                Refusal::bad(format!(
+                    "the body is not an OTLP ExportTraceServiceRequest in JSON: {e}"
+                ))
+            })?
+        }
+    };
+    if !keep_messages {
+        drop_messages(&mut request);
+    }
+    let spans: u64 = request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len() as u64)
+        .sum();
+    if spans == 0 {
+        return Ok((Vec::new(), 0));
+    }
+    let line = serde_json::to_vec(&request)
+        .map_err(|e| Refusal::bad(format!("the request cannot be written as OTLP/JSON: {e}")))?;
+    Ok((line, spans))
 }
 
 /// Drops message contents from spans and span events (SPEC section 7):

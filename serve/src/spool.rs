@@ -150,11 +150,6 @@ impl Spool {
         }
         sync_dir(&self.dir)
     }
-
-    /// The spool's folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 /// The segment files in `dir`, oldest first (their names sort by time).

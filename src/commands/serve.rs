@@ -36,7 +36,7 @@ pub async fn run(lake: &Lake, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let (name, _) = signals.await;
         tracing::info!("{name} received");
     };
-    let summary = serve_otlp(lake.clone(), config, None, shutdown).await?;
+    let summary = serve_otlp(lake.clone(), config, shutdown).await?;
     tracing::info!(
         requests = summary.requests,
         spans = summary.spans,
