@@ -128,6 +128,16 @@ fn field<'a>(event: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     event.get(name).filter(|v| !v.is_null())
 }
 
+/// Each of the event's fields `from` that is set, as the span attribute
+/// `to`.
+fn copy_fields(event: &Map<String, Value>, attributes: &mut Vec<KeyValue>, names: &[(&str, &str)]) {
+    for (from, to) in names {
+        if let Some(v) = field(event, from) {
+            attributes.push(kv(to, any(v)));
+        }
+    }
+}
+
 /// The event's own `attributes`, as span attributes.
 fn own_attributes(event: &Map<String, Value>) -> Vec<KeyValue> {
     match event.get("attributes") {
@@ -193,37 +203,37 @@ fn trace_of(run: &[Map<String, Value>]) -> ResourceSpans {
         match event_type {
             "run_started" => {
                 root.start_time_unix_nano = at;
-                for (from, to) in [
-                    ("workflow", "agentledger.workflow"),
-                    ("agent_version", "gen_ai.agent.version"),
-                    ("prompt_version", "agentledger.prompt_version"),
-                ] {
-                    if let Some(v) = get(from) {
-                        root.attributes.push(kv(to, any(v)));
-                    }
-                }
+                copy_fields(
+                    event,
+                    &mut root.attributes,
+                    &[
+                        ("workflow", "agentledger.workflow"),
+                        ("agent_version", "gen_ai.agent.version"),
+                        ("prompt_version", "agentledger.prompt_version"),
+                    ],
+                );
                 root.attributes.extend(own_attributes(event));
             }
             "model_call" => {
                 let model = get("model").and_then(Value::as_str).unwrap_or_default();
                 let mut s = child(&format!("chat {model}"), "chat", get("latency_ms"));
-                for (from, to) in [
-                    ("model", "gen_ai.request.model"),
-                    ("provider", "gen_ai.provider.name"),
-                    ("input_tokens", "gen_ai.usage.input_tokens"),
-                    (
-                        "cached_input_tokens",
-                        "gen_ai.usage.cache_read.input_tokens",
-                    ),
-                    ("output_tokens", "gen_ai.usage.output_tokens"),
-                    ("reasoning_tokens", "gen_ai.usage.reasoning.output_tokens"),
-                    ("cost_usd", "agentledger.cost_usd"),
-                    ("cache_hit", "agentledger.cache_hit"),
-                ] {
-                    if let Some(v) = get(from) {
-                        s.attributes.push(kv(to, any(v)));
-                    }
-                }
+                copy_fields(
+                    event,
+                    &mut s.attributes,
+                    &[
+                        ("model", "gen_ai.request.model"),
+                        ("provider", "gen_ai.provider.name"),
+                        ("input_tokens", "gen_ai.usage.input_tokens"),
+                        (
+                            "cached_input_tokens",
+                            "gen_ai.usage.cache_read.input_tokens",
+                        ),
+                        ("output_tokens", "gen_ai.usage.output_tokens"),
+                        ("reasoning_tokens", "gen_ai.usage.reasoning.output_tokens"),
+                        ("cost_usd", "agentledger.cost_usd"),
+                        ("cache_hit", "agentledger.cache_hit"),
+                    ],
+                );
                 s.attributes.extend(own_attributes(event));
                 s.status = status(get("status").and_then(Value::as_str) == Some("error"));
                 children.push(s);
@@ -235,16 +245,16 @@ fn trace_of(run: &[Map<String, Value>]) -> ResourceSpans {
                     "execute_tool",
                     get("latency_ms"),
                 );
-                for (from, to) in [
-                    ("tool", "gen_ai.tool.name"),
-                    ("access", "agentledger.tool.access"),
-                    ("cost_usd", "agentledger.cost_usd"),
-                    ("idempotency_key", "agentledger.tool.idempotency_key"),
-                ] {
-                    if let Some(v) = get(from) {
-                        s.attributes.push(kv(to, any(v)));
-                    }
-                }
+                copy_fields(
+                    event,
+                    &mut s.attributes,
+                    &[
+                        ("tool", "gen_ai.tool.name"),
+                        ("access", "agentledger.tool.access"),
+                        ("cost_usd", "agentledger.cost_usd"),
+                        ("idempotency_key", "agentledger.tool.idempotency_key"),
+                    ],
+                );
                 match get("status").and_then(Value::as_str) {
                     Some("timeout") => {
                         s.attributes.push(string("error.type", "timeout"));
@@ -262,14 +272,14 @@ fn trace_of(run: &[Map<String, Value>]) -> ResourceSpans {
             "run_finished" if !finished => {
                 finished = true;
                 root.end_time_unix_nano = at;
-                for (from, to) in [
-                    ("outcome", "agentledger.run.outcome"),
-                    ("cap_hit", "agentledger.run.cap_hit"),
-                ] {
-                    if let Some(v) = get(from) {
-                        root.attributes.push(kv(to, any(v)));
-                    }
-                }
+                copy_fields(
+                    event,
+                    &mut root.attributes,
+                    &[
+                        ("outcome", "agentledger.run.outcome"),
+                        ("cap_hit", "agentledger.run.cap_hit"),
+                    ],
+                );
             }
             _ => {
                 // A span event of the run span, its fields as attributes.
