@@ -435,3 +435,34 @@ fn message_contents_never_reach_the_spool_unless_kept() {
         assert_eq!(stored.contains("SECRET-PROMPT"), keep, "{stored}");
     }
 }
+
+#[test]
+fn run_reads_an_otlp_landing_area_once() {
+    let env = Env::new();
+    let dir = otlp_sample(&env, 60);
+    let landing = env.path("otel");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::copy(dir.join("traces.json"), landing.join("traces.json")).unwrap();
+    let config = env.write(
+        "agentledger.toml",
+        &format!(
+            "lake = {:?}\nprices = {:?}\nreports = {:?}\n[[landings]]\npath = \"otel\"\ninput = \"otlp\"\n",
+            env.lake().display().to_string(),
+            dir.join("model_prices.csv").display().to_string(),
+            env.path("reports").display().to_string()
+        ),
+    );
+    let c = config.to_str().unwrap();
+    env.ok(&["run", "--config", c, "--week", "2026-W42"]);
+    let stored = env.scalar("SELECT count(*) FROM events");
+    let files = Env::new();
+    let expected = files.ingest(&[&dir.join("traces.json")])["stored"].to_string();
+    assert_eq!(stored, expected);
+    // Again: the landing file is known, nothing is read twice.
+    env.ok(&["run", "--config", c, "--week", "2026-W42"]);
+    assert_eq!(env.scalar("SELECT count(*) FROM events"), expected);
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM events WHERE event_id LIKE 'otel-%'"),
+        expected
+    );
+}
