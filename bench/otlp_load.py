@@ -6,8 +6,11 @@ one request per sample line (25 runs, about 250 spans), sent as protobuf
 (what the SDKs send) by several sender threads with keep-alive connections.
 Two cases:
 
-- fast lake: the receiver commits every `--commit-interval` seconds to a
-  local lake. Printed: spans/s accepted (first request to last 200), spans/s
+- fast lake: the receiver commits every 5 seconds, or at 50,000 spans, to a
+  local lake: a fresh one, or with `--lake DIR` a copy of an existing lake
+  (a deployment's receiver commits into a lake that already holds millions
+  of events; each commit then probes its key index and refreshes its run
+  parts). Printed: spans/s accepted (first request to last 200), spans/s
   committed (first request to the receiver's exit after SIGTERM, which
   commits the rest), events stored, peak RSS.
 - slow lake: the committer is held off (a commit interval longer than the
@@ -20,7 +23,7 @@ Run it with the project's Python (scripts/python-env), which has the
 OpenTelemetry protobuf classes.
 
 Usage: python bench/otlp_load.py --bin target/release/agentledger
-           [--runs 20000] [--senders 4] [--work DIR]
+           [--runs 20000] [--senders 4] [--work DIR] [--lake DIR]
 """
 
 import argparse
@@ -141,12 +144,20 @@ def send_all(host, port, bodies, senders, watch_pid):
     return t0, threads, refused, peak, done
 
 
+def count_events(binary, lake):
+    out = subprocess.run([binary, "sql", "--format", "csv", "select count(*) from events"],
+                         env=dict(os.environ, AGENTLEDGER_LAKE=lake), capture_output=True, text=True,
+                         check=True).stdout
+    return int(out.split()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--runs", type=int, default=20000)
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--work")
+    ap.add_argument("--lake", help="an existing lake to copy and commit into (default: a fresh one)")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="otlp-load-")
     sample = os.path.join(work, "sample")
@@ -160,6 +171,11 @@ def main():
     lake, spool = os.path.join(work, "lake"), os.path.join(work, "spool")
     for d in (lake, spool):
         shutil.rmtree(d, ignore_errors=True)
+    before = 0
+    if a.lake:
+        shutil.copytree(a.lake, lake)
+        before = count_events(a.bin, lake)
+        print(f"committing into a copy of {a.lake}: {before:,} events")
     p, host, port = start(a.bin, lake, spool, ["--commit-interval", "5"])
     t0, threads, refused, peak, done = send_all(host, port, bodies, a.senders, p.pid)
     for t in threads:
@@ -169,12 +185,10 @@ def main():
     p.wait(timeout=600)
     committed = time.perf_counter() - t0
     done.set()
-    stored = subprocess.run([a.bin, "sql", "--format", "csv", "select count(*) from events"],
-                            env=dict(os.environ, AGENTLEDGER_LAKE=lake), capture_output=True, text=True,
-                            check=True).stdout.split()[-1]
+    stored = count_events(a.bin, lake) - before
     print(f"fast lake: accepted {spans / accepted:,.0f} spans/s ({accepted:.1f} s), "
           f"committed {spans / committed:,.0f} spans/s ({committed:.1f} s to exit), "
-          f"{stored} events stored, 503s {refused[0]}, peak RSS {peak[0]:.0f} MiB")
+          f"{stored:,} events stored, 503s {refused[0]}, peak RSS {peak[0]:.0f} MiB")
 
     # Slow lake: nothing is committed while they send; the spool fills.
     lake, spool = os.path.join(work, "lake-slow"), os.path.join(work, "spool-slow")
