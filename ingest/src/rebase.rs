@@ -447,6 +447,7 @@ mod tests {
             .await
             .unwrap()
             .all_paths()
+            .unwrap()
             .into_iter()
             .map(str::to_string)
             .collect();

@@ -13,7 +13,11 @@
 //!   none reads the whole log, which stays complete (checkpoints never
 //!   replace records).
 //!
-//! The committer of every [`interval`]-th version writes one. A checkpoint
+//! The committer of every [`interval`]-th version writes one, and so does
+//! the committer of a version after which the records since the last
+//! checkpoint name [`file_budget`] files or more (a compaction or retention
+//! of a long history: folding its record costs more than reading a
+//! checkpoint). A checkpoint
 //! that fails to write costs speed, never an answer: the commit stands, and
 //! the failure is reported on stderr. A checkpoint or hint that does not
 //! parse is an error naming it: it is never skipped, since a reader that
@@ -56,6 +60,14 @@ pub fn interval() -> u64 {
     crate::retry::env_count("AGENTLEDGER_CHECKPOINT_INTERVAL", "commits", 1, 100)
 }
 
+/// How many files the records since the last checkpoint may name before
+/// a commit writes one early: `AGENTLEDGER_CHECKPOINT_FILES`, default
+/// 2,000 (a day of hourly ingests names a few hundred).
+pub fn file_budget() -> usize {
+    let n = crate::retry::env_count("AGENTLEDGER_CHECKPOINT_FILES", "files", 1, 2000);
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
 /// The path of the checkpoint of `version`.
 pub fn path_of(version: u64) -> String {
     format!("{CHECKPOINT_DIR}/{version:020}.json.zst")
@@ -87,6 +99,26 @@ pub async fn last(lake: &Lake) -> Result<Option<Last>> {
         })
 }
 
+/// The JSON of a checkpoint: into a buffer of the size its frame states
+/// (every checkpoint this binary writes), or else streamed into one sized
+/// from the compressed length (checkpoints written before), without the
+/// doubling and copying of a growing buffer.
+fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let stated = zstd::zstd_safe::get_frame_content_size(bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a zstd frame: {e:?}"),
+        )
+    })?;
+    if let Some(size) = stated {
+        return zstd::bulk::decompress(bytes, usize::try_from(size).unwrap_or(usize::MAX));
+    }
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(12));
+    zstd::stream::read::Decoder::new(bytes)?.read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// Reads the newest checkpoint, if the lake has one.
 pub async fn read_latest(lake: &Lake) -> Result<Option<State>> {
     let Some(last) = last(lake).await? else {
@@ -101,7 +133,7 @@ pub async fn read_latest(lake: &Lake) -> Result<Option<State>> {
     let Some(bytes) = get_optional(lake, &last.path).await? else {
         return Err(corrupt("the checkpoint is missing".into()));
     };
-    let json = zstd::decode_all(bytes.as_ref()).map_err(|e| corrupt(e.to_string()))?;
+    let json = decompress(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let written: Written = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
     if written.checkpoint_format > CHECKPOINT_FORMAT {
         return Err(Error::NewerFormat {
@@ -118,6 +150,7 @@ pub async fn read_latest(lake: &Lake) -> Result<Option<State>> {
         )));
     }
     let mut state = written.state;
+    state.removals.read_from(&last.path);
     if state.changed_from == u64::MAX {
         // Written before the state tracked table changes: it knows of the
         // changes after the checkpoint only.
@@ -138,13 +171,15 @@ fn removal_memory() -> chrono::Duration {
 /// Writes the checkpoint of `state` and points the hint at it, unless a
 /// newer one is already named.
 pub async fn write(lake: &Lake, state: &State) -> Result<Last> {
-    let pruned = state.pruned(chrono::Utc::now() - removal_memory());
+    let pruned = state.pruned(chrono::Utc::now() - removal_memory())?;
     let json = serde_json::to_vec(&Written {
         checkpoint_format: CHECKPOINT_FORMAT,
         state: pruned,
     })
     .expect("a state serializes");
-    let body = zstd::encode_all(json.as_slice(), 3).map_err(|source| Error::Io {
+    // One-shot compression: the frame records its content size, so a
+    // reader decompresses into a buffer of the right size at once.
+    let body = zstd::bulk::compress(json.as_slice(), 3).map_err(|source| Error::Io {
         context: "cannot compress a checkpoint".into(),
         source,
     })?;
@@ -172,4 +207,28 @@ pub async fn write(lake: &Lake, state: &State) -> Result<Last> {
         .await?;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_decompress_with_and_without_a_stated_size() {
+        let json: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| format!("{{\"path\":\"events/e{i}\"}},").into_bytes())
+            .collect();
+        // As this binary writes them (the frame states its size), and as
+        // earlier binaries did (streamed: it does not).
+        let stated = zstd::bulk::compress(&json, 3).unwrap();
+        let streamed = zstd::encode_all(json.as_slice(), 3).unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&streamed).unwrap(),
+            None
+        );
+        assert_eq!(decompress(&stated).unwrap(), json);
+        assert_eq!(decompress(&streamed).unwrap(), json);
+        assert!(decompress(b"garbage").is_err());
+        assert!(decompress(&stated[..stated.len() / 2]).is_err());
+    }
 }

@@ -313,12 +313,15 @@ pub async fn append_locked(lake: &Lake, purpose: &str, commit: Commit) -> Result
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     state: State,
-    /// The state of the checkpoint it was read from (empty: none).
+    /// The files of the checkpoint it was read from (empty: none): its
+    /// state with only the file lists kept ([`State::files_only`]).
     base_state: std::sync::Arc<State>,
     /// The version of the checkpoint it was read from (0: none).
     base: u64,
     /// The commits after `base`, oldest first.
     tail: Vec<Commit>,
+    /// The newest checkpoint this snapshot read or wrote (0: none).
+    checkpointed: u64,
 }
 
 impl Snapshot {
@@ -330,7 +333,8 @@ impl Snapshot {
             .unwrap_or_default();
         let mut snapshot = Self {
             base: state.version,
-            base_state: std::sync::Arc::new(state.clone()),
+            checkpointed: state.version,
+            base_state: std::sync::Arc::new(state.files_only()),
             state,
             tail: Vec::new(),
         };
@@ -393,8 +397,11 @@ impl Snapshot {
         self.base
     }
 
-    /// The state of the checkpoint this snapshot was read from: with
-    /// [`Snapshot::tail`] applied to it, the snapshot's state.
+    /// The files of the checkpoint this snapshot was read from: with
+    /// [`Snapshot::tail`] applied to them, the snapshot's files. Only the
+    /// file lists are kept ([`State::files_only`]): copying the rest
+    /// (removals, landing files, coverage) cost every reader a second copy
+    /// of the checkpoint.
     pub fn base_state(&self) -> &State {
         &self.base_state
     }
@@ -426,7 +433,7 @@ impl Snapshot {
     /// Every file path a writer must not take for an orphan: live files,
     /// removed files not yet past their grace period, and superseded
     /// reference versions.
-    pub fn all_paths(&self) -> BTreeSet<&str> {
+    pub fn all_paths(&self) -> Result<BTreeSet<&str>> {
         self.state.named_paths()
     }
 
@@ -487,7 +494,7 @@ impl Snapshot {
         tables: &[&str],
         grace: std::time::Duration,
     ) -> Result<Vec<String>> {
-        let known = self.all_paths();
+        let known = self.all_paths()?;
         let now = std::time::SystemTime::now();
         let old_enough = |modified: std::time::SystemTime| {
             now.duration_since(modified).unwrap_or_default() >= grace
@@ -585,6 +592,26 @@ impl Snapshot {
         }
     }
 
+    /// Whether the committer of the newest version writes a checkpoint:
+    /// every [`crate::checkpoint::interval`]-th version, and any version
+    /// after which the records since the last checkpoint name at least
+    /// [`crate::checkpoint::file_budget`] files (a compaction or retention
+    /// names every file it replaces: folding it costs each reader more than
+    /// reading a checkpoint does).
+    fn checkpoint_due(&self) -> bool {
+        let version = self.version();
+        if version.is_multiple_of(crate::checkpoint::interval()) {
+            return true;
+        }
+        let named: usize = self
+            .tail
+            .iter()
+            .filter(|c| c.version > self.checkpointed)
+            .map(|c| c.files.len() + c.removes.len())
+            .sum();
+        named >= crate::checkpoint::file_budget()
+    }
+
     /// Appends `commit` as the next version. Fails with
     /// [`Error::CommitConflict`] if another writer took that version first.
     ///
@@ -592,8 +619,8 @@ impl Snapshot {
     /// lease is checked first: one that is no longer held refuses the commit
     /// with [`Error::LeaseLost`]; each held one's generation is recorded.
     ///
-    /// The committer of every [`crate::checkpoint::interval`]-th version
-    /// writes a checkpoint after it.
+    /// The committer writes a checkpoint after it when one is due
+    /// ([`Snapshot::checkpoint_due`]).
     pub async fn commit(&mut self, lake: &Lake, mut commit: Commit) -> Result<u64> {
         let version = self.version() + 1;
         commit.version = version;
@@ -633,13 +660,14 @@ impl Snapshot {
             Err(e) => return Err(e.into()),
         }
         self.push(commit);
-        if version.is_multiple_of(crate::checkpoint::interval())
-            && let Err(e) = crate::checkpoint::write(lake, &self.state).await
-        {
-            // The commit stands; only readers' speed suffers.
-            tracing::warn!(
-                "version {version} is committed, but its checkpoint could not be written ({e}); readers read more records until the next one"
-            );
+        if self.checkpoint_due() {
+            match crate::checkpoint::write(lake, &self.state).await {
+                Ok(_) => self.checkpointed = version,
+                // The commit stands; only readers' speed suffers.
+                Err(e) => tracing::warn!(
+                    "version {version} is committed, but its checkpoint could not be written ({e}); readers read more records until the next one"
+                ),
+            }
         }
         // The commit landed: a failure here says so (Error::DeltaSync).
         crate::delta::sync(lake, self).await?;
@@ -1140,7 +1168,10 @@ mod tests {
             .map(|f| f.path.clone())
             .collect();
         assert_eq!(prices, ["p2"]);
-        assert!(reread.all_paths().contains("p1"), "old versions stay");
+        assert!(
+            reread.all_paths().unwrap().contains("p1"),
+            "old versions stay"
+        );
     }
 
     #[tokio::test]
@@ -1240,6 +1271,7 @@ mod tests {
                 s.version(),
                 s.files("events").into_iter().cloned().collect::<Vec<_>>(),
                 s.all_paths()
+                    .unwrap()
                     .into_iter()
                     .map(String::from)
                     .collect::<Vec<_>>(),
@@ -1286,6 +1318,109 @@ mod tests {
     async fn a_local_lake_opens_from_its_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         opening_from_a_checkpoint(Lake::open(dir.path().to_str().unwrap()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn a_checkpoints_removals_are_read_when_a_writer_needs_them() {
+        let lake = Lake::open("memory://log-lazy-removals").unwrap();
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        for i in 1..=3 {
+            let mut c = commit(CommitKind::Ingest, "events", &format!("events/e{i}"), false);
+            c.files[0].date = Some("2026-01-05".into());
+            snap.commit(&lake, c).await.unwrap();
+        }
+        let mut c = commit(CommitKind::Retain, "events", "events/unused", false);
+        c.files.clear();
+        c.removes = vec!["events/e1".into()];
+        snap.commit(&lake, c).await.unwrap();
+        let last = crate::checkpoint::write(&lake, snap.state()).await.unwrap();
+        let read = Snapshot::load(&lake).await.unwrap();
+        assert_eq!(read.base_version(), 4);
+        assert_eq!(read.all_paths().unwrap(), snap.all_paths().unwrap());
+        assert!(
+            read.all_paths().unwrap().contains("events/e1"),
+            "removed, not deleted"
+        );
+        // Damaged removals: readers still open the lake and see its files;
+        // a writer asking for them gets an error naming the checkpoint.
+        let path = lake.path(&last.path);
+        let body = lake
+            .store()
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&zstd::decode_all(body.as_ref()).unwrap()).unwrap();
+        v["state"]["removals"] = serde_json::json!({"not": "a list"});
+        let damaged = zstd::encode_all(v.to_string().as_bytes(), 3).unwrap();
+        lake.store().put(&path, damaged.into()).await.unwrap();
+        let read = Snapshot::load(&lake).await.unwrap();
+        assert_eq!(read.files("events"), snap.files("events"));
+        let err = read.all_paths().unwrap_err().to_string();
+        assert!(
+            err.contains(&last.path) && err.contains("removed files"),
+            "{err}"
+        );
+        let err = crate::retain::delete_due(&lake, &read, std::time::Duration::ZERO)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&last.path), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_commit_naming_many_files_writes_a_checkpoint_early() {
+        let lake = Lake::open("memory://log-early-checkpoint").unwrap();
+        let mut snap = Snapshot::load(&lake).await.unwrap();
+        let ingest = |first: usize, n: usize| {
+            let mut c = commit(CommitKind::Ingest, "events", "events/unused", false);
+            c.files = (first..first + n)
+                .map(|i| FileEntry {
+                    table: "events".into(),
+                    path: format!("events/date=2026-01-05/e{i}"),
+                    size: 1,
+                    rows: 1,
+                    date: Some("2026-01-05".into()),
+                })
+                .collect();
+            c
+        };
+        let budget = crate::checkpoint::file_budget();
+        snap.commit(&lake, ingest(0, 1)).await.unwrap();
+        assert_eq!(crate::checkpoint::last(&lake).await.unwrap(), None);
+        snap.commit(&lake, ingest(1, budget - 2)).await.unwrap();
+        assert_eq!(
+            crate::checkpoint::last(&lake).await.unwrap(),
+            None,
+            "one file short of the budget"
+        );
+        snap.commit(&lake, ingest(budget, 1)).await.unwrap();
+        let last = crate::checkpoint::last(&lake).await.unwrap().unwrap();
+        assert_eq!(last.version, 3, "the records since none name the budget");
+        // The count starts again from the checkpoint written.
+        snap.commit(&lake, ingest(budget + 1, 1)).await.unwrap();
+        assert_eq!(
+            crate::checkpoint::last(&lake)
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            3
+        );
+        let read = Snapshot::load(&lake).await.unwrap();
+        assert_eq!((read.base_version(), read.tail().len()), (3, 1));
+        assert_eq!(read.files("events").len(), budget + 1);
+        assert_eq!(
+            read.state().files("events"),
+            Snapshot::load_every_record(&lake)
+                .await
+                .unwrap()
+                .state()
+                .files("events")
+        );
     }
 
     #[tokio::test]

@@ -135,7 +135,7 @@ async fn retain_locked(lake: &Lake, cutoff: NaiveDate, dry_run: bool) -> Result<
 pub async fn delete_due(lake: &Lake, snapshot: &Snapshot, grace: Duration) -> Result<usize> {
     let now = chrono::Utc::now();
     let mut deleted = 0;
-    for removal in &snapshot.state().removals {
+    for removal in snapshot.state().removals.list()? {
         let due = chrono::DateTime::parse_from_rfc3339(&removal.committed_at)
             .map(|t| {
                 now.signed_duration_since(t.with_timezone(&chrono::Utc))

@@ -17,7 +17,9 @@
 //! ([`State::pruned`]); a test checks that a state rebuilt from a checkpoint
 //! answers every question as the state folded from every record does.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +31,7 @@ use crate::schema::{EVENTS, RUN_PARTS, index_of};
 
 /// A data file a reader sees, with the version of the commit that added it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "LiveFileRow")]
 pub struct LiveFile {
     /// The version that added the file.
     pub added_by: u64,
@@ -41,6 +44,39 @@ pub struct LiveFile {
     pub entry: FileEntry,
 }
 
+/// A [`LiveFile`] as a checkpoint holds it: its entry's fields beside its
+/// own. Read through this rather than serde's `flatten`, which buffers every
+/// field of every file before reading it (a checkpoint lists every live
+/// file, and every command reads the checkpoint).
+#[derive(Deserialize)]
+struct LiveFileRow {
+    added_by: u64,
+    #[serde(default)]
+    indexed: bool,
+    table: String,
+    path: String,
+    size: u64,
+    rows: u64,
+    #[serde(default)]
+    date: Option<String>,
+}
+
+impl From<LiveFileRow> for LiveFile {
+    fn from(r: LiveFileRow) -> Self {
+        LiveFile {
+            added_by: r.added_by,
+            indexed: r.indexed,
+            entry: FileEntry {
+                table: r.table,
+                path: r.path,
+                size: r.size,
+                rows: r.rows,
+                date: r.date,
+            },
+        }
+    }
+}
+
 /// A file an append table no longer has (retention, compaction, run-part
 /// rebuilds): deleted once the removal is older than the grace period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +87,100 @@ pub struct Removal {
     pub committed_at: String,
     /// Path relative to the lake root.
     pub path: String,
+}
+
+/// The removed files not yet known to be deleted ([`State::removals`]).
+///
+/// Those a checkpoint holds stay as its JSON text until a writer asks for
+/// them ([`Removals::list`]): readers never do, and after a compaction of a
+/// long history they are most of the checkpoint. Text that does not parse
+/// is an error then, naming the checkpoint; it is never skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Removals {
+    /// From the checkpoint the state was read from.
+    stored: Option<std::sync::Arc<StoredRemovals>>,
+    /// Folded in since, oldest first.
+    added: Vec<Removal>,
+}
+
+#[derive(Debug)]
+struct StoredRemovals {
+    json: Box<serde_json::value::RawValue>,
+    /// The checkpoint's path, for the error if the text does not parse.
+    source: String,
+    parsed: std::sync::OnceLock<std::result::Result<Vec<Removal>, String>>,
+}
+
+impl Removals {
+    /// Every removal, oldest first; an error if those of the checkpoint do
+    /// not parse.
+    pub fn list(&self) -> crate::error::Result<impl Iterator<Item = &Removal>> {
+        let stored: &[Removal] = match &self.stored {
+            None => &[],
+            Some(s) => s
+                .parsed
+                .get_or_init(|| serde_json::from_str(s.json.get()).map_err(|e| e.to_string()))
+                .as_ref()
+                .map_err(|reason| crate::error::Error::CorruptLog {
+                    path: s.source.clone(),
+                    reason: format!("its list of removed files does not parse: {reason}"),
+                })?,
+        };
+        Ok(stored.iter().chain(&self.added))
+    }
+
+    /// Names the checkpoint the stored removals were read from.
+    pub(crate) fn read_from(&mut self, checkpoint: &str) {
+        if let Some(stored) = self.stored.as_mut().and_then(std::sync::Arc::get_mut) {
+            stored.source = checkpoint.to_string();
+        }
+    }
+
+    /// The removals `keep` says yes to.
+    fn filtered(&self, keep: impl Fn(&Removal) -> bool) -> crate::error::Result<Removals> {
+        Ok(Removals {
+            stored: None,
+            added: self.list()?.filter(|r| keep(r)).cloned().collect(),
+        })
+    }
+}
+
+impl PartialEq for Removals {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.list(), other.list()) {
+            (Ok(a), Ok(b)) => a.eq(b),
+            _ => false,
+        }
+    }
+}
+
+impl Serialize for Removals {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let list = self.list().map_err(serde::ser::Error::custom)?;
+        serializer.collect_seq(list)
+    }
+}
+
+impl<'de> Deserialize<'de> for Removals {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let json = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let stored = (json.get().trim() != "[]").then(|| {
+            std::sync::Arc::new(StoredRemovals {
+                json,
+                source: "a checkpoint".to_string(),
+                parsed: std::sync::OnceLock::new(),
+            })
+        });
+        Ok(Removals {
+            stored,
+            added: Vec::new(),
+        })
+    }
 }
 
 /// A table replaced whole by reference loads: the newest load's files.
@@ -170,7 +300,7 @@ pub struct State {
     /// purpose (superseded reference versions, for replaying old reports).
     pub kept: BTreeSet<String>,
     /// Removed files not yet known to be deleted.
-    pub removals: Vec<Removal>,
+    pub removals: Removals,
     /// For `events` and `quarantine`: the version that last took each date
     /// partition's rows out of the lake (retention; compaction keeps the
     /// rows, so it does not count). A key index entry of that date from a
@@ -221,7 +351,7 @@ impl State {
         debug_assert_eq!(c.version, self.version + 1);
         // Coverage first: it reads the files as they were before the commit.
         let removes: HashSet<&str> = c.removes.iter().map(String::as_str).collect();
-        let mut added_by: HashMap<&str, u64> = HashMap::new();
+        let mut added_by: HashMap<&str, u64> = HashMap::default();
         let mut removes_parts = false;
         // Per keyed table: whether every file the commit removes was indexed.
         let mut removed_indexed: BTreeMap<&str, bool> = BTreeMap::new();
@@ -276,11 +406,13 @@ impl State {
         if !removes.is_empty() {
             self.appended
                 .retain(|f| !removes.contains(f.entry.path.as_str()));
-            self.removals.extend(c.removes.iter().map(|path| Removal {
-                version: c.version,
-                committed_at: c.committed_at.clone(),
-                path: path.clone(),
-            }));
+            self.removals
+                .added
+                .extend(c.removes.iter().map(|path| Removal {
+                    version: c.version,
+                    committed_at: c.committed_at.clone(),
+                    path: path.clone(),
+                }));
         }
         for table in &c.replaces {
             let files: Vec<FileEntry> = c
@@ -384,9 +516,20 @@ impl State {
         }
     }
 
+    /// The state with only what [`State::files`] reads: the version, the
+    /// appended and the replaced tables' files.
+    pub fn files_only(&self) -> State {
+        State {
+            version: self.version,
+            appended: self.appended.clone(),
+            replaced: self.replaced.clone(),
+            ..State::default()
+        }
+    }
+
     /// Every path a writer must not delete as an orphan: live files,
     /// removed files not yet deleted, and kept superseded versions.
-    pub fn named_paths(&self) -> BTreeSet<&str> {
+    pub fn named_paths(&self) -> crate::error::Result<BTreeSet<&str>> {
         let mut out: BTreeSet<&str> = self.kept.iter().map(String::as_str).collect();
         out.extend(self.appended.iter().map(|f| f.entry.path.as_str()));
         out.extend(
@@ -394,8 +537,8 @@ impl State {
                 .values()
                 .flat_map(|r| r.files.iter().map(|f| f.path.as_str())),
         );
-        out.extend(self.removals.iter().map(|r| r.path.as_str()));
-        out
+        out.extend(self.removals.list()?.map(|r| r.path.as_str()));
+        Ok(out)
     }
 
     /// Which events the current run parts cover, for a reader whose
@@ -435,7 +578,10 @@ impl State {
     /// dropped: coverage of versions that no live file was added by, and
     /// removals committed before `removals_before` (their files are past
     /// every grace period: deleted, or orphans by age).
-    pub fn pruned(&self, removals_before: chrono::DateTime<chrono::Utc>) -> State {
+    pub fn pruned(
+        &self,
+        removals_before: chrono::DateTime<chrono::Utc>,
+    ) -> crate::error::Result<State> {
         let mut out = self.clone();
         let events: BTreeSet<u64> = self
             .appended
@@ -457,11 +603,11 @@ impl State {
             fold.covered.retain(|v| events.contains(v));
             fold.current.retain(|v| parts.contains(v));
         }
-        out.removals.retain(|r| {
+        out.removals = self.removals.filtered(|r| {
             chrono::DateTime::parse_from_rfc3339(&r.committed_at)
                 .map_or(true, |t| t.with_timezone(&chrono::Utc) >= removals_before)
-        });
-        out
+        })?;
+        Ok(out)
     }
 }
 
@@ -632,7 +778,7 @@ mod tests {
         json!({
             "version": s.version,
             "files": [files(EVENTS), files(RUN_PARTS), files("quarantine"), files("model_prices")],
-            "named": s.named_paths(),
+            "named": s.named_paths().unwrap(),
             "coverage": [coverage("a"), coverage("b"), coverage("never-stated")],
             "landed": s.landed,
             "alerts": s.alerts,
@@ -685,7 +831,7 @@ mod tests {
         let map = written.as_object_mut().unwrap();
         map.remove("changed");
         map.remove("changed_from");
-        let mut old: State = serde_json::from_value(written).unwrap();
+        let mut old: State = serde_json::from_str(&written.to_string()).unwrap();
         assert_eq!(old.changed_from, u64::MAX);
         old.changed_from = old.version; // what checkpoint::read_latest does
         for c in &commits[20..] {
@@ -717,7 +863,7 @@ mod tests {
             for at in [1, 7, 20, 33, 50, 79] {
                 // Written down (pruned and through JSON), read back, resumed.
                 let written =
-                    serde_json::to_string(&fold(&commits[..at]).pruned(long_ago)).unwrap();
+                    serde_json::to_string(&fold(&commits[..at]).pruned(long_ago).unwrap()).unwrap();
                 let mut resumed: State = serde_json::from_str(&written).unwrap();
                 for c in &commits[at..] {
                     resumed.apply(c);
@@ -738,10 +884,13 @@ mod tests {
         let mut shrank = 0;
         for seed in 1..=20 {
             let s = fold(&history(seed, 120));
-            assert!(!s.removals.is_empty(), "the history removes files");
-            let pruned = s.pruned(future);
             assert!(
-                pruned.removals.is_empty(),
+                s.removals.list().unwrap().next().is_some(),
+                "the history removes files"
+            );
+            let pruned = s.pruned(future).unwrap();
+            assert!(
+                pruned.removals.list().unwrap().next().is_none(),
                 "removals older than the cutoff go"
             );
             assert_eq!(pruned.appended, s.appended);

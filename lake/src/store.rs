@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     root: Path,
+    /// The prefix [`Lake::path`] puts before a relative path: the root's
+    /// parts, each encoded as a path part.
+    prefix: Path,
     store_url: Url,
     display: String,
     /// Leases every commit made through this handle must still hold
@@ -56,27 +59,26 @@ impl Lake {
                 }
                 "memory" => {
                     let store = memory_store(parsed.host_str().unwrap_or("default"));
-                    Ok(Self {
+                    let store_url = Url::parse(&format!(
+                        "memory://{}",
+                        parsed.host_str().unwrap_or("default")
+                    ))
+                    .map_err(|e| invalid(&e.to_string()))?;
+                    Ok(Self::assembled(
                         store,
-                        root: Path::from(parsed.path().trim_matches('/')),
-                        store_url: Url::parse(&format!(
-                            "memory://{}",
-                            parsed.host_str().unwrap_or("default")
-                        ))
-                        .map_err(|e| invalid(&e.to_string()))?,
-                        display: url.to_string(),
-                        fences: Vec::new(),
-                    })
+                        Path::from(parsed.path().trim_matches('/')),
+                        store_url,
+                        url,
+                    ))
                 }
                 "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => {
                     let (store, store_url) = cloud_store(&parsed).map_err(|e| invalid(&e))?;
-                    Ok(Self {
+                    Ok(Self::assembled(
                         store,
-                        root: Path::from(parsed.path().trim_matches('/')),
+                        Path::from(parsed.path().trim_matches('/')),
                         store_url,
-                        display: url.to_string(),
-                        fences: Vec::new(),
-                    })
+                        url,
+                    ))
                 }
                 other => Err(invalid(&format!(
                     "unsupported scheme '{other}' (use a local path, file://, s3://, gs://, az:// or memory://)"
@@ -114,13 +116,24 @@ impl Lake {
             url: display.to_string(),
             reason: e.to_string(),
         })?;
-        Ok(Self {
-            store: Arc::new(LocalFileSystem::new()),
+        Ok(Self::assembled(
+            Arc::new(LocalFileSystem::new()),
             root,
-            store_url: Url::parse("file:///").expect("static URL"),
+            Url::parse("file:///").expect("static URL"),
+            display,
+        ))
+    }
+
+    fn assembled(store: Arc<dyn ObjectStore>, root: Path, store_url: Url, display: &str) -> Self {
+        let prefix = Path::from_iter(root.parts().map(|p| p.as_ref().to_string()));
+        Self {
+            store,
+            root,
+            prefix,
+            store_url,
             display: display.to_string(),
             fences: Vec::new(),
-        })
+        }
     }
 
     /// This lake, with every commit made through it fenced by `held` too.
@@ -153,14 +166,13 @@ impl Lake {
 
     /// The absolute store path of `relative` (a path inside the lake).
     pub fn path(&self, relative: &str) -> Path {
-        let mut parts: Vec<String> = self.root.parts().map(|p| p.as_ref().to_string()).collect();
-        parts.extend(
-            relative
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-        );
-        Path::from_iter(parts)
+        // Borrowed parts, joined once: a reader builds this for every live
+        // file of every table it opens.
+        let relative = relative
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(object_store::path::PathPart::from);
+        Path::from_iter(self.prefix.parts().chain(relative))
     }
 
     /// The lake's directory when it is on the local file system.
@@ -260,6 +272,27 @@ fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_join_the_root_and_each_part_of_a_relative_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a lake #1");
+        let lake = Lake::open(root.to_str().unwrap()).unwrap();
+        let mut want: Vec<String> = root
+            .to_str()
+            .unwrap()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        want.extend(["events", "date=2026-10-05", "p%1.parquet"].map(String::from));
+        assert_eq!(
+            lake.path("events//date=2026-10-05/p%1.parquet/"),
+            Path::from_iter(want)
+        );
+        let s3 = Lake::open("memory://bucket/some/prefix").unwrap();
+        assert_eq!(s3.path("_log/1.json").as_ref(), "some/prefix/_log/1.json");
+    }
 
     #[test]
     fn local_paths_and_file_urls_open_the_same_root() {

@@ -14,7 +14,7 @@ use agentledger_lake::schema::{is_partitioned, partition_field, table_schema};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{Result, ScalarValue, project_schema};
+use datafusion::common::{DataFusionError, Result, ScalarValue, project_schema};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -25,6 +25,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use object_store::ObjectMeta;
 
 /// A stored table over the files one snapshot names.
 #[derive(Debug)]
@@ -32,8 +33,22 @@ pub struct LakeTable {
     file_schema: SchemaRef,
     schema: SchemaRef,
     partition_cols: Vec<Arc<Field>>,
-    files: Vec<PartitionedFile>,
+    /// The files, or why the log's list of them cannot be read (reported
+    /// by a scan, so that a session that never reads the table opens).
+    files: std::result::Result<Vec<PartitionedFile>, String>,
     store_url: ObjectStoreUrl,
+}
+
+/// `YYYY-MM-DD` as days since 1970-01-01 (Arrow's `Date32`), parsed
+/// directly: a cast through Arrow costs an array per file, which a lake of
+/// many files pays on every command.
+fn date32(date: &str) -> Option<i32> {
+    let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    i32::try_from(
+        day.signed_duration_since(chrono::DateTime::UNIX_EPOCH.date_naive())
+            .num_days(),
+    )
+    .ok()
 }
 
 impl LakeTable {
@@ -61,14 +76,23 @@ impl LakeTable {
         let files = files
             .iter()
             .map(|f| {
-                let file = PartitionedFile::new(lake.path(&f.path).to_string(), f.size);
+                let file = PartitionedFile::new_from_meta(ObjectMeta {
+                    location: lake.path(&f.path),
+                    last_modified: chrono::DateTime::UNIX_EPOCH,
+                    size: f.size,
+                    e_tag: None,
+                    version: None,
+                });
                 match (&f.date, partition_cols.is_empty()) {
-                    (Some(date), false) => file.with_partition_values(vec![
-                        ScalarValue::Utf8(Some(date.clone()))
-                            .cast_to(partition_cols[0].data_type())
-                            .unwrap_or(ScalarValue::Date32(None)),
-                    ]),
-                    _ => file,
+                    (Some(date), false) => Ok(file.with_partition_values(vec![
+                        ScalarValue::Date32(Some(date32(date).ok_or_else(|| {
+                            format!(
+                                "the commit log names {} with the partition date {date:?}, which is not a YYYY-MM-DD date",
+                                f.path
+                            )
+                        })?)),
+                    ])),
+                    _ => Ok(file),
                 }
             })
             .collect();
@@ -106,7 +130,11 @@ impl TableProvider for LakeTable {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if self.files.is_empty() {
+        let files = self
+            .files
+            .as_ref()
+            .map_err(|reason| DataFusionError::Execution(reason.clone()))?;
+        if files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(project_schema(
                 &self.schema,
                 projection,
@@ -118,13 +146,42 @@ impl TableProvider for LakeTable {
                 .with_table_partition_cols(self.partition_cols.clone())
                 .build(),
         );
-        let groups =
-            FileGroup::new(self.files.clone()).split_files(state.config().target_partitions());
+        let groups = FileGroup::new(files.clone()).split_files(state.config().target_partitions());
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();
         format.create_physical_plan(state, config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dates_are_the_days_arrow_casts_them_to() {
+        for date in [
+            "1969-12-31",
+            "1970-01-01",
+            "2000-02-29",
+            "2026-10-05",
+            "2262-04-11",
+        ] {
+            let cast = ScalarValue::Utf8(Some(date.to_string()))
+                .cast_to(&partition_field().data_type().clone())
+                .unwrap();
+            assert_eq!(ScalarValue::Date32(date32(date)), cast, "{date}");
+        }
+        for bad in [
+            "2026-13-01",
+            "2026-02-30",
+            "20261005",
+            "",
+            "date=2026-10-05",
+        ] {
+            assert_eq!(date32(bad), None, "{bad:?}");
+        }
     }
 }
