@@ -17,9 +17,10 @@
 //! the committer of a version after which the records since the last
 //! checkpoint name [`file_budget`] files or more (a compaction or retention
 //! of a long history: folding its record costs more than reading a
-//! checkpoint). A checkpoint
-//! that fails to write costs speed, never an answer: the commit stands, and
-//! the failure is reported on stderr. A checkpoint or hint that does not
+//! checkpoint). Each writer of a checkpoint then deletes the ones that were
+//! superseded more than the orphan grace period ago, keeping the two newest
+//! ([`prune`]). A checkpoint that fails to write costs speed, never an
+//! answer: the commit stands, and the failure is reported on stderr. A checkpoint or hint that does not
 //! parse is an error naming it: it is never skipped, since a reader that
 //! silently fell back would hide a lake that is being damaged.
 
@@ -55,9 +56,12 @@ struct Written {
 }
 
 /// Every how many versions a checkpoint is written:
-/// `AGENTLEDGER_CHECKPOINT_INTERVAL`, default 100.
+/// `AGENTLEDGER_CHECKPOINT_INTERVAL`, default 10 (as Delta Lake's
+/// `checkpointInterval`): on object storage each record after the
+/// checkpoint is one more request for every command, and old checkpoints
+/// are pruned, so a short interval costs writers little.
 pub fn interval() -> u64 {
-    crate::retry::env_count("AGENTLEDGER_CHECKPOINT_INTERVAL", "commits", 1, 100)
+    crate::retry::env_count("AGENTLEDGER_CHECKPOINT_INTERVAL", "commits", 1, 10)
 }
 
 /// How many files the records since the last checkpoint may name before
@@ -206,12 +210,115 @@ pub async fn write(lake: &Lake, state: &State) -> Result<Last> {
         })
         .await?;
     }
+    // Space only: a failure leaves old checkpoints for the next writer.
+    if let Err(e) = prune(lake, chrono::Utc::now(), crate::log::orphan_grace()).await {
+        tracing::warn!("old checkpoints were not deleted ({e}); the next checkpoint tries again");
+    }
     Ok(written)
+}
+
+/// How many of the newest checkpoints [`prune`] always keeps.
+const KEPT: usize = 2;
+
+/// Deletes the checkpoints no reader needs: every one but the [`KEPT`]
+/// newest that a newer checkpoint superseded at least `grace` before `now`
+/// (a reader that read the hint before then has fetched its checkpoint
+/// long since). Without this a lake keeps every checkpoint it ever wrote,
+/// each the size of its whole state. Returns how many were deleted.
+pub async fn prune(
+    lake: &Lake,
+    now: chrono::DateTime<chrono::Utc>,
+    grace: std::time::Duration,
+) -> Result<usize> {
+    use futures::TryStreamExt;
+    let listed: Vec<object_store::ObjectMeta> = lake
+        .store()
+        .list(Some(&lake.path(CHECKPOINT_DIR)))
+        .try_collect()
+        .await?;
+    // (version, written at, location), newest first.
+    let mut checkpoints: Vec<(u64, chrono::DateTime<chrono::Utc>, object_store::path::Path)> =
+        listed
+            .into_iter()
+            .filter_map(|m| {
+                let version = m
+                    .location
+                    .filename()?
+                    .strip_suffix(".json.zst")?
+                    .parse::<u64>()
+                    .ok()?;
+                Some((version, m.last_modified, m.location))
+            })
+            .collect();
+    checkpoints.sort_by(|a, b| b.0.cmp(&a.0));
+    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX / 2);
+    let mut deleted = 0;
+    // A checkpoint was superseded when the oldest newer one was written.
+    let mut superseded_at: Option<chrono::DateTime<chrono::Utc>> = None;
+    for (i, (_, written_at, location)) in checkpoints.iter().enumerate() {
+        if i >= KEPT && superseded_at.is_some_and(|at| now - at >= grace) {
+            match lake.store().delete(location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        superseded_at = Some(*written_at);
+    }
+    Ok(deleted)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_checkpoints_superseded_for_the_grace_period_are_deleted() {
+        let lake = Lake::open("memory://checkpoint-prune").unwrap();
+        for version in [100, 200, 300, 400, 500] {
+            let state = State {
+                version,
+                ..State::default()
+            };
+            write(&lake, &state).await.unwrap();
+        }
+        // Something else in the folder is not a checkpoint.
+        let other = lake.path(&format!("{CHECKPOINT_DIR}/notes.txt"));
+        lake.store()
+            .put(&other, b"x".to_vec().into())
+            .await
+            .unwrap();
+        let names = || async {
+            let listed: Vec<_> = futures::TryStreamExt::try_collect(
+                lake.store().list(Some(&lake.path(CHECKPOINT_DIR))),
+            )
+            .await
+            .unwrap();
+            let mut names: Vec<String> = listed
+                .into_iter()
+                .map(|m| m.location.filename().unwrap().to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        let hour = std::time::Duration::from_secs(3600);
+        let now = chrono::Utc::now();
+        // Written just now (each write pruned too): none superseded long enough.
+        assert_eq!(names().await.len(), 7);
+        assert_eq!(prune(&lake, now, hour).await.unwrap(), 0);
+        // An hour on, all but the two newest go; the hint and others stay.
+        let later = now + chrono::Duration::hours(1);
+        assert_eq!(prune(&lake, later, hour).await.unwrap(), 3);
+        assert_eq!(
+            names().await,
+            [
+                "00000000000000000400.json.zst",
+                "00000000000000000500.json.zst",
+                "_last.json",
+                "notes.txt"
+            ]
+        );
+        assert_eq!(read_latest(&lake).await.unwrap().unwrap().version, 500);
+    }
 
     #[test]
     fn checkpoints_decompress_with_and_without_a_stated_size() {
