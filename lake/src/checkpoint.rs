@@ -250,7 +250,7 @@ pub async fn prune(
                 Some((version, m.last_modified, m.location))
             })
             .collect();
-    checkpoints.sort_by(|a, b| b.0.cmp(&a.0));
+    checkpoints.sort_by_key(|c| std::cmp::Reverse(c.0));
     let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX / 2);
     let mut deleted = 0;
     // A checkpoint was superseded when the oldest newer one was written.
