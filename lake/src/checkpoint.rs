@@ -20,9 +20,10 @@
 //! checkpoint). Each writer of a checkpoint then deletes the ones that were
 //! superseded more than the orphan grace period ago, keeping the two newest
 //! ([`prune`]). A checkpoint that fails to write costs speed, never an
-//! answer: the commit stands, and the failure is reported on stderr. A checkpoint or hint that does not
-//! parse is an error naming it: it is never skipped, since a reader that
-//! silently fell back would hide a lake that is being damaged.
+//! answer: the commit stands, and the failure is reported on stderr. A
+//! checkpoint or hint that does not parse is an error naming it: it is
+//! never skipped, since a reader that silently fell back would hide a lake
+//! that is being damaged.
 
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};

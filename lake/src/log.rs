@@ -1214,17 +1214,15 @@ mod tests {
         assert!(day.join("a.parquet").exists());
     }
 
+    /// The stored bytes at `path`.
+    async fn stored_bytes(lake: &Lake, path: &object_store::path::Path) -> bytes::Bytes {
+        lake.store().get(path).await.unwrap().bytes().await.unwrap()
+    }
+
     /// Rewrites record `version` of `lake` through `edit`.
     async fn hand_edit(lake: &Lake, version: u64, edit: impl FnOnce(&mut serde_json::Value)) {
         let path = lake.path(&format!("{LOG_DIR}/{version:020}.json"));
-        let bytes = lake
-            .store()
-            .get(&path)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let bytes = stored_bytes(lake, &path).await;
         let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         edit(&mut v);
         lake.store()
@@ -1344,14 +1342,7 @@ mod tests {
         // Damaged removals: readers still open the lake and see its files;
         // a writer asking for them gets an error naming the checkpoint.
         let path = lake.path(&last.path);
-        let body = lake
-            .store()
-            .get(&path)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let body = stored_bytes(&lake, &path).await;
         let mut v: serde_json::Value =
             serde_json::from_slice(&zstd::decode_all(body.as_ref()).unwrap()).unwrap();
         v["state"]["removals"] = serde_json::json!({"not": "a list"});
