@@ -68,8 +68,52 @@ pub enum Command {
     Rebuild(RebuildArgs),
     /// Write realistic, deterministic sample events and reference CSVs.
     Sample(SampleArgs),
-    /// The long-running server: OpenTelemetry traces over OTLP/HTTP (--otlp), committed to the lake in batches.
+    /// The long-running server: OpenTelemetry traces over OTLP/HTTP (--otlp), and read-only SQL over the PostgreSQL protocol (--pg).
     Serve(ServeArgs),
+    /// Users of the SQL server (serve --pg): add or replace one.
+    User(UserArgs),
+}
+
+/// `agentledger user`.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+/// `agentledger user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user, or replace the one of that name: role, tenants and a
+    /// SCRAM-SHA-256 verifier of the password (the password itself is
+    /// not stored).
+    Add(UserAddArgs),
+}
+
+/// `agentledger user add`.
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// The name the user logs in with.
+    pub name: String,
+    /// admin (everything, the quarantine included), analyst (every tenant,
+    /// no quarantine) or tenant (only the rows of --tenant).
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
+    /// A tenant a tenant user sees (repeat for several).
+    #[arg(long = "tenant", value_name = "TENANT_ID")]
+    pub tenants: Vec<String>,
+    /// The users file (created if missing).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AGENTLEDGER_PG_USERS",
+        default_value = "pg-users.json"
+    )]
+    pub users: PathBuf,
+    /// Read the password from the first line of stdin instead of asking
+    /// at the terminal.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 /// `agentledger serve`.
@@ -104,6 +148,44 @@ pub struct ServeArgs {
     /// arguments and results); by default they are dropped on receipt.
     #[arg(long)]
     pub keep_messages: bool,
+    /// Answer SQL over the PostgreSQL wire protocol on this address, e.g.
+    /// 127.0.0.1:5432 (read-only; users from --users).
+    #[arg(long, value_name = "ADDR")]
+    pub pg: Option<std::net::SocketAddr>,
+    /// The SQL server's users file, written by `agentledger user add`.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AGENTLEDGER_PG_USERS",
+        default_value = "pg-users.json"
+    )]
+    pub users: PathBuf,
+    /// Offer TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Longest time one SQL statement may run; a client's
+    /// statement_timeout may only shorten it.
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = agentledger_serve::pg::DEFAULT_STATEMENT_TIMEOUT.as_secs_f64())]
+    pub statement_timeout: f64,
+    /// Memory one SQL statement may use (it spills to disk first, then
+    /// fails with SQLSTATE 53200), such as 256M or 1G.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB")]
+    pub query_memory: String,
+    /// SQL connections at once; one more is refused (SQLSTATE 53300).
+    #[arg(long, value_name = "N", default_value_t = agentledger_serve::pg::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Close a SQL connection idle for this long.
+    #[arg(long, value_name = "SECONDS",
+          default_value_t = agentledger_serve::pg::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
+    pub idle_timeout: f64,
+    /// Append the SQL audit log (one JSON line per login and statement)
+    /// to this file; default: stderr.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
     /// How to write log lines.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub log_format: SummaryFormat,

@@ -27,11 +27,11 @@ use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
 use datafusion::datasource::ViewTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 
-pub use agentledger_transforms::Error;
 pub use agentledger_transforms::parts::PartsObserver;
 pub use agentledger_transforms::runs::{
     RefreshOptions, RefreshSummary, refresh_runs, refresh_runs_with,
 };
+pub use agentledger_transforms::{Error, Scope};
 
 /// Result with the session's error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -106,7 +106,18 @@ pub const OFFENDERS_AS_WRITTEN: u64 = 10;
 /// `margin`, `weekly_accounts`, `cost_by_model` as written (tenant by ISO
 /// week), and `weekly_totals` (by ISO week).
 pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
-    let ctx = agentledger_transforms::open_session(lake).await?;
+    let snapshot = agentledger_lake::log::Snapshot::load(lake).await?;
+    open_session_scoped(lake, &snapshot, &Scope::everything()).await
+}
+
+/// [`open_session`] over `snapshot` as `scope` sees it: every view is
+/// planned over the scope's rows ([`agentledger_transforms::scope`]).
+pub async fn open_session_scoped(
+    lake: &Lake,
+    snapshot: &agentledger_lake::log::Snapshot,
+    scope: &Scope,
+) -> Result<SessionContext> {
+    let ctx = agentledger_transforms::session_scoped(lake, snapshot, scope).await?;
     let weekly = MetricsQuery::new(vec![Key::TenantId, Key::Week], None, None);
     register_view(&ctx, "metrics", &weekly.metrics_sql()).await?;
     register_view(&ctx, "revenue", &weekly.revenue_sql().unwrap_or_default()).await?;

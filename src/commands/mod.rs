@@ -15,6 +15,7 @@ mod sample;
 mod serve;
 mod sql;
 mod timeline;
+mod user;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sample(args) => sample::run(args),
         Command::Serve(args) => serve::run(&open(&cli.lake)?, args).await,
+        Command::User(args) => user::run(args),
         Command::Ingest(args) => ingest::run(&open(&cli.lake)?, args).await,
         Command::Load(args) => load::run(&open(&cli.lake)?, args).await,
         Command::Sql(args) => sql::run(&Lake::open_existing(&cli.lake)?, args).await,

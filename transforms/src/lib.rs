@@ -11,6 +11,7 @@ pub mod join_guard;
 pub mod memory;
 pub mod parts;
 pub mod runs;
+pub mod scope;
 mod table;
 pub mod udf;
 
@@ -28,6 +29,7 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 pub use definitions::definitions;
+pub use scope::Scope;
 pub use table::LakeTable;
 
 /// Result with this crate's error type.
@@ -103,17 +105,32 @@ pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
 /// rebuild, parts made with other [`definitions`]), the same sums computed
 /// from those events on the fly; `runs` merges them. See [`runs`] for how the stored parts are kept up to date.
 pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionContext> {
+    session_scoped(lake, snapshot, &Scope::everything()).await
+}
+
+/// [`session_at`] as `scope` sees it: every stored table with a
+/// `tenant_id` column, and so every view, limited to the scope's tenants,
+/// and the quarantine left out unless the scope sees it.
+pub async fn session_scoped(
+    lake: &Lake,
+    snapshot: &Snapshot,
+    scope: &Scope,
+) -> Result<SessionContext> {
     let ctx = base_session(lake)?;
     let store_url = store_url(lake)?;
     for table in STORED_TABLES {
-        let provider = LakeTable::new(lake, snapshot, table, store_url.clone());
+        if *table == QUARANTINE && !scope.sees_quarantine() {
+            continue;
+        }
+        let provider = LakeTable::new(lake, snapshot, table, store_url.clone()).with_scope(scope);
         ctx.register_table(*table, Arc::new(provider))?;
     }
     register_views(&ctx).await?;
 
     let coverage = snapshot.run_coverage(definitions());
     let scan = |files: &[&FileEntry], name: &str| -> Result<LogicalPlan> {
-        let stored = LakeTable::with_files(lake, RUN_PARTS, files, store_url.clone());
+        let stored =
+            LakeTable::with_files(lake, RUN_PARTS, files, store_url.clone()).with_scope(scope);
         Ok(LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(stored)), None)?.build()?)
     };
     // The parts of events no current part covers, computed on the fly.
@@ -121,7 +138,7 @@ pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionConte
         None
     } else {
         let files: Vec<&FileEntry> = coverage.uncovered_events.iter().map(|(_, f)| *f).collect();
-        let (_, pending) = run_parts_over(lake, snapshot, &files).await?;
+        let (_, pending) = run_parts_of_bucket(lake, snapshot, &files, None, scope).await?;
         Some(pending.into_unoptimized_plan())
     };
     let with_pending = |plan: LogicalPlan| -> Result<LogicalPlan> {
@@ -247,20 +264,21 @@ pub(crate) async fn run_parts_over(
     snapshot: &Snapshot,
     files: &[&FileEntry],
 ) -> Result<(SessionContext, DataFrame)> {
-    run_parts_of_bucket(lake, snapshot, files, None).await
+    run_parts_of_bucket(lake, snapshot, files, None, &Scope::everything()).await
 }
 
 /// [`run_parts_over`] the events of `files` whose run is in `bucket`, if
-/// given.
+/// given, and in `scope`.
 pub(crate) async fn run_parts_of_bucket(
     lake: &Lake,
     snapshot: &Snapshot,
     files: &[&FileEntry],
     bucket: Option<Bucket>,
+    scope: &Scope,
 ) -> Result<(SessionContext, DataFrame)> {
     let ctx = base_session(lake)?;
     let store_url = store_url(lake)?;
-    let events = LakeTable::with_files(lake, EVENTS, files, store_url.clone());
+    let events = LakeTable::with_files(lake, EVENTS, files, store_url.clone()).with_scope(scope);
     match bucket {
         None => {
             ctx.register_table(EVENTS, Arc::new(events))?;
@@ -288,7 +306,8 @@ pub(crate) async fn merged_parts_of_bucket(
     events: &[&FileEntry],
     bucket: Bucket,
 ) -> Result<(SessionContext, DataFrame)> {
-    let (ctx, new_parts) = run_parts_of_bucket(lake, snapshot, events, Some(bucket)).await?;
+    let (ctx, new_parts) =
+        run_parts_of_bucket(lake, snapshot, events, Some(bucket), &Scope::everything()).await?;
     let store_url = store_url(lake)?;
     let stored = LakeTable::with_files(lake, RUN_PARTS, parts, store_url);
     ctx.register_table("stored_parts", Arc::new(stored))?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use agentledger_lake::Lake;
 use agentledger_lake::log::{FileEntry, Snapshot};
-use agentledger_lake::schema::{is_partitioned, partition_field, table_schema};
+use agentledger_lake::schema::{WORKFLOW_POLICIES, is_partitioned, partition_field, table_schema};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -27,6 +27,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use object_store::ObjectMeta;
 
+use crate::scope::Scope;
+
 /// A stored table over the files one snapshot names.
 #[derive(Debug)]
 pub struct LakeTable {
@@ -37,6 +39,10 @@ pub struct LakeTable {
     /// by a scan, so that a session that never reads the table opens).
     files: std::result::Result<Vec<PartitionedFile>, String>,
     store_url: ObjectStoreUrl,
+    /// The rows a scan may return ([`Scope::restrict`]).
+    scope: Scope,
+    /// Whether `tenant_id = '*'` means every tenant (workflow policies).
+    wildcard_tenant: bool,
 }
 
 /// `YYYY-MM-DD` as days since 1970-01-01 (Arrow's `Date32`), parsed
@@ -102,7 +108,22 @@ impl LakeTable {
             partition_cols,
             files,
             store_url,
+            scope: Scope::everything(),
+            wildcard_tenant: name == WORKFLOW_POLICIES,
         }
+    }
+
+    /// This table as `scope` may see it: limited to its tenants when the
+    /// table has a `tenant_id` column and the scope a tenant list.
+    pub fn with_scope(mut self, scope: &Scope) -> Self {
+        self.scope = scope.clone();
+        self
+    }
+
+    /// The column a tenant scope filters on, when this scan must.
+    fn scoped_column(&self) -> Option<usize> {
+        self.scope.tenant_list()?;
+        self.schema.index_of("tenant_id").ok()
     }
 }
 
@@ -120,7 +141,14 @@ impl TableProvider for LakeTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // A scoped scan takes no filter of the user's: it must stay above
+        // the tenant filter (see `scope`).
+        let pushdown = if self.scoped_column().is_some() {
+            TableProviderFilterPushDown::Unsupported
+        } else {
+            TableProviderFilterPushDown::Inexact
+        };
+        Ok(vec![pushdown; filters.len()])
     }
 
     async fn scan(
@@ -128,6 +156,35 @@ impl TableProvider for LakeTable {
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some(tenant) = self.scoped_column() {
+            // Read the requested columns and `tenant_id`, filter, then
+            // keep the requested ones. No limit below the filter: it
+            // would count other tenants' rows.
+            let (inner, keep) = match projection {
+                None => (None, None),
+                Some(p) if p.contains(&tenant) => (Some(p.clone()), None),
+                Some(p) => {
+                    let mut with_tenant = p.clone();
+                    with_tenant.push(tenant);
+                    (Some(with_tenant), Some((0..p.len()).collect::<Vec<_>>()))
+                }
+            };
+            let scan = self.scan_files(state, inner.as_ref(), None).await?;
+            return self
+                .scope
+                .restrict(scan, keep.as_ref(), self.wildcard_tenant);
+        }
+        self.scan_files(state, projection, limit).await
+    }
+}
+
+impl LakeTable {
+    async fn scan_files(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let files = self

@@ -1,0 +1,200 @@
+//! What one session may see: every row, or only the rows of some tenants.
+//!
+//! The SQL server (SPEC section 9) opens a session per user role. A
+//! tenant-scoped session is the same session as any other, with every
+//! stored table that has a `tenant_id` column read through a
+//! [`ScopeBarrierExec`]: the scan, its `tenant_id IN (...)` filter, and
+//! above them a node through which no optimizer pushes anything. The
+//! user's own expressions (a `WHERE`, a cast, a join condition) are
+//! therefore evaluated only on rows of the session's tenants: a predicate
+//! pushed into the Parquet reader beside the tenant filter could otherwise
+//! run first and fail on another tenant's value, and echo it in the error.
+//! The barrier also reports no statistics, so no count is answered from
+//! file metadata, which covers every tenant. Every view (`runs`, `metrics`,
+//! ...) is planned over these scans, so it sees what they see.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{Column, in_list};
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+
+/// The rows a session may read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// `None`: every tenant; otherwise only these (sorted, no repeats).
+    tenants: Option<Arc<[String]>>,
+    /// Whether the `quarantine` table (raw rejected lines) is registered.
+    quarantine: bool,
+}
+
+impl Scope {
+    /// Every row of every table, the quarantine included: the commands.
+    pub fn everything() -> Self {
+        Self {
+            tenants: None,
+            quarantine: true,
+        }
+    }
+
+    /// Every tenant, without the quarantine's raw lines.
+    pub fn all_tenants() -> Self {
+        Self {
+            tenants: None,
+            quarantine: false,
+        }
+    }
+
+    /// Only the rows of `tenants`, without the quarantine. An empty list
+    /// is a scope that sees no rows.
+    pub fn tenants<I: IntoIterator<Item = String>>(tenants: I) -> Self {
+        let mut list: Vec<String> = tenants.into_iter().collect();
+        list.sort();
+        list.dedup();
+        Self {
+            tenants: Some(list.into()),
+            quarantine: false,
+        }
+    }
+
+    /// The tenants this scope is limited to, if it is.
+    pub fn tenant_list(&self) -> Option<&[String]> {
+        self.tenants.as_deref()
+    }
+
+    /// Whether the quarantine table is visible.
+    pub fn sees_quarantine(&self) -> bool {
+        self.quarantine
+    }
+
+    /// `input` (a scan whose schema has `tenant_id`, every column read)
+    /// limited to the scope's tenants, projected to `projection`, behind a
+    /// barrier; `input` itself when the scope has no tenant list.
+    ///
+    /// `wildcard`: rows whose `tenant_id` is `*` are kept too (a workflow
+    /// policy for every tenant, SPEC section 8, is no tenant's data).
+    pub(crate) fn restrict(
+        &self,
+        input: Arc<dyn ExecutionPlan>,
+        projection: Option<&Vec<usize>>,
+        wildcard: bool,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(tenants) = &self.tenants else {
+            return Ok(input);
+        };
+        let mut tenants = tenants.to_vec();
+        if wildcard {
+            tenants.push("*".to_string());
+        }
+        let schema = input.schema();
+        let index = schema.index_of("tenant_id")?;
+        let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new("tenant_id", index));
+        let list = tenants
+            .iter()
+            .map(|t| {
+                Arc::new(datafusion::physical_expr::expressions::Literal::new(
+                    ScalarValue::Utf8(Some(t.clone())),
+                )) as Arc<dyn PhysicalExpr>
+            })
+            .collect();
+        let predicate = in_list(column, list, &false, &schema)?;
+        let mut plan: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, input)?);
+        if let Some(projection) = projection {
+            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = projection
+                .iter()
+                .map(|&i| {
+                    let name = schema.field(i).name().clone();
+                    (
+                        Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                        name,
+                    )
+                })
+                .collect();
+            plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        }
+        Ok(Arc::new(ScopeBarrierExec::new(plan)))
+    }
+}
+
+/// Passes its input through unchanged and lets nothing through it:
+/// optimizers push no filter, projection, limit or sort below it, and it
+/// has no statistics. See the module's documentation for why.
+#[derive(Debug)]
+pub struct ScopeBarrierExec {
+    input: Arc<dyn ExecutionPlan>,
+}
+
+impl ScopeBarrierExec {
+    /// A barrier over `input`.
+    pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
+        Self { input }
+    }
+}
+
+impl DisplayAs for ScopeBarrierExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ScopeBarrierExec")
+    }
+}
+
+impl ExecutionPlan for ScopeBarrierExec {
+    fn name(&self) -> &str {
+        "ScopeBarrierExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return Err(DataFusionError::Internal(format!(
+                "ScopeBarrierExec has one input, not {}",
+                children.len()
+            )));
+        }
+        Ok(Arc::new(Self::new(children.swap_remove(0))))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let recompute = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
+        self.replace_children(children, recompute)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
+}
