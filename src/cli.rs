@@ -74,6 +74,20 @@ pub enum Command {
     User(UserArgs),
 }
 
+/// The SQL server's users file (`--users`).
+#[derive(Debug, Args)]
+pub struct UsersFile {
+    /// The SQL server's users file, written by `agentledger user add`
+    /// (created by it if missing).
+    #[arg(
+        long = "users",
+        value_name = "FILE",
+        env = "AGENTLEDGER_PG_USERS",
+        default_value = "pg-users.json"
+    )]
+    pub path: PathBuf,
+}
+
 /// `agentledger user`.
 #[derive(Debug, Args)]
 pub struct UserArgs {
@@ -102,14 +116,8 @@ pub struct UserAddArgs {
     /// A tenant a tenant user sees (repeat for several).
     #[arg(long = "tenant", value_name = "TENANT_ID")]
     pub tenants: Vec<String>,
-    /// The users file (created if missing).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "AGENTLEDGER_PG_USERS",
-        default_value = "pg-users.json"
-    )]
-    pub users: PathBuf,
+    #[command(flatten)]
+    pub users: UsersFile,
     /// Read the password from the first line of stdin instead of asking
     /// at the terminal.
     #[arg(long)]
@@ -152,14 +160,8 @@ pub struct ServeArgs {
     /// 127.0.0.1:5432 (read-only; users from --users).
     #[arg(long, value_name = "ADDR")]
     pub pg: Option<std::net::SocketAddr>,
-    /// The SQL server's users file, written by `agentledger user add`.
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "AGENTLEDGER_PG_USERS",
-        default_value = "pg-users.json"
-    )]
-    pub users: PathBuf,
+    #[command(flatten)]
+    pub users: UsersFile,
     /// Offer TLS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

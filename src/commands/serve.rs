@@ -62,7 +62,7 @@ pub async fn run(lake: &Lake, args: ServeArgs) -> anyhow::Result<ExitCode> {
                 query_memory,
                 max_connections: args.max_connections.max(1),
                 idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
-                ..PgConfig::new(addr, args.users.clone())
+                ..PgConfig::new(addr, args.users.path.clone())
             };
             Some((config, audit))
         }

@@ -32,8 +32,8 @@ pub fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
     if password.is_empty() {
         bail!("empty password; nothing was written");
     }
-    let mut users = if args.users.exists() {
-        Users::load(&args.users)?
+    let mut users = if args.users.path.exists() {
+        Users::load(&args.users.path)?
     } else {
         Users::default()
     };
@@ -47,13 +47,13 @@ pub fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             scram: Some(verifier.text()),
         })
         .map_err(|e| anyhow::anyhow!(e))?;
-    users.save(&args.users)?;
+    users.save(&args.users.path)?;
     println!(
         "{} user {} ({}) in {}",
         if replaced { "replaced" } else { "added" },
         args.name,
         role.name(),
-        args.users.display()
+        args.users.path.display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -34,16 +34,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Status, StatusCode
 
+from checks import check, failed
+
 BIN = sys.argv[1]
 RUNS = 300
-failures = 0
-
-
-def check(name, ok, detail=""):
-    global failures
-    print(("ok    " if ok else "FAIL  ") + name + ("" if ok else f": {detail}"))
-    if not ok:
-        failures += 1
 
 
 class FileExporter(SpanExporter):
@@ -239,8 +233,8 @@ def main():
     reasons = sorted({r["reason"] for r in rows})
     check("missing model and negative tokens", reasons == ["missing_field", "out_of_range"], reasons)
 
-    print(f"{'FAILED' if failures else 'passed'}: {failures} failure(s)")
-    sys.exit(1 if failures else 0)
+    print(f"{'FAILED' if failed() else 'passed'}: {failed()} failure(s)")
+    sys.exit(1 if failed() else 0)
 
 
 main()

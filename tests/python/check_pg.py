@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import sqlalchemy
+from checks import check, failed
 
 BIN = sys.argv[1]
 PSQL = sys.argv[2]
@@ -41,14 +42,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample-data"
 PASSWORDS = {"root": "r00t-Pw!", "ana": "an4lyst pw", "acme_user": "acme-Secret-9"}
 OTHER_TENANTS = ["globex", "umbrella", "initech", "hooli", "acme corp"]
-failures = 0
-
-
-def check(name, ok, detail=""):
-    global failures
-    print(("ok    " if ok else "FAIL  ") + name + ("" if ok else f": {detail}"))
-    if not ok:
-        failures += 1
 
 
 def agentledger(lake, *args, stdin=None, check_ok=True, extra_env=None):
@@ -171,8 +164,9 @@ def main():
         check("rows are counted in the audit log", ok_rows, statements[:3])
 
         check_limits(lake, users, tmp)
-    if failures:
-        raise SystemExit(f"{failures} check(s) failed")
+        check_tls(lake, users, tmp)
+    if failed():
+        raise SystemExit(f"{failed()} check(s) failed")
     print("all PostgreSQL-wire checks passed")
 
 
@@ -339,6 +333,19 @@ def check_fresh(lake, port, tmp):
         check("a prepared statement reads the newest snapshot at each run", prepared == [1, 2], prepared)
 
 
+def connect_when_free(port, user):
+    """A connection at a server near its connection limit: a closed
+    connection's place is free once the server has seen it close, which may
+    be a moment after the client returns."""
+    for attempt in range(50):
+        try:
+            return connect(port, user, autocommit=True)
+        except psycopg.OperationalError as e:
+            if "too many clients" not in str(e) or attempt == 49:
+                raise
+            time.sleep(0.1)
+
+
 def check_limits(lake, users, tmp):
     audit = os.path.join(tmp, "audit-limits.jsonl")
     server, port, output = start_server(lake, users, audit, "--max-connections", "2", "--idle-timeout", "2",
@@ -364,7 +371,7 @@ def check_limits(lake, users, tmp):
                 except psycopg.OperationalError as e:
                     check("a third connection is refused with 53300", "too many clients" in str(e), e)
                 second.execute("SELECT 1")
-        idle = connect(port, "ana", autocommit=True)
+        idle = connect_when_free(port, "ana")
         idle.execute("SELECT 1")
         time.sleep(4)
         try:
@@ -372,21 +379,34 @@ def check_limits(lake, users, tmp):
             check("an idle connection is closed", False, "still open")
         except psycopg.OperationalError:
             check("an idle connection is closed after the idle timeout", True)
-        # A closed connection's place is free once the server has seen it
-        # close, which may be a moment after the client returns.
-        for attempt in range(30):
-            try:
-                with connect(port, "ana", autocommit=True) as conn:
-                    check("the server answers new connections after all that", conn.execute("SELECT 1").fetchone()[0] == 1)
-                break
-            except psycopg.OperationalError as e:
-                if "too many clients" not in str(e) or attempt == 29:
-                    check("the server answers new connections after all that", False, e)
-                    break
-                time.sleep(0.1)
+        with connect_when_free(port, "ana") as conn:
+            check("the server answers new connections after all that", conn.execute("SELECT 1").fetchone()[0] == 1)
     finally:
         server.send_signal(15)
         server.wait(timeout=30)
+
+
+def check_tls(lake, users, tmp):
+    cert, key = os.path.join(tmp, "server.crt"), os.path.join(tmp, "server.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
+    audit = os.path.join(tmp, "audit-tls.jsonl")
+    server, port, _ = start_server(lake, users, audit, "--tls-cert", cert, "--tls-key", key)
+    try:
+        with connect(port, "ana", sslmode="require") as conn:
+            ssl = conn.pgconn.ssl_in_use
+            n = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        check("TLS: a client with sslmode=require connects over TLS and queries", ssl and n > 0, (ssl, n))
+        with connect(port, "ana", sslmode="verify-full", sslrootcert=cert) as conn:
+            check("TLS: the certificate verifies", conn.pgconn.ssl_in_use)
+    finally:
+        server.send_signal(15)
+        server.wait(timeout=30)
+    for bad_cert, bad_key, says in [(os.path.join(tmp, "missing.crt"), key, "missing.crt"), (key, key, "certificate")]:
+        p = subprocess.run([BIN, "serve", "--pg", "127.0.0.1:0", "--users", users, "--tls-cert", bad_cert, "--tls-key", bad_key],
+                           env=dict(os.environ, AGENTLEDGER_LAKE=lake), capture_output=True, text=True, timeout=60)
+        check(f"TLS: an unusable certificate stops the server ({says})",
+              p.returncode != 0 and says in p.stderr and "does not start without" in p.stderr, p.stderr[-400:])
 
 
 if __name__ == "__main__":

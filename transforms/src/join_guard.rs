@@ -12,21 +12,18 @@
 //! the second execution fails with "resources exhausted" instead: the query
 //! stops with the memory-limit error rather than a panic or a wrong answer.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::TaskContext;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::joins::NestedLoopJoinExec;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PhysicalExpr,
-    PlanProperties, SendableRecordBatchStream,
-};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+
+use crate::passthrough::{PassThrough, PassThroughExec};
 
 /// The physical optimizer rule that guards every nested-loop join's build
 /// side with [`ExecuteOnceExec`]. Runs after DataFusion's own rules.
@@ -69,80 +66,25 @@ impl PhysicalOptimizerRule for GuardNestedLoopJoins {
 
 /// Passes its input through the first time each partition is executed; a
 /// second execution fails with `ResourcesExhausted`.
+pub type ExecuteOnceExec = PassThroughExec<ExecuteOnce>;
+
+/// The partitions an [`ExecuteOnceExec`] has run.
 #[derive(Debug)]
-pub struct ExecuteOnceExec {
-    input: Arc<dyn ExecutionPlan>,
+pub struct ExecuteOnce {
     executed: Vec<AtomicBool>,
 }
 
-impl ExecuteOnceExec {
-    /// Guards `input`.
-    pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
+impl PassThrough for ExecuteOnce {
+    const NAME: &'static str = "ExecuteOnceExec";
+
+    fn over(input: &Arc<dyn ExecutionPlan>) -> Self {
         let partitions = input.output_partitioning().partition_count();
         Self {
-            input,
             executed: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
         }
     }
-}
 
-impl DisplayAs for ExecuteOnceExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ExecuteOnceExec")
-    }
-}
-
-impl ExecutionPlan for ExecuteOnceExec {
-    fn name(&self) -> &str {
-        "ExecuteOnceExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-        _options: ReplaceChildrenOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(format!(
-                "ExecuteOnceExec has one input, not {}",
-                children.len()
-            )));
-        }
-        Ok(Arc::new(Self::new(children.swap_remove(0))))
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let recompute = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
-        self.replace_children(children, recompute)
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
+    fn before_execute(&self, partition: usize) -> Result<()> {
         let again = self
             .executed
             .get(partition)
@@ -152,7 +94,7 @@ impl ExecutionPlan for ExecuteOnceExec {
                 "the build side of a nested loop join does not fit in memory (DataFusion's fallback would run it a second time, which this input does not allow)".into(),
             ));
         }
-        self.input.execute(partition, context)
+        Ok(())
     }
 }
 

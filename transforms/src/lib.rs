@@ -10,6 +10,7 @@ pub mod definitions;
 pub mod join_guard;
 pub mod memory;
 pub mod parts;
+pub mod passthrough;
 pub mod runs;
 pub mod scope;
 mod table;

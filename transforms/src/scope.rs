@@ -13,18 +13,16 @@
 //! file metadata, which covers every tenant. Every view (`runs`, `metrics`,
 //! ...) is planned over these scans, so it sees what they see.
 
-use std::fmt;
 use std::sync::Arc;
 
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result, ScalarValue};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{Column, in_list};
-use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+
+use crate::passthrough::{PassThrough, PassThroughExec};
 
 /// The rows a session may read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -126,75 +124,20 @@ impl Scope {
 /// Passes its input through unchanged and lets nothing through it:
 /// optimizers push no filter, projection, limit or sort below it, and it
 /// has no statistics. See the module's documentation for why.
+pub type ScopeBarrierExec = PassThroughExec<Barrier>;
+
+/// A [`ScopeBarrierExec`]: nothing to do but be there.
 #[derive(Debug)]
-pub struct ScopeBarrierExec {
-    input: Arc<dyn ExecutionPlan>,
-}
+pub struct Barrier;
 
-impl ScopeBarrierExec {
-    /// A barrier over `input`.
-    pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
-        Self { input }
-    }
-}
+impl PassThrough for Barrier {
+    const NAME: &'static str = "ScopeBarrierExec";
 
-impl DisplayAs for ScopeBarrierExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ScopeBarrierExec")
-    }
-}
-
-impl ExecutionPlan for ScopeBarrierExec {
-    fn name(&self) -> &str {
-        "ScopeBarrierExec"
+    fn over(_input: &Arc<dyn ExecutionPlan>) -> Self {
+        Barrier
     }
 
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-        _options: ReplaceChildrenOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(format!(
-                "ScopeBarrierExec has one input, not {}",
-                children.len()
-            )));
-        }
-        Ok(Arc::new(Self::new(children.swap_remove(0))))
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let recompute = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
-        self.replace_children(children, recompute)
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
+    fn before_execute(&self, _partition: usize) -> Result<()> {
+        Ok(())
     }
 }

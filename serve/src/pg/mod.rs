@@ -31,6 +31,7 @@ use agentledger_lake::Lake;
 use agentledger_lake::log::{Snapshot, read_records_after};
 use agentledger_transforms::Scope;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
@@ -185,14 +186,17 @@ impl Shared {
     pub(crate) async fn session(&self, scope: &Scope) -> Result<SessionContext, String> {
         let state = self.state_for(scope).await?;
         let runtime = state.runtime_env();
+        // Spill files go where every command's go (--spill-dir).
+        let spill = agentledger_transforms::memory::budget()?
+            .spill_dir()
+            .map(|dir| DiskManagerMode::Directories(vec![dir.to_path_buf()]))
+            .unwrap_or(DiskManagerMode::OsTmpDirectory);
         let statement_runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(
                 usize::try_from(self.config.query_memory).unwrap_or(usize::MAX),
             )))
             .with_object_store_registry(Arc::clone(&runtime.object_store_registry))
-            .with_disk_manager_builder(
-                datafusion::execution::disk_manager::DiskManagerBuilder::default(),
-            )
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(spill))
             .build_arc()
             .map_err(|e| format!("cannot make the statement's runtime: {e}"))?;
         let state = SessionStateBuilder::new_from_existing(state)
