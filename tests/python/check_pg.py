@@ -139,6 +139,7 @@ def main():
             check_psql(lake, port)
             check_psycopg(lake, port)
             check_sqlalchemy(lake, port)
+            check_bi_tools(port)
             check_tenant(lake, port, tmp)
             check_logins(port)
             check_fresh(lake, port, tmp)
@@ -212,6 +213,25 @@ def check_sqlalchemy(lake, port):
     check("SQLAlchemy + pandas read_sql equals agentledger sql",
           [(r["tenant_id"], int(r["events"])) for r in got] == [(r["tenant_id"], r["events"]) for r in want], (got[:3], want[:3]))
     engine.dispose()
+
+
+def check_bi_tools(port):
+    """The statements Grafana and Metabase send when they connect
+    and browse the schema (tests/python/bi_connect_queries.json), over the
+    extended protocol as their drivers send them, as an analyst and as a
+    tenant user."""
+    tools = json.loads((Path(__file__).parent / "bi_connect_queries.json").read_text())["tools"]
+    for user in ["ana", "acme_user"]:
+        for tool, queries in tools.items():
+            failed_queries = []
+            with connect(port, user, autocommit=True) as conn:
+                for q in queries:
+                    try:
+                        conn.execute(q.replace("%", "%%")).fetchall() if q.lstrip().upper().startswith(("SELECT", "WITH", "SHOW")) \
+                            else conn.execute(q.replace("%", "%%"))
+                    except psycopg.Error as e:
+                        failed_queries.append(f"{q[:80]!r}: {e}")
+            check(f"{tool}'s connect queries run for {user}", not failed_queries, failed_queries[:3])
 
 
 def check_tenant(lake, port, tmp):
