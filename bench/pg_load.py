@@ -62,7 +62,8 @@ def main():
     ap.add_argument("--runs", type=int, default=25000)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--ingest-every", type=float, default=2.0)
+    ap.add_argument("--ingest-every", type=float, default=2.0,
+                    help="seconds between ingest commits; longer than --seconds for none")
     ap.add_argument("--work")
     args = ap.parse_args()
 
@@ -112,8 +113,12 @@ def main():
 
     def ingester():
         i = 0
-        while time.time() < stop:
-            time.sleep(args.ingest_every)
+        while True:
+            wake = time.time() + args.ingest_every
+            while time.time() < min(wake, stop):
+                time.sleep(0.05)
+            if time.time() >= stop:
+                break
             i += 1
             path = os.path.join(work, f"batch-{i}.ndjson")
             run_id = f"bench-run-{i}"
