@@ -10,7 +10,7 @@ use crate::common::{Env, sample_lake};
 /// every event hold (they spill under it), and about three times the least
 /// they need to make progress (a batch per operator and per spill file
 /// being merged), with the settings of [`pinned`].
-const LIMIT: &str = "16M";
+const LIMIT: &str = "24M";
 
 /// `merge_parts.sql` as written (without its header, which the command
 /// line would take for a flag), ordered: a hash aggregate of one group per
