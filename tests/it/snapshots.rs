@@ -30,7 +30,7 @@ fn settings() -> insta::Settings {
     s
 }
 
-const COMMANDS: [&str; 14] = [
+const COMMANDS: [&str; 15] = [
     "ingest",
     "load",
     "sql",
@@ -45,6 +45,7 @@ const COMMANDS: [&str; 14] = [
     "rebuild",
     "sample",
     "serve",
+    "user",
 ];
 
 #[test]
@@ -65,6 +66,7 @@ fn every_help_text() {
         for command in COMMANDS {
             insta::assert_snapshot!(format!("help_{command}"), help(&[command, "--help"]));
         }
+        insta::assert_snapshot!("help_user_add", help(&["user", "add", "--help"]));
     });
 }
 
