@@ -397,8 +397,9 @@ def check_limits(lake, users, tmp):
         try:
             idle.execute("SELECT 1")
             check("an idle connection is closed", False, "still open")
-        except psycopg.OperationalError:
-            check("an idle connection is closed after the idle timeout", True)
+        except psycopg.OperationalError as e:
+            check("an idle connection is closed with 57P05 after the idle timeout",
+                  "idle-session timeout" in str(e), e)
         with connect_when_free(port, "ana") as conn:
             check("the server answers new connections after all that", conn.execute("SELECT 1").fetchone()[0] == 1)
     finally:

@@ -391,6 +391,19 @@ pub async fn serve_pg(
             busy: AtomicUsize::new(0),
         });
         let handlers = ConnHandlers::new(Arc::clone(&shared), Arc::clone(&conn));
+        // Without TLS, a second handle on the socket lets the idle timeout
+        // tell the client why before it closes (pgwire owns the first).
+        let (socket, notice) = if tls.is_none() {
+            match second_handle(socket) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(client = %addr, "cannot use the connection: {e}");
+                    continue;
+                }
+            }
+        } else {
+            (socket, None)
+        };
         let tls = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
@@ -401,6 +414,11 @@ pub async fn serve_pg(
                     }
                 }
                 () = idle_watch(&conn, idle_timeout) => {
+                    if let Some(mut notice) = notice {
+                        // Nothing runs and nothing is being sent: the
+                        // message goes out whole, as PostgreSQL sends it.
+                        let _ = std::io::Write::write_all(&mut notice, &idle_fatal());
+                    }
                     tracing::info!(client = %addr, "closed after {}s idle", idle_timeout.as_secs());
                 }
             }
@@ -409,6 +427,36 @@ pub async fn serve_pg(
     tracing::info!("PostgreSQL server stopping");
     connections.shutdown().await;
     Ok(summary)
+}
+
+/// The socket, and a second handle on it for [`idle_fatal`].
+fn second_handle(
+    socket: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, Option<std::net::TcpStream>)> {
+    let std = socket.into_std()?;
+    let notice = std.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(std)?, Some(notice)))
+}
+
+/// PostgreSQL's ErrorResponse for an idle session ended by the server:
+/// `FATAL 57P05 terminating connection due to idle-session timeout`.
+fn idle_fatal() -> Vec<u8> {
+    let mut fields = Vec::new();
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "57P05"),
+        (b'M', "terminating connection due to idle-session timeout"),
+    ] {
+        fields.push(tag);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    message.extend_from_slice(&fields);
+    message
 }
 
 /// Resolves once the connection has been idle for `timeout`.
