@@ -167,16 +167,18 @@ fn refused(r: &Refusal) -> PgWireError {
 }
 
 /// A DataFusion error as PostgreSQL reports one: out of memory as 53200
-/// with what to do, a statement that does not plan as 42000.
+/// with what to do, a statement that does not plan as 42000, SQL that
+/// DataFusion has no support for (an error it raises, such as an
+/// unsupported type) as PostgreSQL's 0A000 feature_not_supported.
 fn df_error(e: &DataFusionError) -> PgWireError {
     if let Some(message) = agentledger_transforms::memory::exhausted_message(e) {
         return error("ERROR", "53200", message);
     }
     let code = match e.find_root() {
-        DataFusionError::SQL(..)
-        | DataFusionError::Plan(_)
-        | DataFusionError::SchemaError(..)
-        | DataFusionError::NotImplemented(_) => "42000",
+        DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
+            "42000"
+        }
+        DataFusionError::NotImplemented(_) => "0A000",
         _ => "XX000",
     };
     error("ERROR", code, e.to_string())
@@ -197,6 +199,15 @@ fn pg_error(e: PgWireError) -> PgWireError {
             }
         },
         other => other,
+    }
+}
+
+/// The audit log's outcome of a statement that failed with `e`.
+fn outcome(e: &PgWireError) -> &'static str {
+    match e {
+        PgWireError::UserError(i) if i.code == "57014" => "timeout",
+        PgWireError::UserError(i) if i.code == "25006" || i.code == "42501" => "refused",
+        _ => "error",
     }
 }
 
@@ -494,10 +505,12 @@ impl ScopedParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut statements = PostgresCompatibilityParser::new()
-            .parse(sql)
-            .map_err(|e| (error("ERROR", "42601", e.to_string()), "error"))
-            .map_err(|(e, _)| (e, "unparsed statement".to_string()))?;
+        let mut statements = PostgresCompatibilityParser::new().parse(sql).map_err(|e| {
+            (
+                error("ERROR", "42601", e.to_string()),
+                "unparsed statement".to_string(),
+            )
+        })?;
         if statements.is_empty() {
             return Ok(None);
         }
@@ -557,14 +570,8 @@ impl QueryParser for ScopedParser {
         match self.plan(client, ctx, &user, sql, types).await {
             Ok(parsed) => Ok(parsed),
             Err((e, statement)) => {
-                let mut line = self.pending(&user, statement, started);
-                let outcome = if matches!(&e, PgWireError::UserError(i) if i.code == "25006" || i.code == "42501")
-                {
-                    "refused"
-                } else {
-                    "error"
-                };
-                line.finish(outcome, Some(e.to_string()));
+                self.pending(&user, statement, started)
+                    .finish(outcome(&e), Some(e.to_string()));
                 Err(e)
             }
         }
@@ -752,12 +759,7 @@ impl SimpleQueryHandler for Queries {
             match self.run_query(client, &ctx, &statement, deadline).await {
                 Ok(response) => results.push(Response::Query(watched(response, deadline, pending))),
                 Err(e) => {
-                    let outcome = match &e {
-                        PgWireError::UserError(i) if i.code == "57014" => "timeout",
-                        PgWireError::UserError(i) if i.code == "25006" => "refused",
-                        _ => "error",
-                    };
-                    pending.finish(outcome, Some(e.to_string()));
+                    pending.finish(outcome(&e), Some(e.to_string()));
                     return Err(e);
                 }
             }
@@ -815,8 +817,10 @@ impl ExtendedQueryHandler for Queries {
                 pending.finish("ok", None);
                 return Ok(Response::EmptyQuery);
             }
-            Err((e, _)) => {
-                pending.finish("error", Some(e.to_string()));
+            Err((e, statement)) => {
+                // A refused statement is logged by its kind only.
+                pending.statement = statement;
+                pending.finish(outcome(&e), Some(e.to_string()));
                 return Err(e);
             }
         };
