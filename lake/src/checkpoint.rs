@@ -7,7 +7,11 @@
 //!   version, zstd-compressed JSON, created with put-if-absent. It is a pure
 //!   function of the records up to its version, so two writers that both
 //!   write one write the same facts, and the loser of the create has nothing
-//!   to do.
+//!   to do. Since format 2 the removed files not yet deleted (most of the
+//!   state after a compaction of a long history, and read by writers only)
+//!   are not in that JSON but follow it in a zstd skippable frame, itself
+//!   holding their compressed JSON: a reader decompresses and parses only
+//!   the first frame, and a zstd tool sees just the state.
 //! - `_checkpoints/_last.json`: which checkpoint is newest. A hint only: it
 //!   is overwritten, and only ever with a newer version; a reader that finds
 //!   none reads the whole log, which stays complete (checkpoints never
@@ -29,15 +33,20 @@ use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::state::State;
+use crate::state::{Removals, State};
 use crate::store::Lake;
 
 /// Folder of the checkpoints, relative to the lake root.
 pub const CHECKPOINT_DIR: &str = "_checkpoints";
 /// The hint naming the newest checkpoint.
 pub const LAST: &str = "_checkpoints/_last.json";
-/// The checkpoint format this binary reads and writes.
-pub const CHECKPOINT_FORMAT: u32 = 1;
+/// The checkpoint format this binary writes, and the newest it reads:
+/// 1, the state in one frame; 2, its removals in a frame of their own.
+pub const CHECKPOINT_FORMAT: u32 = 2;
+
+/// The magic number of the skippable frame holding a checkpoint's removals
+/// (RFC 8878: `0x184D2A50` to `0x184D2A5F` mark skippable frames).
+const REMOVALS_FRAME: u32 = 0x184D_2A5A;
 
 /// What `_checkpoints/_last.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +117,7 @@ pub async fn last(lake: &Lake) -> Result<Option<Last>> {
 /// (every checkpoint this binary writes), or else streamed into one sized
 /// from the compressed length (checkpoints written before), without the
 /// doubling and copying of a growing buffer.
-fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(crate) fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let stated = zstd::zstd_safe::get_frame_content_size(bytes).map_err(|e| {
         std::io::Error::new(
@@ -138,7 +147,9 @@ pub async fn read_latest(lake: &Lake) -> Result<Option<State>> {
     let Some(bytes) = get_optional(lake, &last.path).await? else {
         return Err(corrupt("the checkpoint is missing".into()));
     };
-    let json = decompress(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let first = zstd::zstd_safe::find_frame_compressed_size(&bytes)
+        .map_err(|code| corrupt(format!("not a zstd frame: {code}")))?;
+    let json = decompress(&bytes[..first]).map_err(|e| corrupt(e.to_string()))?;
     let written: Written = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
     if written.checkpoint_format > CHECKPOINT_FORMAT {
         return Err(Error::NewerFormat {
@@ -155,13 +166,43 @@ pub async fn read_latest(lake: &Lake) -> Result<Option<State>> {
         )));
     }
     let mut state = written.state;
-    state.removals.read_from(&last.path);
+    if written.checkpoint_format >= 2 {
+        if !state.removals.is_unread() {
+            return Err(corrupt(
+                "it is of format 2 but lists removed files in its state".into(),
+            ));
+        }
+        state.removals = Removals::in_frame(&last.path, removals_frame(&bytes.slice(first..)));
+    } else {
+        state.removals.read_from(&last.path);
+    }
     if state.changed_from == u64::MAX {
         // Written before the state tracked table changes: it knows of the
         // changes after the checkpoint only.
         state.changed_from = state.version;
     }
     Ok(Some(state))
+}
+
+/// The compressed removals in the skippable frame that follows a
+/// checkpoint's state (format 2), or why they are not there.
+fn removals_frame(rest: &bytes::Bytes) -> std::result::Result<bytes::Bytes, String> {
+    let missing = || "its frame of removed files is missing or cut short".to_string();
+    let header = rest.get(..8).ok_or_else(missing)?;
+    let magic = u32::from_le_bytes(header[..4].try_into().expect("four bytes"));
+    if magic != REMOVALS_FRAME {
+        return Err(format!(
+            "its state is followed by {magic:#010x}, not the frame of removed files"
+        ));
+    }
+    let length = u32::from_le_bytes(header[4..].try_into().expect("four bytes")) as usize;
+    if rest.len() != 8 + length {
+        return Err(format!(
+            "its frame of removed files states {length} bytes but {} follow",
+            rest.len() - 8
+        ));
+    }
+    Ok(rest.slice(8..))
 }
 
 /// How long a removal is remembered in a checkpoint: longer than both
@@ -176,18 +217,31 @@ fn removal_memory() -> chrono::Duration {
 /// Writes the checkpoint of `state` and points the hint at it, unless a
 /// newer one is already named.
 pub async fn write(lake: &Lake, state: &State) -> Result<Last> {
-    let pruned = state.pruned(chrono::Utc::now() - removal_memory())?;
+    let mut pruned = state.pruned(chrono::Utc::now() - removal_memory())?;
+    let removals = serde_json::to_vec(&pruned.removals).expect("removals serialize");
+    pruned.removals = Removals::default();
     let json = serde_json::to_vec(&Written {
         checkpoint_format: CHECKPOINT_FORMAT,
         state: pruned,
     })
     .expect("a state serializes");
-    // One-shot compression: the frame records its content size, so a
-    // reader decompresses into a buffer of the right size at once.
-    let body = zstd::bulk::compress(json.as_slice(), 3).map_err(|source| Error::Io {
-        context: "cannot compress a checkpoint".into(),
-        source,
+    let compress = |json: &[u8]| {
+        // One-shot compression: the frame records its content size, so a
+        // reader decompresses into a buffer of the right size at once.
+        zstd::bulk::compress(json, 3).map_err(|source| Error::Io {
+            context: "cannot compress a checkpoint".into(),
+            source,
+        })
+    };
+    let mut body = compress(&json)?;
+    let removals = compress(&removals)?;
+    let length = u32::try_from(removals.len()).map_err(|_| Error::Io {
+        context: "cannot write a checkpoint".into(),
+        source: std::io::Error::other("its removals compress to 4 GiB or more"),
     })?;
+    body.extend_from_slice(&REMOVALS_FRAME.to_le_bytes());
+    body.extend_from_slice(&length.to_le_bytes());
+    body.extend_from_slice(&removals);
     let rel = path_of(state.version);
     let written = Last {
         version: state.version,

@@ -1339,26 +1339,73 @@ mod tests {
             read.all_paths().unwrap().contains("events/e1"),
             "removed, not deleted"
         );
-        // Damaged removals: readers still open the lake and see its files;
-        // a writer asking for them gets an error naming the checkpoint.
+        // The state's JSON lists no removals: they follow it in a frame of
+        // their own, which a zstd tool skips.
         let path = lake.path(&last.path);
         let body = stored_bytes(&lake, &path).await;
-        let mut v: serde_json::Value =
+        let first = zstd::zstd_safe::find_frame_compressed_size(&body).unwrap();
+        assert!(first < body.len());
+        let state: serde_json::Value =
             serde_json::from_slice(&zstd::decode_all(body.as_ref()).unwrap()).unwrap();
-        v["state"]["removals"] = serde_json::json!({"not": "a list"});
-        let damaged = zstd::encode_all(v.to_string().as_bytes(), 3).unwrap();
-        lake.store().put(&path, damaged.into()).await.unwrap();
+        assert_eq!(state["checkpoint_format"], 2);
+        assert_eq!(state["state"]["removals"], serde_json::json!([]));
+        let put = |bytes: Vec<u8>| {
+            let (lake, path) = (lake.clone(), path.clone());
+            async move { lake.store().put(&path, bytes.into()).await.unwrap() }
+        };
+        let frame_of = |magic: u32, payload: &[u8]| {
+            let mut out = body[..first].to_vec();
+            out.extend_from_slice(&magic.to_le_bytes());
+            out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            out.extend_from_slice(payload);
+            out
+        };
+        let frame = |payload: &[u8]| frame_of(0x184D_2A5A, payload);
+        assert_eq!(frame(&body[first + 8..]), body.to_vec());
+        // A checkpoint of format 1, with the removals inside the state,
+        // reads the same.
+        let mut old = state.clone();
+        old["checkpoint_format"] = 1.into();
+        old["state"]["removals"] =
+            serde_json::to_value(snap.state().removals.list().unwrap().collect::<Vec<_>>())
+                .unwrap();
+        put(zstd::encode_all(old.to_string().as_bytes(), 3).unwrap()).await;
         let read = Snapshot::load(&lake).await.unwrap();
-        assert_eq!(read.files("events"), snap.files("events"));
-        let err = read.all_paths().unwrap_err().to_string();
-        assert!(
-            err.contains(&last.path) && err.contains("removed files"),
-            "{err}"
-        );
-        let err = crate::retain::delete_due(&lake, &read, std::time::Duration::ZERO)
-            .await
-            .unwrap_err()
-            .to_string();
+        assert_eq!(read.all_paths().unwrap(), snap.all_paths().unwrap());
+        // Damaged removals: readers still open the lake and see its files;
+        // a writer asking for them gets an error naming the checkpoint.
+        let not_a_list = zstd::encode_all(&b"{\"not\": \"a list\"}"[..], 3).unwrap();
+        let cut = frame(&not_a_list);
+        for damaged in [
+            frame(&not_a_list),
+            frame(b"not zstd"),
+            // Another skippable frame: not ours, whatever it holds.
+            frame_of(0x184D_2A50, &body[first + 8..]),
+            cut[..cut.len() - 2].to_vec(),
+            body[..first].to_vec(),
+        ] {
+            put(damaged).await;
+            let read = Snapshot::load(&lake).await.unwrap();
+            assert_eq!(read.files("events"), snap.files("events"));
+            let err = read.all_paths().unwrap_err().to_string();
+            assert!(
+                err.contains(&last.path) && err.contains("removed files"),
+                "{err}"
+            );
+            let err = crate::retain::delete_due(&lake, &read, std::time::Duration::ZERO)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&last.path), "{err}");
+        }
+        // Removals inside the state of a format-2 checkpoint: it is not
+        // one this binary wrote.
+        let mut both = state.clone();
+        both["state"]["removals"] = old["state"]["removals"].clone();
+        let mut body2 = zstd::bulk::compress(both.to_string().as_bytes(), 3).unwrap();
+        body2.extend_from_slice(&body[first..]);
+        put(body2).await;
+        let err = Snapshot::load(&lake).await.unwrap_err().to_string();
         assert!(err.contains(&last.path), "{err}");
     }
 

@@ -91,9 +91,10 @@ pub struct Removal {
 
 /// The removed files not yet known to be deleted ([`State::removals`]).
 ///
-/// Those a checkpoint holds stay as its JSON text until a writer asks for
+/// Those a checkpoint holds stay as it stored them (their compressed frame,
+/// or in checkpoints of format 1 their JSON text) until a writer asks for
 /// them ([`Removals::list`]): readers never do, and after a compaction of a
-/// long history they are most of the checkpoint. Text that does not parse
+/// long history they are most of the checkpoint. A list that cannot be read
 /// is an error then, naming the checkpoint; it is never skipped.
 #[derive(Debug, Clone, Default)]
 pub struct Removals {
@@ -105,10 +106,33 @@ pub struct Removals {
 
 #[derive(Debug)]
 struct StoredRemovals {
-    json: Box<serde_json::value::RawValue>,
-    /// The checkpoint's path, for the error if the text does not parse.
+    text: StoredText,
+    /// The checkpoint's path, for the error if the list cannot be read.
     source: String,
     parsed: std::sync::OnceLock<std::result::Result<Vec<Removal>, String>>,
+}
+
+/// How a checkpoint holds its removals.
+#[derive(Debug)]
+enum StoredText {
+    /// Format 1: the list's JSON, inside the state's.
+    Json(Box<serde_json::value::RawValue>),
+    /// Format 2: the list's JSON, zstd-compressed, in a frame of its own
+    /// that readers do not decompress (or why it could not be found).
+    Compressed(std::result::Result<bytes::Bytes, String>),
+}
+
+impl StoredText {
+    fn parse(&self) -> std::result::Result<Vec<Removal>, String> {
+        match self {
+            StoredText::Json(json) => serde_json::from_str(json.get()).map_err(|e| e.to_string()),
+            StoredText::Compressed(Err(reason)) => Err(reason.clone()),
+            StoredText::Compressed(Ok(frame)) => {
+                let json = crate::checkpoint::decompress(frame).map_err(|e| e.to_string())?;
+                serde_json::from_slice(&json).map_err(|e| e.to_string())
+            }
+        }
+    }
 }
 
 impl Removals {
@@ -119,7 +143,7 @@ impl Removals {
             None => &[],
             Some(s) => s
                 .parsed
-                .get_or_init(|| serde_json::from_str(s.json.get()).map_err(|e| e.to_string()))
+                .get_or_init(|| s.text.parse())
                 .as_ref()
                 .map_err(|reason| crate::error::Error::CorruptLog {
                     path: s.source.clone(),
@@ -133,6 +157,28 @@ impl Removals {
     pub(crate) fn read_from(&mut self, checkpoint: &str) {
         if let Some(stored) = self.stored.as_mut().and_then(std::sync::Arc::get_mut) {
             stored.source = checkpoint.to_string();
+        }
+    }
+
+    /// Whether nothing was read into these removals: no list from a
+    /// checkpoint's JSON and none folded in.
+    pub(crate) fn is_unread(&self) -> bool {
+        self.stored.is_none() && self.added.is_empty()
+    }
+
+    /// The removals of a checkpoint of format 2: its compressed frame of
+    /// them, read when a writer asks, or why it could not be found.
+    pub(crate) fn in_frame(
+        checkpoint: &str,
+        frame: std::result::Result<bytes::Bytes, String>,
+    ) -> Self {
+        Removals {
+            stored: Some(std::sync::Arc::new(StoredRemovals {
+                text: StoredText::Compressed(frame),
+                source: checkpoint.to_string(),
+                parsed: std::sync::OnceLock::new(),
+            })),
+            added: Vec::new(),
         }
     }
 
@@ -171,7 +217,7 @@ impl<'de> Deserialize<'de> for Removals {
         let json = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
         let stored = (json.get().trim() != "[]").then(|| {
             std::sync::Arc::new(StoredRemovals {
-                json,
+                text: StoredText::Json(json),
                 source: "a checkpoint".to_string(),
                 parsed: std::sync::OnceLock::new(),
             })

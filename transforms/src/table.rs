@@ -6,7 +6,8 @@
 //! DataFusion's own Parquet scan (pruning, filter pushdown, metadata cache)
 //! exactly those files, with `date` as the Hive partition column.
 
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 use agentledger_lake::Lake;
 use agentledger_lake::log::{FileEntry, Snapshot};
@@ -35,14 +36,61 @@ pub struct LakeTable {
     file_schema: SchemaRef,
     schema: SchemaRef,
     partition_cols: Vec<Arc<Field>>,
-    /// The files, or why the log's list of them cannot be read (reported
-    /// by a scan, so that a session that never reads the table opens).
-    files: std::result::Result<Vec<PartitionedFile>, String>,
+    /// The files as the log names them, in one buffer: a session
+    /// registers every stored table, and a lake with a long history has
+    /// thousands of files in some, so DataFusion's file list (an object
+    /// path and a partition value for each) is built by the first scan.
+    listed: Listed,
+    /// That list, or why the log's names cannot be read (reported by a
+    /// scan, so that a session that never reads the table opens).
+    files: OnceLock<std::result::Result<Arc<Vec<PartitionedFile>>, String>>,
+    /// The lake the paths are relative to.
+    lake: Lake,
     store_url: ObjectStoreUrl,
     /// The rows a scan may return ([`Scope::restrict`]).
     scope: Scope,
     /// Whether `tenant_id = '*'` means every tenant (workflow policies).
     wildcard_tenant: bool,
+}
+
+/// A table's files as the log names them: their paths and dates in one
+/// string, and for each its ranges in it and its size.
+#[derive(Debug, Default)]
+struct Listed {
+    text: String,
+    files: Vec<ListedFile>,
+}
+
+#[derive(Debug)]
+struct ListedFile {
+    path: Range<usize>,
+    date: Option<Range<usize>>,
+    size: u64,
+}
+
+impl Listed {
+    fn new(files: &[&FileEntry]) -> Self {
+        let mut text = String::with_capacity(
+            files
+                .iter()
+                .map(|f| f.path.len() + f.date.as_ref().map_or(0, String::len))
+                .sum(),
+        );
+        let mut push = |s: &str| {
+            let start = text.len();
+            text.push_str(s);
+            start..text.len()
+        };
+        let files = files
+            .iter()
+            .map(|f| ListedFile {
+                path: push(&f.path),
+                date: f.date.as_deref().map(&mut push),
+                size: f.size,
+            })
+            .collect();
+        Self { text, files }
+    }
 }
 
 /// `YYYY-MM-DD` as days since 1970-01-01 (Arrow's `Date32`), parsed
@@ -79,34 +127,13 @@ impl LakeTable {
         let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().cloned().collect();
         fields.extend(partition_cols.iter().cloned());
         let schema = Arc::new(Schema::new(fields));
-        let files = files
-            .iter()
-            .map(|f| {
-                let file = PartitionedFile::new_from_meta(ObjectMeta {
-                    location: lake.path(&f.path),
-                    last_modified: chrono::DateTime::UNIX_EPOCH,
-                    size: f.size,
-                    e_tag: None,
-                    version: None,
-                });
-                match (&f.date, partition_cols.is_empty()) {
-                    (Some(date), false) => Ok(file.with_partition_values(vec![
-                        ScalarValue::Date32(Some(date32(date).ok_or_else(|| {
-                            format!(
-                                "the commit log names {} with the partition date {date:?}, which is not a YYYY-MM-DD date",
-                                f.path
-                            )
-                        })?)),
-                    ])),
-                    _ => Ok(file),
-                }
-            })
-            .collect();
         Self {
             file_schema,
             schema,
             partition_cols,
-            files,
+            listed: Listed::new(files),
+            files: OnceLock::new(),
+            lake: lake.clone(),
             store_url,
             scope: Scope::everything(),
             wildcard_tenant: name == WORKFLOW_POLICIES,
@@ -118,6 +145,44 @@ impl LakeTable {
     pub fn with_scope(mut self, scope: &Scope) -> Self {
         self.scope = scope.clone();
         self
+    }
+
+    /// DataFusion's list of the files, built once.
+    fn files(&self) -> Result<Arc<Vec<PartitionedFile>>> {
+        self.files
+            .get_or_init(|| {
+                let partitioned = !self.partition_cols.is_empty();
+                let text = &self.listed.text;
+                self.listed
+                    .files
+                    .iter()
+                    .map(|f| {
+                        let path = &text[f.path.clone()];
+                        let file = PartitionedFile::new_from_meta(ObjectMeta {
+                            location: self.lake.path(path),
+                            last_modified: chrono::DateTime::UNIX_EPOCH,
+                            size: f.size,
+                            e_tag: None,
+                            version: None,
+                        });
+                        match (&f.date, partitioned) {
+                            (Some(date), true) => {
+                                let date = &text[date.clone()];
+                                let day = date32(date).ok_or_else(|| {
+                                    format!(
+                                        "the commit log names {path} with the partition date {date:?}, which is not a YYYY-MM-DD date"
+                                    )
+                                })?;
+                                Ok(file.with_partition_values(vec![ScalarValue::Date32(Some(day))]))
+                            }
+                            _ => Ok(file),
+                        }
+                    })
+                    .collect::<std::result::Result<Vec<_>, String>>()
+                    .map(Arc::new)
+            })
+            .clone()
+            .map_err(DataFusionError::Execution)
     }
 
     /// The column a tenant scope filters on, when this scan must.
@@ -187,11 +252,7 @@ impl LakeTable {
         projection: Option<&Vec<usize>>,
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let files = self
-            .files
-            .as_ref()
-            .map_err(|reason| DataFusionError::Execution(reason.clone()))?;
-        if files.is_empty() {
+        if self.listed.files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(project_schema(
                 &self.schema,
                 projection,
@@ -203,7 +264,8 @@ impl LakeTable {
                 .with_table_partition_cols(self.partition_cols.clone())
                 .build(),
         );
-        let groups = FileGroup::new(files.clone()).split_files(state.config().target_partitions());
+        let groups = FileGroup::new(self.files()?.as_ref().clone())
+            .split_files(state.config().target_partitions());
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
@@ -216,6 +278,80 @@ impl LakeTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agentledger_lake::schema::{CUSTOMER_PLANS, EVENTS};
+
+    fn entry(table: &str, path: &str, size: u64, date: Option<&str>) -> FileEntry {
+        FileEntry {
+            table: table.into(),
+            path: path.into(),
+            size,
+            rows: 1,
+            date: date.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_file_list_is_built_by_the_first_scan_from_the_logs_names() {
+        let lake = Lake::open("memory://table-files/sub").unwrap();
+        let url = ObjectStoreUrl::parse(lake.store_url().as_str()).unwrap();
+        let a = entry(
+            EVENTS,
+            "events/date=2026-10-05/a.parquet",
+            10,
+            Some("2026-10-05"),
+        );
+        let b = entry(
+            EVENTS,
+            "events/date=1969-12-31/b.parquet",
+            20,
+            Some("1969-12-31"),
+        );
+        let table = LakeTable::with_files(&lake, EVENTS, &[&a, &b], url.clone());
+        let files = table.files().unwrap();
+        let got: Vec<_> = files
+            .iter()
+            .map(|f| {
+                (
+                    f.object_meta.location.to_string(),
+                    f.object_meta.size,
+                    f.partition_values.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    lake.path(&a.path).to_string(),
+                    10,
+                    vec![ScalarValue::Date32(date32("2026-10-05"))]
+                ),
+                (
+                    lake.path(&b.path).to_string(),
+                    20,
+                    vec![ScalarValue::Date32(Some(-1))]
+                ),
+            ]
+        );
+        assert!(got[0].0.starts_with("sub/events/"), "{}", got[0].0);
+        // Built once.
+        assert!(Arc::ptr_eq(&files, &table.files().unwrap()));
+        // A name the log got wrong is the scan's error, naming the file.
+        let bad = entry(EVENTS, "events/date=x/c.parquet", 5, Some("2026-13-01"));
+        let table = LakeTable::with_files(&lake, EVENTS, &[&a, &bad], url.clone());
+        let err = table.files().unwrap_err().to_string();
+        assert!(
+            err.contains("events/date=x/c.parquet") && err.contains("2026-13-01"),
+            "{err}"
+        );
+        // An unpartitioned table has no partition values.
+        let plans = entry(CUSTOMER_PLANS, "customer_plans/p.parquet", 7, None);
+        let table = LakeTable::with_files(&lake, CUSTOMER_PLANS, &[&plans], url);
+        let files = table.files().unwrap();
+        assert_eq!(files.len(), 1);
+        assert!(files[0].partition_values.is_empty());
+        assert_eq!(files[0].object_meta.size, 7);
+    }
 
     #[test]
     fn partition_dates_are_the_days_arrow_casts_them_to() {
