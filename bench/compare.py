@@ -15,7 +15,11 @@ alternation, --reps times each:
   converting the same NDJSON to date-partitioned Parquet;
 - metrics: `agentledger metrics --by tenant_id,week` from a cold process,
   against DuckDB and Polars computing the same figures from the lake's
-  Parquet; every peer's figures are checked against agentledger's.
+  Parquet; every peer's figures are checked against agentledger's;
+- analyst queries: bench/analyst.py on the same lake, nine ad-hoc queries
+  over events, model_calls, tool_calls and runs with `agentledger sql`
+  against DuckDB on the same Parquet files, answers checked equal
+  (--no-analyst skips them).
 
 and once per run:
 
@@ -43,6 +47,7 @@ import tempfile
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS = HERE / "peers.py"
+ANALYST = HERE / "analyst.py"
 EVENTS_PER_RUN = 8.451  # what `agentledger sample` produces on average
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
@@ -160,6 +165,15 @@ def bench_size(args, binary, python, work, events):
     return result, lake
 
 
+def bench_analyst(args, binary, python, lake):
+    """bench/analyst.py on the lake the last ingest left: analysts' queries
+    against DuckDB's, answers checked equal."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        run([python, ANALYST, "--bin", binary, "--lake", lake, "--reps", args.reps, "--json", out.name],
+            stdout=subprocess.DEVNULL)
+        return json.load(out)["queries"]
+
+
 def bench_select1(binary, lake, n=20):
     times = [timed([binary, "--lake", lake, "sql", "select 1"])[0] for _ in range(n)]
     return stats(times)
@@ -275,6 +289,17 @@ def markdown(meta, sizes, select1, small, command):
         agree = ", ".join(f"{p}: {'same figures' if ok else 'DIFFERENT'}" for p, ok in r["metrics_agree"].items())
         out.append(f"Metrics checked against agentledger's — {agree}.")
         out.append("")
+        if r.get("analyst"):
+            out.append("analyst queries — `agentledger sql` against DuckDB on the same Parquet files "
+                       "(bench/analyst.py; answers checked equal)")
+            out.append("")
+            out.append("| query | rows | agentledger s | DuckDB s | agentledger ÷ DuckDB | agentledger RSS MB | DuckDB RSS MB |")
+            out.append("|---|---:|---:|---:|---:|---:|---:|")
+            for name, e in r["analyst"].items():
+                out.append(
+                    f"| {name} | {e['rows']} | {e['agentledger']['seconds']:.2f} | {e['duckdb']['seconds']:.2f} | "
+                    f"{e['ratio']:.2f} | {e['agentledger']['rss_mb']:.0f} | {e['duckdb']['rss_mb']:.0f} |")
+            out.append("")
     if select1:
         out.append(f"`agentledger sql \"select 1\"` on the {sizes[-1]['events']:,}-event lake: "
                    f"median {select1['median'] * 1000:.0f} ms (min {select1['min'] * 1000:.0f}, "
@@ -307,6 +332,8 @@ def main():
     p.add_argument("--python", default=sys.executable, help="the Python with DuckDB and Polars")
     p.add_argument("--no-small-files", action="store_true",
                    help="skip 1,000 ingests of 1,000 events (about 30 minutes)")
+    p.add_argument("--no-analyst", action="store_true",
+                   help="skip the analyst queries against DuckDB (bench/analyst.py)")
     p.add_argument("--write", help="Markdown file whose bench section is replaced")
     args = p.parse_args()
     binary = pathlib.Path(args.bin).resolve()
@@ -318,6 +345,8 @@ def main():
     lake = None
     for events in sizes:
         r, lake = bench_size(args, binary, args.python, work, events)
+        if not args.no_analyst:
+            r["analyst"] = bench_analyst(args, binary, args.python, lake)
         results.append(r)
         print(json.dumps(r, indent=2), flush=True)
     select1 = bench_select1(binary, lake) if lake else None
