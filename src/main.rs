@@ -12,7 +12,30 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Transparent huge pages off for this process, unless
+/// `MIMALLOC_ALLOW_THP` says otherwise. mimalloc asks the kernel for huge
+/// pages for its arena, and where memory is fragmented (a busy host, or
+/// another engine running beside us) the kernel compacts memory on the
+/// page fault before it can hand one over: `metrics` on 2M events took
+/// 0.27-0.30 s or, in half the runs, 0.41-0.57 s of which a quarter second
+/// was the kernel's. Without them the same command takes 0.30-0.32 s every
+/// time (BENCHMARKS.md). This is what mimalloc itself does when
+/// `MIMALLOC_ALLOW_THP=0` is set, and what PostgreSQL and Redis advise.
+#[cfg(target_os = "linux")]
+fn without_transparent_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    // A kernel that refuses (older than 3.15) leaves huge pages on, which
+    // costs only speed; saying so on every command would be noise.
+    let _speed_only = nix::sys::prctl::set_thp_disable(true);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn without_transparent_huge_pages() {}
+
 fn main() -> ExitCode {
+    without_transparent_huge_pages();
     let cli = cli::Cli::parse();
     logs::init(match &cli.command {
         cli::Command::Run(cli::RunArgs { log_format, .. })
