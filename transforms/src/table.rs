@@ -95,7 +95,7 @@ impl Listed {
 
 /// `YYYY-MM-DD` as days since 1970-01-01 (Arrow's `Date32`), parsed
 /// directly: a cast through Arrow costs an array per file, which a lake of
-/// many files pays on every command.
+/// many files pays on every first scan of its table.
 fn date32(date: &str) -> Option<i32> {
     let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
     i32::try_from(

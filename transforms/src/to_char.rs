@@ -5,12 +5,13 @@
 //! each value; over `date`, the partition column, a batch holds one or a few
 //! distinct values, so nearly all of that work repeats. This wrapper gives
 //! the same answers: for a `Date32` column with a constant format whose
-//! values come in runs (at most one change per eight rows), it asks
+//! values come in runs (at most one run per eight rows), it asks
 //! DataFusion's own `to_char` once per run and repeats the result; for
 //! anything else it hands the call to DataFusion's `to_char` as it is. Same
 //! function, same name and alias (`date_format`), same errors; a test checks
 //! the answers equal on generated columns.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, StringBuilder};
@@ -35,17 +36,24 @@ impl ToCharRuns {
     }
 }
 
-/// How many runs of equal consecutive values (nulls equal to each other)
-/// `dates` holds.
-fn runs(dates: &arrow::array::Date32Array) -> usize {
-    let mut n = usize::from(!dates.is_empty());
-    for i in 1..dates.len() {
-        let (a, b) = (dates.is_valid(i - 1), dates.is_valid(i));
-        if a != b || (b && dates.value(i) != dates.value(i - 1)) {
-            n += 1;
+/// The runs of equal consecutive values of `dates` (nulls equal to each
+/// other), as ranges of rows; `None` once there are more than `most`.
+fn runs(dates: &arrow::array::Date32Array, most: usize) -> Option<Vec<Range<usize>>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=dates.len() {
+        let same = i < dates.len()
+            && dates.is_valid(i) == dates.is_valid(start)
+            && (dates.is_null(i) || dates.value(i) == dates.value(start));
+        if !same {
+            if out.len() == most {
+                return None;
+            }
+            out.push(start..i);
+            start = i;
         }
     }
-    n
+    Some(out)
 }
 
 impl ToCharRuns {
@@ -53,23 +61,15 @@ impl ToCharRuns {
         &self,
         args: &ScalarFunctionArgs,
         dates: &arrow::array::Date32Array,
+        runs: Vec<Range<usize>>,
         format: &ColumnarValue,
     ) -> Result<ColumnarValue> {
         let mut out = StringBuilder::with_capacity(dates.len(), dates.len() * 8);
-        let mut start = 0;
-        while start < dates.len() {
-            let mut end = start + 1;
-            let valid = dates.is_valid(start);
-            while end < dates.len()
-                && dates.is_valid(end) == valid
-                && (!valid || dates.value(end) == dates.value(start))
-            {
-                end += 1;
-            }
-            if valid {
+        for run in runs {
+            let text = if dates.is_valid(run.start) {
                 let one = self.inner.invoke_with_args(ScalarFunctionArgs {
                     args: vec![
-                        ColumnarValue::Scalar(ScalarValue::Date32(Some(dates.value(start)))),
+                        ColumnarValue::Scalar(ScalarValue::Date32(Some(dates.value(run.start)))),
                         format.clone(),
                     ],
                     arg_fields: args.arg_fields.clone(),
@@ -78,16 +78,7 @@ impl ToCharRuns {
                     config_options: Arc::clone(&args.config_options),
                 })?;
                 match one {
-                    ColumnarValue::Scalar(ScalarValue::Utf8(Some(text))) => {
-                        for _ in start..end {
-                            out.append_value(&text);
-                        }
-                    }
-                    ColumnarValue::Scalar(ScalarValue::Utf8(None)) => {
-                        for _ in start..end {
-                            out.append_null();
-                        }
-                    }
+                    ColumnarValue::Scalar(ScalarValue::Utf8(text)) => text,
                     other => {
                         return internal_err!(
                             "to_char of one date gave {other:?}, not one text value"
@@ -95,11 +86,11 @@ impl ToCharRuns {
                     }
                 }
             } else {
-                for _ in start..end {
-                    out.append_null();
-                }
+                None
+            };
+            for _ in run {
+                out.append_option(text.as_deref());
             }
-            start = end;
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
@@ -130,9 +121,9 @@ impl ScalarUDFImpl for ToCharRuns {
         if let [ColumnarValue::Array(dates), format] = args.args.as_slice()
             && matches!(format, ColumnarValue::Scalar(ScalarValue::Utf8(Some(_))))
             && let Some(dates) = dates.as_primitive_opt::<Date32Type>()
-            && runs(dates).saturating_mul(8) <= dates.len()
+            && let Some(runs) = runs(dates, dates.len() / 8)
         {
-            return self.by_runs(&args, dates, format);
+            return self.by_runs(&args, dates, runs, format);
         }
         self.inner.invoke_with_args(args)
     }
@@ -214,7 +205,7 @@ mod tests {
                 values.push(current);
             }
             let dates: ArrayRef = Arc::new(Date32Array::from(values));
-            if runs(dates.as_primitive::<Date32Type>()) * 8 <= len {
+            if runs(dates.as_primitive::<Date32Type>(), len / 8).is_some() {
                 by_runs += 1;
             }
             for format in formats {
@@ -250,8 +241,13 @@ mod tests {
             Some(2),
             Some(2),
         ]);
-        assert_eq!(runs(&a), 4);
-        assert_eq!(runs(&Date32Array::from(Vec::<Option<i32>>::new())), 0);
-        assert_eq!(runs(&Date32Array::from(vec![None, None])), 1);
+        assert_eq!(runs(&a, 10), Some(vec![0..2, 2..4, 4..5, 5..7]));
+        assert_eq!(runs(&a, 4).map(|r| r.len()), Some(4));
+        assert_eq!(runs(&a, 3), None);
+        assert_eq!(
+            runs(&Date32Array::from(Vec::<Option<i32>>::new()), 0),
+            Some(vec![])
+        );
+        assert_eq!(runs(&Date32Array::from(vec![None, None]), 1), Some(vec![0..2]));
     }
 }
