@@ -36,6 +36,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import compare  # noqa: E402
 import peers  # noqa: E402
 
 # The parameters of the filtered queries, found in the lake: the tenant with
@@ -134,8 +135,7 @@ LEFT JOIN finished f ON f.tenant_id = k.tenant_id AND f.run_id = k.run_id
 
 def duckdb_session(lake):
     con = peers.duckdb_connect()
-    glob = peers.sql_text(peers.events_glob(lake))
-    con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM read_parquet({glob}, hive_partitioning = true)")
+    con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM {peers.duckdb_events(lake)}")
     con.execute(DUCKDB_RUNS)
     return con
 
@@ -151,14 +151,12 @@ def duckdb_query(name, lake, params):
 
 
 def timed(cmd):
-    """Runs cmd under GNU time; returns (seconds, peak RSS MB, stdout)."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
-        full = ["/usr/bin/time", "-f", "%e %M", "-o", t.name, *map(str, cmd)]
-        proc = subprocess.run(full, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr}")
-        secs, rss_kb = t.read().split()[-2:]
-        return float(secs), int(rss_kb) / 1024, proc.stdout
+    """compare.timed, keeping what the command printed: (seconds, peak RSS
+    MB, stdout)."""
+    with tempfile.TemporaryFile("w+") as out:
+        secs, rss = compare.timed(cmd, stdout=out)
+        out.seek(0)
+        return secs, rss, out.read()
 
 
 def ours_value(binary, lake, sql):

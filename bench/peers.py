@@ -436,16 +436,17 @@ ORDER BY tenant_id, week
 """
 
 
+def duckdb_events(lake):
+    """The lake's events as DuckDB reads them: every events file, with the
+    `date` partition column as a DATE."""
+    return (f"read_parquet({sql_text(events_glob(lake))}, "
+            "hive_partitioning = true, hive_types = {'date': DATE})")
+
+
 def duckdb_metrics(lake):
     con = duckdb_connect()
     con.execute(DUCKDB_MACROS)
-    con.execute(
-        f"""
-        CREATE VIEW events AS
-        SELECT * FROM read_parquet({sql_text(events_glob(lake))},
-                                   hive_partitioning = true, hive_types = {{'date': DATE}})
-        """
-    )
+    con.execute(f"CREATE VIEW events AS SELECT * FROM {duckdb_events(lake)}")
     for table, columns in DUCKDB_EMPTY_REFERENCE.items():
         files = reference_glob(lake, table)
         if files is None:
