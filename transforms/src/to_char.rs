@@ -248,6 +248,9 @@ mod tests {
             runs(&Date32Array::from(Vec::<Option<i32>>::new()), 0),
             Some(vec![])
         );
-        assert_eq!(runs(&Date32Array::from(vec![None, None]), 1), Some(vec![0..2]));
+        assert_eq!(
+            runs(&Date32Array::from(vec![None, None]), 1),
+            Some(vec![0..2])
+        );
     }
 }
