@@ -250,7 +250,7 @@ mod tests {
         );
         assert_eq!(
             runs(&Date32Array::from(vec![None, None]), 1),
-            Some(Vec::from([0..2]))
+            Some(std::iter::once(0..2).collect())
         );
     }
 }
