@@ -15,7 +15,8 @@ use agentledger_lake::schema::{WORKFLOW_POLICIES, is_partitioned, partition_fiel
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DataFusionError, Result, ScalarValue, project_schema};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DataFusionError, Result, ScalarValue, Statistics, project_schema};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -59,6 +60,8 @@ pub struct LakeTable {
 struct Listed {
     text: String,
     files: Vec<ListedFile>,
+    /// The rows of all the files, as their log entries count them.
+    rows: u64,
 }
 
 #[derive(Debug)]
@@ -81,6 +84,7 @@ impl Listed {
             text.push_str(s);
             start..text.len()
         };
+        let rows = files.iter().map(|f| f.rows).sum();
         let files = files
             .iter()
             .map(|f| ListedFile {
@@ -89,7 +93,7 @@ impl Listed {
                 size: f.size,
             })
             .collect();
-        Self { text, files }
+        Self { text, files, rows }
     }
 }
 
@@ -185,6 +189,16 @@ impl LakeTable {
             .map_err(DataFusionError::Execution)
     }
 
+    /// The table's row count as the log has it, for the planner: a join
+    /// builds its hash table from its smaller side only when the planner
+    /// knows the sizes (`model_calls` joins `model_prices`' few rows to
+    /// every model call). Inexact, so that no answer is taken from it:
+    /// `count(*)` still counts the rows in the files.
+    fn statistics_of_rows(&self) -> Statistics {
+        let rows = usize::try_from(self.listed.rows).unwrap_or(usize::MAX);
+        Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(rows))
+    }
+
     /// The column a tenant scope filters on, when this scan must.
     fn scoped_column(&self) -> Option<usize> {
         self.scope.tenant_list()?;
@@ -268,6 +282,7 @@ impl LakeTable {
             .split_files(state.config().target_partitions());
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
             .with_file_groups(groups)
+            .with_statistics(self.statistics_of_rows())
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();
@@ -279,6 +294,7 @@ impl LakeTable {
 mod tests {
     use super::*;
     use agentledger_lake::schema::{CUSTOMER_PLANS, EVENTS};
+    use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 
     fn entry(table: &str, path: &str, size: u64, date: Option<&str>) -> FileEntry {
         FileEntry {
@@ -351,6 +367,40 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert!(files[0].partition_values.is_empty());
         assert_eq!(files[0].object_meta.size, 7);
+    }
+
+    #[tokio::test]
+    async fn a_scan_tells_the_planner_the_rows_the_log_counts_and_no_more() {
+        let lake = Lake::open("memory://table-rows").unwrap();
+        let url = ObjectStoreUrl::parse(lake.store_url().as_str()).unwrap();
+        let mut a = entry(
+            EVENTS,
+            "events/date=2026-10-05/a.parquet",
+            10,
+            Some("2026-10-05"),
+        );
+        a.rows = 700;
+        let mut b = entry(
+            EVENTS,
+            "events/date=2026-10-06/b.parquet",
+            20,
+            Some("2026-10-06"),
+        );
+        b.rows = 42;
+        let table = LakeTable::with_files(&lake, EVENTS, &[&a, &b], url);
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_object_store(lake.store_url(), Arc::clone(lake.store()));
+        let plan = table
+            .scan(&ctx.state(), Some(&vec![0, 1]), &[], None)
+            .await
+            .unwrap();
+        let stats = StatisticsContext::new()
+            .compute(plan.as_ref(), &StatisticsArgs::new())
+            .unwrap();
+        // Inexact: the planner may size joins by it, but no answer (such
+        // as count(*)) is taken from the log instead of the files.
+        assert_eq!(stats.num_rows, Precision::Inexact(742));
+        assert_eq!(stats.column_statistics.len(), 2);
     }
 
     #[test]
