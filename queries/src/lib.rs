@@ -31,7 +31,7 @@ pub use agentledger_transforms::parts::PartsObserver;
 pub use agentledger_transforms::runs::{
     RefreshOptions, RefreshSummary, refresh_runs, refresh_runs_with,
 };
-pub use agentledger_transforms::{Error, Scope};
+pub use agentledger_transforms::{Error, Scope, Strings};
 
 /// Result with the session's error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -107,7 +107,16 @@ pub const OFFENDERS_AS_WRITTEN: u64 = 10;
 /// week), and `weekly_totals` (by ISO week).
 pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
     let snapshot = agentledger_lake::log::Snapshot::load(lake).await?;
-    open_session_scoped(lake, &snapshot, &Scope::everything()).await
+    open_session_scoped(lake, &snapshot, &Scope::everything(), Strings::Utf8).await
+}
+
+/// [`open_session`] for a person's ad-hoc SQL (`agentledger sql`): the
+/// stored tables' string columns are Arrow string views
+/// ([`Strings::Views`]), which scan and group faster; results print the
+/// same.
+pub async fn open_analyst_session(lake: &Lake) -> Result<SessionContext> {
+    let snapshot = agentledger_lake::log::Snapshot::load(lake).await?;
+    open_session_scoped(lake, &snapshot, &Scope::everything(), Strings::Views).await
 }
 
 /// [`open_session`] over `snapshot` as `scope` sees it: every view is
@@ -116,8 +125,9 @@ pub async fn open_session_scoped(
     lake: &Lake,
     snapshot: &agentledger_lake::log::Snapshot,
     scope: &Scope,
+    strings: Strings,
 ) -> Result<SessionContext> {
-    let ctx = agentledger_transforms::session_scoped(lake, snapshot, scope).await?;
+    let ctx = agentledger_transforms::session_scoped(lake, snapshot, scope, strings).await?;
     let weekly = MetricsQuery::new(vec![Key::TenantId, Key::Week], None, None);
     register_view(&ctx, "metrics", &weekly.metrics_sql()).await?;
     register_view(&ctx, "revenue", &weekly.revenue_sql().unwrap_or_default()).await?;

@@ -12,7 +12,7 @@ use agentledger_ingest::reference::{ReferenceKind, load_reference};
 use agentledger_ingest::sampler::{SampleOptions, generate};
 use agentledger_lake::Lake;
 use agentledger_lake::log::Snapshot;
-use agentledger_queries::{Scope, open_session_scoped};
+use agentledger_queries::{Scope, Strings, open_session_scoped};
 use datafusion::prelude::SessionContext;
 
 async fn text(ctx: &SessionContext, sql: &str) -> String {
@@ -97,7 +97,7 @@ async fn a_tenant_scope_sees_exactly_its_rows_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let lake = sample_lake(dir.path()).await;
     let snapshot = Snapshot::load(&lake).await.unwrap();
-    let all = open_session_scoped(&lake, &snapshot, &Scope::everything())
+    let all = open_session_scoped(&lake, &snapshot, &Scope::everything(), Strings::Utf8)
         .await
         .unwrap();
     let tenants = names(&all, "SELECT DISTINCT tenant_id FROM events ORDER BY 1").await;
@@ -127,7 +127,11 @@ async fn a_tenant_scope_sees_exactly_its_rows_everywhere() {
         vec![tenants[1].clone()],
     ] {
         let scope = Scope::tenants(scope_tenants.clone());
-        let scoped = open_session_scoped(&lake, &snapshot, &scope).await.unwrap();
+        // As the SQL server opens it: string columns as views, compared
+        // with the Utf8 session's text.
+        let scoped = open_session_scoped(&lake, &snapshot, &scope, Strings::Views)
+            .await
+            .unwrap();
         let list = scope_tenants
             .iter()
             .map(|t| format!("'{t}'"))
@@ -181,7 +185,7 @@ async fn a_tenant_scope_sees_exactly_its_rows_everywhere() {
         assert!(scoped.table("quarantine").await.is_err());
     }
     assert!(all.table("quarantine").await.is_ok());
-    let analyst = open_session_scoped(&lake, &snapshot, &Scope::all_tenants())
+    let analyst = open_session_scoped(&lake, &snapshot, &Scope::all_tenants(), Strings::Utf8)
         .await
         .unwrap();
     assert!(analyst.table("quarantine").await.is_err());
@@ -196,9 +200,14 @@ async fn a_users_predicate_runs_only_on_the_scopes_rows() {
     let dir = tempfile::tempdir().unwrap();
     let lake = sample_lake(dir.path()).await;
     let snapshot = Snapshot::load(&lake).await.unwrap();
-    let scoped = open_session_scoped(&lake, &snapshot, &Scope::tenants(["acme".to_string()]))
-        .await
-        .unwrap();
+    let scoped = open_session_scoped(
+        &lake,
+        &snapshot,
+        &Scope::tenants(["acme".to_string()]),
+        Strings::Utf8,
+    )
+    .await
+    .unwrap();
     // Pushed into the Parquet reader beside the tenant filter, this cast
     // could run first on another tenant's run id and quote it in its error.
     let plan = text(
@@ -218,4 +227,98 @@ async fn a_users_predicate_runs_only_on_the_scopes_rows() {
         );
     }
     assert!(plan.contains("ScopeBarrierExec"), "{plan}");
+}
+
+/// Every table and view, and queries analysts run (group-bys on strings,
+/// `to_char`, a join of `runs` to `model_calls`, filters on a tenant and a
+/// run), give the same text whether the stored tables' strings are Arrow
+/// `Utf8` or string views (`agentledger sql` and the SQL server use views).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_views_answer_exactly_what_utf8_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = sample_lake(dir.path()).await;
+    let snapshot = Snapshot::load(&lake).await.unwrap();
+    let plain = open_session_scoped(&lake, &snapshot, &Scope::everything(), Strings::Utf8)
+        .await
+        .unwrap();
+    let views = agentledger_queries::open_analyst_session(&lake)
+        .await
+        .unwrap();
+    let types = "SELECT data_type FROM information_schema.columns \
+                 WHERE table_name = 'events' AND column_name = 'tenant_id'";
+    assert_eq!(names(&plain, types).await, ["Utf8"]);
+    assert_eq!(names(&views, types).await, ["Utf8View"]);
+
+    let tables = names(
+        &plain,
+        "SELECT DISTINCT table_name FROM information_schema.columns \
+         WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .await;
+    assert!(tables.len() >= 15, "{tables:?}");
+    for table in &tables {
+        let columns = names(
+            &plain,
+            &format!(
+                "SELECT column_name FROM information_schema.columns \
+                 WHERE table_name = '{table}' AND table_schema = 'public' \
+                 AND data_type NOT LIKE 'List%' AND data_type NOT LIKE 'Struct%' \
+                 AND data_type NOT LIKE 'Map%'"
+            ),
+        )
+        .await
+        .join(", ");
+        let sql = format!("SELECT {columns} FROM {table} ORDER BY {columns}");
+        assert_eq!(
+            text(&views, &sql).await,
+            text(&plain, &sql).await,
+            "{table}"
+        );
+    }
+    let tenant = names(
+        &plain,
+        "SELECT tenant_id FROM events GROUP BY tenant_id ORDER BY count(*) DESC, tenant_id LIMIT 1",
+    )
+    .await
+    .remove(0);
+    let run = names(
+        &plain,
+        &format!(
+            "SELECT run_id FROM events WHERE tenant_id = '{tenant}' \
+             GROUP BY run_id ORDER BY count(*) DESC, run_id LIMIT 1"
+        ),
+    )
+    .await
+    .remove(0);
+    for sql in [
+        "SELECT tenant_id, date, count(*) AS n FROM events GROUP BY tenant_id, date ORDER BY 1, 2".to_string(),
+        "SELECT tenant_id, to_char(date, '%Y-%m') AS month, count(*), sum(input_tokens), sum(cost_usd) \
+         FROM model_calls GROUP BY 1, 2 ORDER BY 1, 2"
+            .to_string(),
+        "SELECT model, cost_source, count(*), max(latency_ms), sum(CASE WHEN cache_hit THEN 1 ELSE 0 END) \
+         FROM model_calls GROUP BY 1, 2 ORDER BY 1, 2"
+            .to_string(),
+        "SELECT tool, status, count(*), sum(latency_ms) FROM tool_calls GROUP BY 1, 2 ORDER BY 1, 2".to_string(),
+        format!(
+            "SELECT run_id, count(*) AS n FROM events WHERE tenant_id = '{tenant}' \
+             GROUP BY run_id ORDER BY n DESC, run_id LIMIT 20"
+        ),
+        format!(
+            "SELECT event_type, count(*) FROM events WHERE tenant_id = '{tenant}' AND run_id = '{run}' \
+             GROUP BY 1 ORDER BY 1"
+        ),
+        "SELECT workflow, outcome, count(*) FROM runs GROUP BY 1, 2 ORDER BY 1, 2 NULLS FIRST".to_string(),
+        "SELECT r.tenant_id, r.run_id, r.workflow, sum(m.input_tokens + m.output_tokens) AS tokens \
+         FROM runs r JOIN model_calls m ON m.tenant_id = r.tenant_id AND m.run_id = r.run_id \
+         GROUP BY 1, 2, 3 ORDER BY tokens DESC, 1, 2 LIMIT 25"
+            .to_string(),
+        "SELECT e.tenant_id, p.effective_from, count(*) FROM events e JOIN customer_plans p ON p.tenant_id = e.tenant_id \
+         GROUP BY 1, 2 ORDER BY 1, 2"
+            .to_string(),
+        "SELECT upper(tenant_id) || '/' || substr(run_id, 1, 4) AS k, count(*) FROM events \
+         WHERE event_type LIKE 'tool%' GROUP BY 1 ORDER BY 1"
+            .to_string(),
+    ] {
+        assert_eq!(text(&views, &sql).await, text(&plain, &sql).await, "{sql}");
+    }
 }

@@ -13,7 +13,7 @@ use crate::cli::SqlArgs;
 
 pub async fn run(lake: &Lake, args: SqlArgs) -> anyhow::Result<ExitCode> {
     let format = output_format(args.format, args.out.as_deref())?;
-    let ctx = agentledger_queries::open_session(lake).await?;
+    let ctx = agentledger_queries::open_analyst_session(lake).await?;
     let query = match args.query {
         Some(q) => q,
         None if std::io::stdin().is_terminal() => return repl(&ctx).await,

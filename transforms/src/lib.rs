@@ -107,7 +107,18 @@ pub async fn open_session(lake: &Lake) -> Result<SessionContext> {
 /// rebuild, parts made with other [`definitions`]), the same sums computed
 /// from those events on the fly; `runs` merges them. See [`runs`] for how the stored parts are kept up to date.
 pub async fn session_at(lake: &Lake, snapshot: &Snapshot) -> Result<SessionContext> {
-    session_scoped(lake, snapshot, &Scope::everything()).await
+    session_scoped(lake, snapshot, &Scope::everything(), Strings::Utf8).await
+}
+
+/// How a session's stored tables type their string columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strings {
+    /// Arrow's `Utf8`: for sessions whose batches Rust code reads.
+    Utf8,
+    /// Arrow's `Utf8View` ([`LakeTable::with_string_views`]): faster scans
+    /// and group-bys, for sessions whose results go straight to people
+    /// (`agentledger sql`, the SQL server). The values are the same.
+    Views,
 }
 
 /// [`session_at`] as `scope` sees it: every stored table with a
@@ -117,6 +128,7 @@ pub async fn session_scoped(
     lake: &Lake,
     snapshot: &Snapshot,
     scope: &Scope,
+    strings: Strings,
 ) -> Result<SessionContext> {
     let ctx = base_session(lake)?;
     let store_url = store_url(lake)?;
@@ -125,6 +137,10 @@ pub async fn session_scoped(
             continue;
         }
         let provider = LakeTable::new(lake, snapshot, table, store_url.clone()).with_scope(scope);
+        let provider = match strings {
+            Strings::Utf8 => provider,
+            Strings::Views => provider.with_string_views(),
+        };
         ctx.register_table(*table, Arc::new(provider))?;
     }
     register_views(&ctx).await?;

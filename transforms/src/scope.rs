@@ -94,14 +94,20 @@ impl Scope {
         let schema = input.schema();
         let index = schema.index_of("tenant_id")?;
         let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new("tenant_id", index));
+        // Literals of the column's own type (`Utf8`, or `Utf8View` in a
+        // session of string views): the Parquet reader compares them
+        // with the column as they are.
+        let column_type = schema.field(index).data_type();
         let list = tenants
             .iter()
             .map(|t| {
-                Arc::new(datafusion::physical_expr::expressions::Literal::new(
-                    ScalarValue::Utf8(Some(t.clone())),
-                )) as Arc<dyn PhysicalExpr>
+                let value = ScalarValue::Utf8(Some(t.clone())).cast_to(column_type)?;
+                Ok(
+                    Arc::new(datafusion::physical_expr::expressions::Literal::new(value))
+                        as Arc<dyn PhysicalExpr>,
+                )
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let predicate = in_list(column, list, &false, &schema)?;
         let mut plan: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, input)?);
         if let Some(projection) = projection {

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use agentledger_lake::Lake;
 use agentledger_lake::log::{FileEntry, Snapshot};
 use agentledger_lake::schema::{WORKFLOW_POLICIES, is_partitioned, partition_field, table_schema};
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
@@ -142,6 +142,31 @@ impl LakeTable {
             scope: Scope::everything(),
             wildcard_tenant: name == WORKFLOW_POLICIES,
         }
+    }
+
+    /// This table with its string columns read as Arrow's `Utf8View`
+    /// (string views) instead of `Utf8`: the Parquet reader then points
+    /// into the pages' dictionaries instead of copying every value, and
+    /// DataFusion groups and compares short strings inline. The values are
+    /// the same; only the Arrow type of the columns differs, which is why
+    /// only sessions whose results go straight to people (`agentledger
+    /// sql`, the SQL server) ask for it, and Rust code reading batches
+    /// keeps `Utf8`.
+    pub fn with_string_views(mut self) -> Self {
+        let view = |fields: &arrow::datatypes::Fields| -> Vec<Arc<Field>> {
+            fields
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Utf8 => {
+                        Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
+                    }
+                    _ => Arc::clone(f),
+                })
+                .collect()
+        };
+        self.file_schema = Arc::new(Schema::new(view(self.file_schema.fields())));
+        self.schema = Arc::new(Schema::new(view(self.schema.fields())));
+        self
     }
 
     /// This table as `scope` may see it: limited to its tenants when the

@@ -240,9 +240,15 @@ impl Shared {
             return Ok(state.clone());
         }
         let snapshot = sessions.snapshot.clone().expect("set above");
-        let ctx = agentledger_queries::open_session_scoped(&self.lake, &snapshot, scope)
-            .await
-            .map_err(|e| e.to_string())?;
+        // Results go to clients as text: string views scan faster.
+        let ctx = agentledger_queries::open_session_scoped(
+            &self.lake,
+            &snapshot,
+            scope,
+            agentledger_queries::Strings::Views,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| format!("cannot set up pg_catalog: {e}"))?;
         ctx.register_udf(version_udf());
