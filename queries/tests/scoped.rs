@@ -36,6 +36,22 @@ async fn names(ctx: &SessionContext, sql: &str) -> Vec<String> {
     out
 }
 
+/// A table's columns that can be ordered by, as a comma list: every column
+/// in a fixed order, so that texts of whole tables compare.
+async fn sortable_columns(ctx: &SessionContext, table: &str) -> String {
+    names(
+        ctx,
+        &format!(
+            "SELECT column_name FROM information_schema.columns \
+             WHERE table_name = '{table}' AND table_schema = 'public' \
+             AND data_type NOT LIKE 'List%' AND data_type NOT LIKE 'Struct%' \
+             AND data_type NOT LIKE 'Map%'"
+        ),
+    )
+    .await
+    .join(", ")
+}
+
 async fn sample_lake(dir: &std::path::Path) -> Lake {
     let sample = dir.join("sample");
     let summary = generate(
@@ -141,18 +157,7 @@ async fn a_tenant_scope_sees_exactly_its_rows_everywhere() {
             if table == "quarantine" {
                 continue;
             }
-            // Every column, in a fixed order, so the texts compare whole.
-            let columns = names(
-                &all,
-                &format!(
-                    "SELECT column_name FROM information_schema.columns \
-                     WHERE table_name = '{table}' AND table_schema = 'public' \
-                     AND data_type NOT LIKE 'List%' AND data_type NOT LIKE 'Struct%' \
-                     AND data_type NOT LIKE 'Map%'"
-                ),
-            )
-            .await
-            .join(", ");
+            let columns = sortable_columns(&all, table).await;
             let wildcard = if table == "workflow_policies" {
                 ", '*'"
             } else {
@@ -257,17 +262,7 @@ async fn string_views_answer_exactly_what_utf8_answers() {
     .await;
     assert!(tables.len() >= 15, "{tables:?}");
     for table in &tables {
-        let columns = names(
-            &plain,
-            &format!(
-                "SELECT column_name FROM information_schema.columns \
-                 WHERE table_name = '{table}' AND table_schema = 'public' \
-                 AND data_type NOT LIKE 'List%' AND data_type NOT LIKE 'Struct%' \
-                 AND data_type NOT LIKE 'Map%'"
-            ),
-        )
-        .await
-        .join(", ");
+        let columns = sortable_columns(&plain, table).await;
         let sql = format!("SELECT {columns} FROM {table} ORDER BY {columns}");
         assert_eq!(
             text(&views, &sql).await,
