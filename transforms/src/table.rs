@@ -97,6 +97,14 @@ impl Listed {
     }
 }
 
+/// The table's schema as SQL sees it: the files' columns, then the
+/// partition columns.
+fn with_partitions(file_schema: &Schema, partition_cols: &[Arc<Field>]) -> SchemaRef {
+    let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().cloned().collect();
+    fields.extend(partition_cols.iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
 /// `YYYY-MM-DD` as days since 1970-01-01 (Arrow's `Date32`), parsed
 /// directly: a cast through Arrow costs an array per file, which a lake of
 /// many files pays on every first scan of its table.
@@ -128,9 +136,7 @@ impl LakeTable {
         } else {
             vec![]
         };
-        let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().cloned().collect();
-        fields.extend(partition_cols.iter().cloned());
-        let schema = Arc::new(Schema::new(fields));
+        let schema = with_partitions(&file_schema, &partition_cols);
         Self {
             file_schema,
             schema,
@@ -165,7 +171,7 @@ impl LakeTable {
                 .collect()
         };
         self.file_schema = Arc::new(Schema::new(view(self.file_schema.fields())));
-        self.schema = Arc::new(Schema::new(view(self.schema.fields())));
+        self.schema = with_partitions(&self.file_schema, &self.partition_cols);
         self
     }
 
