@@ -855,3 +855,41 @@ impl ExtendedQueryHandler for Queries {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlstate(e: PgWireError) -> String {
+        match e {
+            PgWireError::UserError(info) => info.code,
+            other => panic!("not a user error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn datafusion_errors_reach_clients_with_postgres_sqlstates() {
+        for (error, code) in [
+            (DataFusionError::Plan("no such column".into()), "42000"),
+            (
+                DataFusionError::NotImplemented("Unsupported SQL type".into()),
+                "0A000",
+            ),
+            (
+                DataFusionError::Execution("division by zero".into()),
+                "XX000",
+            ),
+            // The cause decides, however deep it is wrapped.
+            (
+                DataFusionError::Context(
+                    "planning".into(),
+                    Box::new(DataFusionError::NotImplemented("LATERAL".into())),
+                ),
+                "0A000",
+            ),
+        ] {
+            let shown = error.to_string();
+            assert_eq!(sqlstate(df_error(&error)), code, "{shown}");
+        }
+    }
+}
