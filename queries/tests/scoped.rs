@@ -317,3 +317,93 @@ async fn string_views_answer_exactly_what_utf8_answers() {
         assert_eq!(text(&views, &sql).await, text(&plain, &sql).await, "{sql}");
     }
 }
+
+/// The joins in a query's optimized plan.
+async fn joins(ctx: &SessionContext, sql: &str) -> usize {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::LogicalPlan;
+    let plan = ctx.sql(sql).await.unwrap().into_optimized_plan().unwrap();
+    let mut joins = 0;
+    plan.apply(|p| {
+        joins += usize::from(matches!(p, LogicalPlan::Join(_)));
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .unwrap();
+    joins
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_calls_read_without_cost_skip_the_price_join_with_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = sample_lake(dir.path()).await;
+    let snapshot = Snapshot::load(&lake).await.unwrap();
+    let everything = Scope::everything();
+    let open = || open_session_scoped(&lake, &snapshot, &everything, Strings::Utf8);
+    let (with, without) = (open().await.unwrap(), open().await.unwrap());
+    assert!(without.remove_optimizer_rule("drop_unread_range_lookup"));
+    // The sample prices some calls from the catalog, over several prices
+    // of one model, and leaves some unpriced.
+    let sources = text(
+        &with,
+        "SELECT cost_source, count(DISTINCT price_effective_from) > 0 FROM model_calls \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    for source in ["catalog", "event", "unpriced"] {
+        assert!(sources.contains(source), "{sources}");
+    }
+    let several = text(
+        &with,
+        "SELECT count(*) FROM (SELECT model FROM model_prices GROUP BY model HAVING count(*) > 1)",
+    )
+    .await;
+    assert!(!several.contains("| 0 "), "{several}");
+
+    // (query, whether the price join is dropped)
+    for (sql, dropped) in [
+        (
+            "SELECT tenant_id, to_char(date, '%Y-%m') AS month, count(*) AS calls, \
+             sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens \
+             FROM model_calls GROUP BY 1, 2 ORDER BY 1, 2",
+            true,
+        ),
+        (
+            "SELECT model, count(*), avg(latency_ms), max(latency_ms) FROM model_calls \
+             GROUP BY 1 ORDER BY 1",
+            true,
+        ),
+        ("SELECT count(*) FROM model_calls", true),
+        (
+            "SELECT event_id, ts, model, status FROM model_calls ORDER BY event_id",
+            true,
+        ),
+        (
+            "SELECT r.tenant_id, r.run_id, sum(m.input_tokens + m.output_tokens) AS tokens \
+             FROM runs r JOIN model_calls m ON m.tenant_id = r.tenant_id AND m.run_id = r.run_id \
+             GROUP BY 1, 2 ORDER BY tokens DESC, 1, 2 LIMIT 25",
+            true,
+        ),
+        // Cost is read: the prices are joined.
+        (
+            "SELECT tenant_id, sum(cost_usd) FROM model_calls GROUP BY 1 ORDER BY 1",
+            false,
+        ),
+        (
+            "SELECT cost_source, count(*) FROM model_calls GROUP BY 1 ORDER BY 1",
+            false,
+        ),
+        (
+            "SELECT model, max(price_effective_from) FROM model_calls GROUP BY 1 ORDER BY 1",
+            false,
+        ),
+    ] {
+        assert_eq!(text(&with, sql).await, text(&without, sql).await, "{sql}");
+        let before = joins(&without, sql).await;
+        assert!(before >= 1, "{sql}");
+        assert_eq!(
+            joins(&with, sql).await,
+            before - usize::from(dropped),
+            "{sql}"
+        );
+    }
+}

@@ -11,6 +11,7 @@ pub mod join_guard;
 pub mod memory;
 pub mod parts;
 pub mod passthrough;
+pub mod range_lookup;
 pub mod runs;
 pub mod scope;
 mod table;
@@ -227,6 +228,8 @@ fn base_session(lake: &Lake) -> Result<SessionContext> {
         .with_runtime_env(runtime)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(join_guard::GuardNestedLoopJoins))
+        // Queries over model_calls that read no cost skip the price join.
+        .with_optimizer_rule(Arc::new(range_lookup::DropUnreadRangeLookup))
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.register_udf(udf::DivMoney::udf());
