@@ -44,6 +44,8 @@ import subprocess
 import sys
 import tempfile
 
+import reshape
+
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS = HERE / "peers.py"
@@ -105,12 +107,23 @@ def count_lines(path):
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b""))
 
 
+def reshaped(data):
+    """The events of `data` as other producers write them (cached; see
+    bench/reshape.py)."""
+    out = data.with_name(data.name + "-reshaped")
+    if not (out / "events.ndjson").exists():
+        reshape.reshape(data, out)
+    return out
+
+
 def bench_size(args, binary, python, work, events):
     data = sample(binary, work, events)
+    if args.shape == "reshaped":
+        data = reshaped(data)
     ndjson = data / "events.ndjson"
     lines = count_lines(ndjson)
     mb = ndjson.stat().st_size / 1e6
-    lake = work / f"lake-{events}"
+    lake = work / (f"lake-{events}" if args.shape == "sample" else f"lake-{events}-{args.shape}")
     peer_out = work / f"peer-out-{events}"
     result = {"events": lines, "input_mb": mb, "ingest": {}, "metrics": {}}
 
@@ -330,6 +343,10 @@ def main():
     p.add_argument("--work", default=os.path.expanduser("~/.cache/agentledger/bench"),
                    help="folder for generated data, lakes and results.json (default: %(default)s)")
     p.add_argument("--python", default=sys.executable, help="the Python with DuckDB and Polars")
+    p.add_argument("--shape", choices=["sample", "reshaped"], default="sample",
+                   help="the events as `agentledger sample` writes them, or reshaped as other "
+                        "producers would (bench/reshape.py: key order, white space, offsets, "
+                        "unknown fields, nested attributes, money as numbers)")
     p.add_argument("--no-small-files", action="store_true",
                    help="skip 1,000 ingests of 1,000 events (about 30 minutes)")
     p.add_argument("--no-analyst", action="store_true",
