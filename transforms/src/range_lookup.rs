@@ -265,8 +265,7 @@ fn is_next_of(function: &WindowFunction, x: &Column, key: &Column) -> bool {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::common::tree_node::TreeNode;
     use datafusion::datasource::MemTable;
@@ -298,32 +297,17 @@ mod tests {
             starts.push((next(8) > 0).then(|| next(30) as i64));
             values.push(v);
         }
-        let calls = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("id", DataType::Int64, false),
-                Field::new("k", DataType::Utf8, true),
-                Field::new("d", DataType::Int64, true),
-            ])),
-            vec![
-                Arc::new(Int64Array::from(ids)),
-                Arc::new(StringArray::from(call_keys)),
-                Arc::new(Int64Array::from(days)),
-            ],
-        )
-        .unwrap();
-        let ranges = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("k", DataType::Utf8, true),
-                Field::new("x", DataType::Int64, true),
-                Field::new("v", DataType::Int64, false),
-            ])),
-            vec![
-                Arc::new(StringArray::from(range_keys)),
-                Arc::new(Int64Array::from(starts)),
-                Arc::new(Int64Array::from(values)),
-            ],
-        )
-        .unwrap();
+        let batch = |columns: Vec<(&str, ArrayRef)>| RecordBatch::try_from_iter(columns).unwrap();
+        let calls = batch(vec![
+            ("id", Arc::new(Int64Array::from(ids))),
+            ("k", Arc::new(StringArray::from(call_keys))),
+            ("d", Arc::new(Int64Array::from(days))),
+        ]);
+        let ranges = batch(vec![
+            ("k", Arc::new(StringArray::from(range_keys))),
+            ("x", Arc::new(Int64Array::from(starts))),
+            ("v", Arc::new(Int64Array::from(values))),
+        ]);
         (calls, ranges)
     }
 
