@@ -15,8 +15,9 @@
 //!   infinity from the greatest value; a row whose `X` is NULL matches
 //!   nothing, since `L >= NULL` is never true;
 //! - the join's filter holds `L >= X AND (LEAD(X) IS NULL OR L < LEAD(X))`
-//!   for one left expression `L`, so a left row meets at most one range; any
-//!   other condition in the filter only removes matches.
+//!   for one left expression `L` (not volatile, so the same value in both),
+//!   so a left row meets at most one range; any other condition in the
+//!   filter only removes matches.
 //!
 //! So each left row comes out exactly once, matched or not, and a projection
 //! or aggregate that reads only left columns gives the same rows over the
@@ -117,7 +118,9 @@ fn at_most_one_match(join: &Join) -> bool {
             let Some((bound, x)) = at_least(lower) else {
                 continue;
             };
-            if !left_only(bound) {
+            // Evaluated once per bound: a volatile L (random()) could
+            // differ between the two and meet two ranges.
+            if !left_only(bound) || bound.is_volatile() {
                 continue;
             }
             let Some(Source::Passed(w, x)) = source(&join.right, x) else {
@@ -408,6 +411,14 @@ mod tests {
                 OVER,
                 "x",
                 "r.k = c.k AND c.d >= r.x AND (r.u IS NULL OR c.d <= r.u)",
+                select,
+            ),
+            // A bound that is not the same value twice.
+            lookup(
+                OVER,
+                "x",
+                "r.k = c.k AND c.d + CAST(random() * 3 AS BIGINT) >= r.x \
+                 AND (r.u IS NULL OR c.d + CAST(random() * 3 AS BIGINT) < r.u)",
                 select,
             ),
             // No equality on the partition key.
