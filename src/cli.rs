@@ -31,6 +31,13 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
 
+    /// Where queries run: `embedded` (this process, the default) or
+    /// `ballista://HOST:PORT`, a cluster's scheduler (`agentledger cluster
+    /// scheduler`). For the commands that read (sql, metrics, gate, report,
+    /// readiness, timeline, serve, run's report); writes always run here.
+    #[arg(long, global = true, env = "AGENTLEDGER_ENGINE", value_name = "ENGINE")]
+    pub engine: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -72,6 +79,64 @@ pub enum Command {
     Serve(ServeArgs),
     /// Users of the SQL server (serve --pg): add or replace one.
     User(UserArgs),
+    /// Run queries past one machine: a Ballista scheduler or executor in this process.
+    Cluster(ClusterArgs),
+}
+
+/// `agentledger cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// `agentledger cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Ballista's scheduler: takes queries from `--engine ballista://HOST:PORT`
+    /// and hands their tasks to executors. Runs until stopped.
+    Scheduler(SchedulerArgs),
+    /// Ballista's executor: runs tasks the scheduler hands out, reading the
+    /// lake with this process's credentials. Runs until stopped.
+    Executor(ExecutorArgs),
+}
+
+/// `agentledger cluster scheduler`.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Listen on this address (HOST:PORT).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50050")]
+    pub bind: String,
+    /// The host name executors and clients reach this scheduler by, when
+    /// not the one of --bind (such as 0.0.0.0).
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+    /// An executor silent this long is taken for dead: its tasks run on
+    /// the others.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub executor_timeout: u64,
+}
+
+/// `agentledger cluster executor`.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler: ballista://HOST:PORT (or HOST:PORT).
+    #[arg(long, value_name = "URL")]
+    pub scheduler: String,
+    /// Tasks run at once (default: the cores available).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Serve shuffle data on this address (HOST:PORT); tasks arrive on the
+    /// next port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
+    pub bind: String,
+    /// The host name the scheduler and other executors reach this one by,
+    /// when not the one of --bind.
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+    /// Where shuffle files go (default: a folder of the OS temporary folder).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// The SQL server's users file (`--users`).

@@ -70,7 +70,14 @@ fn main() -> ExitCode {
     // wait for them to expire, and exit. Nothing uncommitted is visible.
     // `serve` handles the signals itself: it stops taking requests and
     // commits what it accepted before it exits.
-    let serving = matches!(cli.command, cli::Command::Serve(_));
+    // So does a cluster executor (Ballista's own shutdown).
+    let serving = matches!(
+        cli.command,
+        cli::Command::Serve(_)
+            | cli::Command::Cluster(cli::ClusterArgs {
+                command: cli::ClusterCommand::Executor(_)
+            })
+    );
     runtime.spawn(async move {
         if serving {
             return;

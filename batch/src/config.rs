@@ -50,6 +50,10 @@ pub struct Config {
     /// Alert delivery.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Where the report's queries run: `embedded` (this process) or
+    /// `ballista://HOST:PORT` (`agentledger cluster scheduler`). Ingest and
+    /// loads always run in this process.
+    pub engine: Option<String>,
 }
 
 /// One `[[landings]]` entry.

@@ -509,7 +509,13 @@ const METRICS_RUN_COLUMNS: &[&str] = &[
 /// count against the memory limit; when they would take more than a quarter
 /// of it, `runs` is left as it is (each query merges the parts again, spilling
 /// where it must).
+///
+/// Not on a remote engine (`--engine`): rows held in this process cannot
+/// travel to it in a plan, and it merges the parts on its own executors.
 pub async fn cache_runs_for_metrics(ctx: &SessionContext) -> Result<()> {
+    if agentledger_transforms::engine::remote().is_some() {
+        return Ok(());
+    }
     let runs = ctx
         .table("runs")
         .await?

@@ -1,5 +1,6 @@
 //! One module per subcommand: arguments in, library call, output printed.
 
+mod cluster;
 mod compact;
 mod gate;
 mod ingest;
@@ -25,7 +26,26 @@ use crate::cli::{Cli, Command};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let reads = matches!(
+        cli.command,
+        Command::Sql(_)
+            | Command::Metrics(_)
+            | Command::Timeline(_)
+            | Command::Gate(_)
+            | Command::Readiness(_)
+            | Command::Report(_)
+            | Command::Serve(_)
+    );
+    if reads && let Err(e) = choose_engine(cli.engine.as_deref()).await {
+        if matches!(cli.command, Command::Gate(_) | Command::Readiness(_)) {
+            // Their exit status 1 is an answer ("not ready"); 2 is "could not run".
+            eprintln!("error: {}", error_text(&e));
+            return Ok(ExitCode::from(gate::ERROR));
+        }
+        return Err(e);
+    }
     match cli.command {
+        Command::Cluster(args) => cluster::run(args).await,
         Command::Sample(args) => sample::run(args),
         Command::Serve(args) => serve::run(&open(&cli.lake)?, args).await,
         Command::User(args) => user::run(args),
@@ -37,11 +57,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate(args) => Ok(gate::run(&cli.lake, args).await),
         Command::Readiness(args) => Ok(readiness::run(&cli.lake, args).await),
         Command::Report(args) => report::run(&Lake::open_existing(&cli.lake)?, args).await,
-        Command::Run(args) => Ok(run::run(&cli.lake, args).await),
+        Command::Run(args) => Ok(run::run(&cli.lake, cli.engine.as_deref(), args).await),
         Command::Retain(args) => retain::run(&Lake::open_existing(&cli.lake)?, args).await,
         Command::Compact(args) => compact::run(&Lake::open_existing(&cli.lake)?, args).await,
         Command::Rebuild(args) => rebuild::run(&Lake::open_existing(&cli.lake)?, args).await,
     }
+}
+
+/// Makes this process's read sessions run on the engine `text` names
+/// (`--engine`), after checking that its scheduler answers: a command whose
+/// cluster is down fails at once, naming the address it tried.
+pub async fn choose_engine(text: Option<&str>) -> anyhow::Result<()> {
+    let Some(engine) = text
+        .map(agentledger_cluster::parse_engine)
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(());
+    };
+    engine.check_reachable().await?;
+    agentledger_transforms::engine::configure(std::sync::Arc::new(engine))
+        .map_err(anyhow::Error::msg)
 }
 
 fn open(url: &str) -> anyhow::Result<Lake> {

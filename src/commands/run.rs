@@ -13,7 +13,10 @@ pub const ALERT: u8 = 3;
 
 /// Its log lines go through `tracing`, formatted as `--log-format` says
 /// (see [`crate::logs`]).
-pub async fn run(lake_arg: &str, args: RunArgs) -> ExitCode {
+///
+/// The engine: `--engine` (or `AGENTLEDGER_ENGINE`) wins over the file's
+/// `engine`.
+pub async fn run(lake_arg: &str, engine: Option<&str>, args: RunArgs) -> ExitCode {
     let fail = |message: String| {
         tracing::error!(step = "batch", "{}", message.replace('\n', " "));
         ExitCode::FAILURE
@@ -22,6 +25,9 @@ pub async fn run(lake_arg: &str, args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e.to_string()),
     };
+    if let Err(e) = super::choose_engine(engine.or(config.engine.as_deref())).await {
+        return fail(super::error_text(&e));
+    }
     let lake_url = config.lake.clone().unwrap_or_else(|| lake_arg.to_string());
     let lake = match Lake::open(&lake_url) {
         Ok(l) => l,

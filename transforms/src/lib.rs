@@ -7,6 +7,7 @@
 //! here and readable by analysts.
 
 pub mod definitions;
+pub mod engine;
 pub mod join_guard;
 pub mod memory;
 pub mod parts;
@@ -28,12 +29,12 @@ use agentledger_lake::schema::{
 use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, ScalarUDF};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 pub use definitions::definitions;
 pub use scope::Scope;
-pub use table::LakeTable;
+pub use table::{LakeTable, LakeTableParts};
 
 /// Result with this crate's error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -131,7 +132,15 @@ pub async fn session_scoped(
     scope: &Scope,
     strings: Strings,
 ) -> Result<SessionContext> {
-    let ctx = base_session(lake)?;
+    let remote = engine::remote();
+    let ctx = base_session(lake, remote)?;
+    // A remote engine reads strings as `Utf8`: Ballista turns string views
+    // off (Arrow Flight cannot carry their frames). The values are the same.
+    let strings = if remote.is_some() {
+        Strings::Utf8
+    } else {
+        strings
+    };
     let store_url = store_url(lake)?;
     for table in STORED_TABLES {
         if *table == QUARANTINE && !scope.sees_quarantine() {
@@ -214,7 +223,9 @@ pub async fn session_scoped(
 /// reach their share, and a query that cannot fit fails with
 /// `ResourcesExhausted` ([`memory::exhausted_message`] says it for people;
 /// [`join_guard`] keeps nested-loop joins from panicking instead).
-fn base_session(lake: &Lake) -> Result<SessionContext> {
+///
+/// With a `remote` engine, the session plans here and executes there.
+fn base_session(lake: &Lake, remote: Option<&Arc<dyn engine::Remote>>) -> Result<SessionContext> {
     // DATAFUSION_* variables (target partitions, batch size...) apply.
     let mut config = SessionConfig::from_env()?.with_information_schema(true);
     let parquet = &mut config.options_mut().execution.parquet;
@@ -223,21 +234,50 @@ fn base_session(lake: &Lake) -> Result<SessionContext> {
     let budget = memory::budget().map_err(Error::Setting)?;
     budget.tune(&mut config);
     let runtime = budget.runtime_env().map_err(Error::Setting)?;
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_runtime_env(runtime)
-        .with_default_features()
+    let mut state = with_rules(
+        SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features(),
+    )
+    .build();
+    if let Some(remote) = remote {
+        if lake.store_url().scheme() == "memory" {
+            return Err(Error::Setting(format!(
+                "the lake {} is in this process's memory, which the engine {} cannot read; use a lake on disk or in object storage",
+                lake.display(),
+                remote.describe()
+            )));
+        }
+        state = remote.upgrade(state)?;
+    }
+    let ctx = SessionContext::new_with_state(state);
+    for function in functions() {
+        ctx.register_udf(function.as_ref().clone());
+    }
+    ctx.register_object_store(lake.store_url(), Arc::clone(lake.store()));
+    Ok(ctx)
+}
+
+/// agentledger's own SQL functions: `div_money`, `run_bucket`, and
+/// `to_char` in place of DataFusion's own, with the same answers (see the
+/// module). A session registers them after DataFusion's, so that ours win;
+/// an engine in another process must know them too.
+pub fn functions() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        Arc::new(udf::DivMoney::udf()),
+        Arc::new(udf::RunBucket::udf()),
+        Arc::new(to_char::ToCharRuns::udf()),
+    ]
+}
+
+/// agentledger's optimizer rules added to a session being built: every
+/// engine that plans agentledger's queries uses them.
+pub fn with_rules(builder: SessionStateBuilder) -> SessionStateBuilder {
+    builder
         .with_physical_optimizer_rule(Arc::new(join_guard::GuardNestedLoopJoins))
         // Queries over model_calls that read no cost skip the price join.
         .with_optimizer_rule(Arc::new(range_lookup::DropUnreadRangeLookup))
-        .build();
-    let ctx = SessionContext::new_with_state(state);
-    ctx.register_udf(udf::DivMoney::udf());
-    ctx.register_udf(udf::RunBucket::udf());
-    // In place of DataFusion's own, with the same answers (see the module).
-    ctx.register_udf(to_char::ToCharRuns::udf());
-    ctx.register_object_store(lake.store_url(), Arc::clone(lake.store()));
-    Ok(ctx)
 }
 
 async fn register_views(ctx: &SessionContext) -> Result<()> {
@@ -299,7 +339,7 @@ pub(crate) async fn run_parts_of_bucket(
     bucket: Option<Bucket>,
     scope: &Scope,
 ) -> Result<(SessionContext, DataFrame)> {
-    let ctx = base_session(lake)?;
+    let ctx = base_session(lake, None)?;
     let store_url = store_url(lake)?;
     let events = LakeTable::with_files(lake, EVENTS, files, store_url.clone()).with_scope(scope);
     match bucket {

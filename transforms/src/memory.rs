@@ -34,6 +34,7 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{
     FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, TrackConsumersPool,
 };
+use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
@@ -351,13 +352,28 @@ impl Budget {
     /// its own for spill files (removed with the session). Fails when the
     /// spill folder cannot be made.
     pub fn runtime_env(&self) -> Result<Arc<RuntimeEnv>, String> {
+        self.runtime_env_with(None)
+    }
+
+    /// [`Budget::runtime_env`] whose object stores come from `stores`
+    /// instead of being registered one by one: a cluster executor reaches
+    /// whichever store a plan names.
+    pub fn runtime_env_with(
+        &self,
+        stores: Option<Arc<dyn ObjectStoreRegistry>>,
+    ) -> Result<Arc<RuntimeEnv>, String> {
         let mode = match &self.spill_dir {
             Some(dir) => DiskManagerMode::Directories(vec![dir.clone()]),
             None => DiskManagerMode::OsTmpDirectory,
         };
-        RuntimeEnvBuilder::new()
+        let builder = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::clone(&self.pool))
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode));
+        let builder = match stores {
+            Some(stores) => builder.with_object_store_registry(stores),
+            None => builder,
+        };
+        builder
             .build_arc()
             .map_err(|e| {
                 let dir = self.spill_dir.as_deref().unwrap_or(std::path::Path::new(""));

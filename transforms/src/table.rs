@@ -28,6 +28,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use object_store::ObjectMeta;
+use object_store::path::Path;
 
 use crate::scope::Scope;
 
@@ -45,9 +46,13 @@ pub struct LakeTable {
     /// That list, or why the log's names cannot be read (reported by a
     /// scan, so that a session that never reads the table opens).
     files: OnceLock<std::result::Result<Arc<Vec<PartitionedFile>>, String>>,
-    /// The lake the paths are relative to.
-    lake: Lake,
+    /// The table's name in the lake.
+    name: String,
+    /// The store path of the lake the log's paths are relative to.
+    prefix: Path,
     store_url: ObjectStoreUrl,
+    /// Whether string columns are read as `Utf8View`.
+    string_views: bool,
     /// The rows a scan may return ([`Scope::restrict`]).
     scope: Scope,
     /// Whether `tenant_id = '*'` means every tenant (workflow policies).
@@ -69,6 +74,7 @@ struct ListedFile {
     path: Range<usize>,
     date: Option<Range<usize>>,
     size: u64,
+    rows: u64,
 }
 
 impl Listed {
@@ -91,10 +97,41 @@ impl Listed {
                 path: push(&f.path),
                 date: f.date.as_deref().map(&mut push),
                 size: f.size,
+                rows: f.rows,
             })
             .collect();
         Self { text, files, rows }
     }
+}
+
+/// A [`LakeTable`] as plain data, for a query engine in another process
+/// (`--engine ballista://...`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LakeTableParts {
+    /// The stored table's name.
+    pub table: String,
+    /// The lake's path in its store.
+    pub prefix: String,
+    /// The store, as DataFusion's object-store registry names it.
+    pub store_url: String,
+    /// The files, with paths relative to `prefix`.
+    pub files: Vec<FileEntry>,
+    /// The tenants the scan is limited to, if it is.
+    pub tenants: Option<Vec<String>>,
+    /// Whether the scope sees the quarantine.
+    pub quarantine: bool,
+    /// Whether string columns are read as `Utf8View`.
+    pub string_views: bool,
+}
+
+/// `relative` (a path the log names) under `prefix`, as [`Lake::path`]
+/// joins them.
+fn join(prefix: &Path, relative: &str) -> Path {
+    let relative = relative
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(object_store::path::PathPart::from);
+    Path::from_iter(prefix.parts().chain(relative))
 }
 
 /// The table's schema as SQL sees it: the files' columns, then the
@@ -130,6 +167,15 @@ impl LakeTable {
         files: &[&FileEntry],
         store_url: ObjectStoreUrl,
     ) -> Self {
+        Self::at_prefix(lake.path(""), name, files, store_url)
+    }
+
+    fn at_prefix(
+        prefix: Path,
+        name: &str,
+        files: &[&FileEntry],
+        store_url: ObjectStoreUrl,
+    ) -> Self {
         let file_schema = table_schema(name).expect("a stored table");
         let partition_cols: Vec<Arc<Field>> = if is_partitioned(name) {
             vec![Arc::new(partition_field())]
@@ -143,11 +189,69 @@ impl LakeTable {
             partition_cols,
             listed: Listed::new(files),
             files: OnceLock::new(),
-            lake: lake.clone(),
+            name: name.to_string(),
+            prefix,
             store_url,
+            string_views: false,
             scope: Scope::everything(),
             wildcard_tenant: name == WORKFLOW_POLICIES,
         }
+    }
+
+    /// What this table is, as plain data: what a query engine in another
+    /// process needs to scan the same files ([`LakeTable::from_parts`]).
+    /// It names the store and the files, never a credential: the process
+    /// that scans reaches the store with its own.
+    pub fn to_parts(&self) -> LakeTableParts {
+        let text = &self.listed.text;
+        LakeTableParts {
+            table: self.name.clone(),
+            prefix: self.prefix.to_string(),
+            store_url: self.store_url.as_str().to_string(),
+            files: self
+                .listed
+                .files
+                .iter()
+                .map(|f| FileEntry {
+                    table: self.name.clone(),
+                    path: text[f.path.clone()].to_string(),
+                    size: f.size,
+                    rows: f.rows,
+                    date: f.date.clone().map(|d| text[d].to_string()),
+                })
+                .collect(),
+            tenants: self.scope.tenant_list().map(<[String]>::to_vec),
+            quarantine: self.scope.sees_quarantine(),
+            string_views: self.string_views,
+        }
+    }
+
+    /// The table [`LakeTable::to_parts`] described. Fails on a table name
+    /// this build does not store, or a store URL that does not parse.
+    pub fn from_parts(parts: &LakeTableParts) -> Result<Self> {
+        if table_schema(&parts.table).is_none() {
+            return Err(DataFusionError::Plan(format!(
+                "no stored table is named {:?} in this build of agentledger",
+                parts.table
+            )));
+        }
+        let store_url = ObjectStoreUrl::parse(&parts.store_url)?;
+        let files: Vec<&FileEntry> = parts.files.iter().collect();
+        let mut table = Self::at_prefix(
+            Path::from(parts.prefix.as_str()),
+            &parts.table,
+            &files,
+            store_url,
+        );
+        table.scope = match &parts.tenants {
+            Some(tenants) => Scope::tenants(tenants.iter().cloned()),
+            None if parts.quarantine => Scope::everything(),
+            None => Scope::all_tenants(),
+        };
+        if parts.string_views {
+            table = table.with_string_views();
+        }
+        Ok(table)
     }
 
     /// This table with its string columns read as Arrow's `Utf8View`
@@ -170,6 +274,7 @@ impl LakeTable {
                 })
                 .collect()
         };
+        self.string_views = true;
         self.file_schema = Arc::new(Schema::new(view(self.file_schema.fields())));
         self.schema = with_partitions(&self.file_schema, &self.partition_cols);
         self
@@ -194,7 +299,7 @@ impl LakeTable {
                     .map(|f| {
                         let path = &text[f.path.clone()];
                         let file = PartitionedFile::new_from_meta(ObjectMeta {
-                            location: self.lake.path(path),
+                            location: join(&self.prefix, path),
                             last_modified: chrono::DateTime::UNIX_EPOCH,
                             size: f.size,
                             e_tag: None,
