@@ -3,6 +3,7 @@
 
 mod chaos;
 mod checkpoint;
+mod cluster;
 mod common;
 mod compact;
 mod definitions;

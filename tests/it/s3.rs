@@ -16,7 +16,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -24,7 +24,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, what: &str) {
+pub(crate) fn wait_for_port(port: u16, what: &str) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -104,13 +104,13 @@ fn delta_rows(port: u16, prefix: &str, table: &str) -> u64 {
 }
 
 /// A moto server with one bucket, killed on drop.
-struct S3 {
+pub(crate) struct S3 {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl S3 {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = free_port();
         let child = Command::new(root().join("scripts/s3-server"))
             .arg(port.to_string())
@@ -177,7 +177,7 @@ impl Drop for Proxy {
 }
 
 /// agentledger against `s3://lake/PREFIX` through `port`.
-fn cmd(env: &Env, port: u16, prefix: &str) -> Command {
+pub(crate) fn cmd(env: &Env, port: u16, prefix: &str) -> Command {
     let mut c = env.command();
     c.env("AGENTLEDGER_LAKE", format!("s3://lake/{prefix}"))
         .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
