@@ -7,6 +7,7 @@
 //! plans = "customer_plans.csv"
 //! policies = "workflow_policies.csv"
 //! reports = "../reports"            # each week's report goes to <reports>/<YYYY-Www>/
+//! engine = "ballista://scheduler:50050"  # optional: the report's queries on a cluster
 //!
 //! [[landings]]                      # more landing areas, each read its own way
 //! path = "otel/"                    # OTLP/JSON files from a Collector's file exporter
@@ -239,7 +240,7 @@ mod tests {
         let path = dir.path().join("batch.toml");
         std::fs::write(
             &path,
-            "lake = \"lake\"\nlanding = \"s3://bucket/in/\"\npolicies = \"ref/policies.csv\"\nreports = \"/abs/reports\"\n[alerts]\nwebhook = \"http://127.0.0.1:9/\"\n",
+            "lake = \"lake\"\nlanding = \"s3://bucket/in/\"\npolicies = \"ref/policies.csv\"\nreports = \"/abs/reports\"\nengine = \"ballista://sched:50050\"\n[alerts]\nwebhook = \"http://127.0.0.1:9/\"\n",
         )
         .unwrap();
         let c = Config::load(&path).unwrap();
@@ -253,6 +254,8 @@ mod tests {
             dir.path().join("ref/policies.csv").display().to_string()
         );
         assert_eq!(c.reports.unwrap(), "/abs/reports");
+        // Not a path.
+        assert_eq!(c.engine.unwrap(), "ballista://sched:50050");
         assert_eq!(c.alerts.webhook.unwrap(), "http://127.0.0.1:9/");
     }
 }

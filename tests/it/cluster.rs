@@ -372,6 +372,24 @@ fn a_scheduler_that_is_not_there_fails_the_command_at_once_with_its_address() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", shown(&out).2);
     }
+    // So does the batch, with the engine in its file.
+    let config = env.write(
+        "batch.toml",
+        &format!("reports = \"reports\"\nengine = \"{engine}\"\n"),
+    );
+    let out = env
+        .command()
+        .args(["run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        shown(&out)
+            .2
+            .contains(&format!("cannot reach the Ballista scheduler at {engine}")),
+        "{}",
+        shown(&out).2
+    );
     // A value that names no engine says what would.
     let err = env.fails(&["--engine", "duckdb", "metrics"]);
     assert!(err.contains("ballista://HOST:PORT"), "{err}");
