@@ -179,6 +179,12 @@ impl Remote for Ballista {
             // ("Expects PARTITION BY expression to be ordered"). The static
             // planner runs DataFusion's own plan, stage by stage.
             .with_ballista_adaptive_query_planner(false)
+            // The embedded engine's join choice: hash joins (Ballista turns
+            // them off for sort-merge joins, which spill). A sort-merge join
+            // sorts every model call to join the few price rows; a hash join
+            // collects the small side. A build side that does not fit the
+            // executor's memory fails the query, as it does in one process.
+            .set_bool("datafusion.optimizer.prefer_hash_join", true)
             .set_usize(
                 BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS,
                 CONNECT_TIMEOUT.as_secs() as usize,
@@ -319,6 +325,7 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<()> {
             settings.work_dir.display()
         ))
     })?;
+    let budget = memory::budget().map_err(Error::Setting)?;
     let functions: BallistaFunctionRegistry =
         (&cluster_state(SessionConfig::new_with_ballista())?).into();
     let config = ExecutorProcessConfig {
@@ -332,6 +339,10 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<()> {
         vcores: settings.concurrency.max(1),
         work_dir: Some(settings.work_dir.display().to_string()),
         executor_heartbeat_interval_seconds: 2,
+        // The process's --memory-limit, shared by the tasks it runs at
+        // once: each task's pool is its share (Ballista's policy), over
+        // our runtime's spill folder.
+        memory_pool_size: Some(budget.limit()),
         print_thread_info: false,
         override_function_registry: Some(Arc::new(functions)),
         override_runtime_producer: Some(Arc::new(|_config: &SessionConfig| runtime())),

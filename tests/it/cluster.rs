@@ -312,7 +312,7 @@ fn an_executor_killed_during_a_query_gives_no_wrong_answer_and_the_next_run_is_r
             .spawn()
             .unwrap()
     };
-    let running = query();
+    let mut running = query();
     // Kill the executor working hardest once the query is under way.
     let start = Instant::now();
     let busiest = loop {
@@ -327,6 +327,10 @@ fn an_executor_killed_during_a_query_gives_no_wrong_answer_and_the_next_run_is_r
             break i;
         }
     };
+    assert!(
+        running.try_wait().unwrap().is_none(),
+        "the query ended before an executor was killed: nothing was tested"
+    );
     let victim = &mut cluster.executors[busiest];
     let _ = Command::new("kill")
         .args(["-KILL", &victim.id().to_string()])

@@ -540,6 +540,71 @@ mod tests {
     }
 
     #[test]
+    fn a_table_made_again_from_its_parts_scans_the_same_files_as_the_same_scope_sees_them() {
+        let lake = Lake::open("memory://table-parts/deep/prefix").unwrap();
+        let url = ObjectStoreUrl::parse(lake.store_url().as_str()).unwrap();
+        let a = entry(
+            EVENTS,
+            "events/date=2026-10-05/a.parquet",
+            10,
+            Some("2026-10-05"),
+        );
+        let mut b = entry(
+            EVENTS,
+            "events/date=2026-10-06/b.parquet",
+            20,
+            Some("2026-10-06"),
+        );
+        b.rows = 7;
+        let scopes = [
+            Scope::everything(),
+            Scope::all_tenants(),
+            Scope::tenants(["acme".to_string(), "beta".to_string()]),
+        ];
+        for scope in scopes {
+            for views in [false, true] {
+                let table =
+                    LakeTable::with_files(&lake, EVENTS, &[&a, &b], url.clone()).with_scope(&scope);
+                let table = if views {
+                    table.with_string_views()
+                } else {
+                    table
+                };
+                let parts = table.to_parts();
+                // What travels names no lake object, only the store and paths.
+                let json = serde_json::to_string(&parts).unwrap();
+                let again = LakeTable::from_parts(&serde_json::from_str(&json).unwrap()).unwrap();
+                assert_eq!(again.to_parts(), parts);
+                assert_eq!(again.schema(), table.schema());
+                assert_eq!(again.scope, scope);
+                let listed = |t: &LakeTable| -> Vec<_> {
+                    t.files()
+                        .unwrap()
+                        .iter()
+                        .map(|f| {
+                            let meta = &f.object_meta;
+                            (meta.location.clone(), meta.size, f.partition_values.clone())
+                        })
+                        .collect()
+                };
+                assert_eq!(listed(&again), listed(&table));
+                assert!(
+                    listed(&again)[0]
+                        .0
+                        .as_ref()
+                        .starts_with("deep/prefix/events/")
+                );
+                assert_eq!(again.statistics_of_rows(), table.statistics_of_rows());
+            }
+        }
+        // A name this build does not store is refused by name.
+        let mut parts = LakeTable::with_files(&lake, EVENTS, &[&a], url).to_parts();
+        parts.table = "secrets".into();
+        let err = LakeTable::from_parts(&parts).unwrap_err().to_string();
+        assert!(err.contains("secrets"), "{err}");
+    }
+
+    #[test]
     fn partition_dates_are_the_days_arrow_casts_them_to() {
         for date in [
             "1969-12-31",
