@@ -274,6 +274,144 @@ fn every_command_that_reads_answers_the_same_on_a_cluster_over_s3() {
             .any(|(name, _)| name.starts_with("timeline-"))
     );
     assert_eq!(embedded, report_files(&dirs[1]));
+    // The SQL server: a tenant's session (its scans behind the scope's
+    // barrier, a node of ours that travels by name) and an admin's.
+    let users = env.path("users.json");
+    for (name, role) in [("acme_user", "tenant"), ("root", "admin")] {
+        let mut add = env.command();
+        add.args(["user", "add", name, "--role", role, "--password-stdin"])
+            .arg("--users")
+            .arg(&users);
+        if role == "tenant" {
+            add.args(["--tenant", "acme"]);
+        }
+        let mut child = add
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "pw-{name}").unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let servers: Vec<PgServer> = [None, Some(engine.as_str())]
+        .into_iter()
+        .map(|engine| {
+            let mut c = cmd(&env, s3.port, prefix);
+            if let Some(engine) = engine {
+                c.args(["--engine", engine]);
+            }
+            c.args(["serve", "--pg", "127.0.0.1:0", "--users"])
+                .arg(&users);
+            PgServer::start(c)
+        })
+        .collect();
+    let psql = psql_binary();
+    let ask = |server: &PgServer, user: &str, sql: &str| -> String {
+        let out = Command::new(&psql)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &server.port.to_string(),
+                "-U",
+                user,
+            ])
+            .args([
+                "-d",
+                "agentledger",
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", format!("pw-{user}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{user}: {sql}: {}", shown(&out).2);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (user, sql) in [
+        (
+            "acme_user",
+            "SELECT tenant_id, count(*), sum(cost_usd) FROM model_calls GROUP BY 1 ORDER BY 1",
+        ),
+        (
+            "acme_user",
+            "SELECT count(*), sum(cost_usd) FROM readiness_runs",
+        ),
+        (
+            "root",
+            "SELECT tenant_id, count(*) FROM events GROUP BY 1 ORDER BY 1",
+        ),
+    ] {
+        let answer = ask(&servers[0], user, sql);
+        assert!(!answer.trim().is_empty(), "{user}: {sql}");
+        assert_eq!(answer, ask(&servers[1], user, sql), "{user}: {sql}");
+    }
+    let tenants = ask(
+        &servers[1],
+        "acme_user",
+        "SELECT DISTINCT tenant_id FROM events",
+    );
+    assert_eq!(tenants.trim(), "acme");
+    // And the cluster is what ran them.
+    let plan = ask(&servers[1], "root", "EXPLAIN SELECT count(*) FROM events");
+    assert!(plan.contains("distributed_plan"), "{plan}");
+}
+
+/// `serve --pg` on a port of its choosing, killed on drop.
+struct PgServer {
+    child: Child,
+    port: u16,
+}
+
+impl PgServer {
+    fn start(mut command: Command) -> Self {
+        use std::io::BufRead;
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        for line in stderr.lines() {
+            let line = line.unwrap();
+            if let Some(port) = line
+                .split("PostgreSQL server listening on ")
+                .nth(1)
+                .and_then(|addr| addr.split_whitespace().next())
+                .and_then(|addr| addr.rsplit_once(':'))
+                .and_then(|(_, port)| port.parse().ok())
+            {
+                return Self { child, port };
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        let _ = child.kill();
+        panic!("the SQL server did not start: {seen}");
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// psql, installed by `scripts/psql-env` when missing.
+fn psql_binary() -> PathBuf {
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/psql-env"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", shown(&out).2);
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// The CPU time a process has used, in clock ticks.
