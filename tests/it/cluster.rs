@@ -394,6 +394,7 @@ impl PgServer {
             seen.push('\n');
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("the SQL server did not start: {seen}");
     }
 }
