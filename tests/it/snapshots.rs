@@ -67,6 +67,12 @@ fn every_help_text() {
             insta::assert_snapshot!(format!("help_{command}"), help(&[command, "--help"]));
         }
         insta::assert_snapshot!("help_user_add", help(&["user", "add", "--help"]));
+        for role in ["scheduler", "executor"] {
+            insta::assert_snapshot!(
+                format!("help_cluster_{role}"),
+                help(&["cluster", role, "--help"])
+            );
+        }
     });
 }
 
