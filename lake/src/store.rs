@@ -166,13 +166,7 @@ impl Lake {
 
     /// The absolute store path of `relative` (a path inside the lake).
     pub fn path(&self, relative: &str) -> Path {
-        // Borrowed parts, joined once: a reader builds this for every live
-        // file of every table it opens.
-        let relative = relative
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(object_store::path::PathPart::from);
-        Path::from_iter(self.prefix.parts().chain(relative))
+        join(&self.prefix, relative)
     }
 
     /// The lake's directory when it is on the local file system.
@@ -219,6 +213,19 @@ fn retry_config() -> object_store::RetryConfig {
 /// standard way from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`
 /// variables, as object_store's builders read them), and the URL it is
 /// registered under with DataFusion.
+/// `relative` (a path inside a lake, as the log names it) under the lake's
+/// store path `prefix`: what [`Lake::path`] returns, for code that has the
+/// prefix but not the lake (a plan in another process).
+pub fn join(prefix: &Path, relative: &str) -> Path {
+    // Borrowed parts, joined once: a reader builds this for every live
+    // file of every table it opens.
+    let relative = relative
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(object_store::path::PathPart::from);
+    Path::from_iter(prefix.parts().chain(relative))
+}
+
 fn cloud_store(url: &Url) -> std::result::Result<(Arc<dyn ObjectStore>, Url), String> {
     let bucket = url
         .host_str()

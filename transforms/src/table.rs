@@ -124,16 +124,6 @@ pub struct LakeTableParts {
     pub string_views: bool,
 }
 
-/// `relative` (a path the log names) under `prefix`, as [`Lake::path`]
-/// joins them.
-fn join(prefix: &Path, relative: &str) -> Path {
-    let relative = relative
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(object_store::path::PathPart::from);
-    Path::from_iter(prefix.parts().chain(relative))
-}
-
 /// The table's schema as SQL sees it: the files' columns, then the
 /// partition columns.
 fn with_partitions(file_schema: &Schema, partition_cols: &[Arc<Field>]) -> SchemaRef {
@@ -299,7 +289,7 @@ impl LakeTable {
                     .map(|f| {
                         let path = &text[f.path.clone()];
                         let file = PartitionedFile::new_from_meta(ObjectMeta {
-                            location: join(&self.prefix, path),
+                            location: agentledger_lake::store::join(&self.prefix, path),
                             last_modified: chrono::DateTime::UNIX_EPOCH,
                             size: f.size,
                             e_tag: None,
