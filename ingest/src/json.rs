@@ -24,10 +24,11 @@ use serde_json::value::RawValue;
 use crate::decimal::Decimal;
 use crate::limits::MAX_DEPTH_CEILING;
 
-/// The members of a JSON object in document order, values as raw text.
-/// Keys are borrowed from the text where they need no unescaping.
+/// The members of a JSON object in document order, values as raw text
+/// (the value's own text, without the white space around it). Keys are
+/// borrowed from the text where they need no unescaping.
 #[derive(Debug)]
-pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a str)>);
 
 /// Deserializes a key, borrowing it from the input where possible.
 struct KeySeed;
@@ -64,8 +65,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
                 f.write_str("a JSON object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut members: Vec<(Cow<'a, str>, &'a RawValue)> =
-                    Vec::with_capacity(LINEAR_KEYS);
+                let mut members: Vec<(Cow<'a, str>, &'a str)> = Vec::with_capacity(LINEAR_KEYS);
                 // Past LINEAR_KEYS members, a set: a scan of every earlier
                 // key per key is quadratic in the object's size.
                 let mut seen: Option<HashSet<Cow<'a, str>>> = None;
@@ -88,7 +88,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
                         return Err(de::Error::custom(format!("duplicate key \"{key}\"")));
                     }
                     let value: &'a RawValue = map.next_value()?;
-                    members.push((key, value));
+                    members.push((key, value.get()));
                 }
                 Ok(RawObject(members))
             }
@@ -219,8 +219,8 @@ fn string_end(text: &[u8], mut at: usize) -> usize {
 }
 
 /// What kind of JSON value a raw text is, for messages.
-pub fn describe(raw: &RawValue) -> &'static str {
-    match raw.get().as_bytes().first() {
+pub fn describe(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
         Some(b'{') => "an object",
         Some(b'[') => "an array",
         Some(b'"') => "a string",
@@ -248,7 +248,7 @@ pub enum Form {
 /// of nesting: text deeper than [`MAX_DEPTH_CEILING`] is refused with an
 /// error, so no input can exhaust the stack; callers hold lines to their
 /// (lower) limit with [`check_shape`] first.
-pub fn write_value(raw: &RawValue, form: Form, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+pub fn write_value(raw: &str, form: Form, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     write_value_at(raw, form, out, 1)
 }
 
@@ -259,12 +259,11 @@ fn too_deep() -> serde_json::Error {
 
 /// [`write_value`] for a value at nesting `level` (1 outermost).
 fn write_value_at(
-    raw: &RawValue,
+    text: &str,
     form: Form,
     out: &mut Vec<u8>,
     level: usize,
 ) -> Result<(), serde_json::Error> {
-    let text = raw.get();
     match text.as_bytes().first() {
         Some(b'{') => {
             let obj: RawObject<'_> = serde_json::from_str(text)?;
@@ -280,11 +279,22 @@ fn write_value_at(
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value_at(item, form, out, level + 1)?;
+                write_value_at(item.get(), form, out, level + 1)?;
             }
             out.push(b']');
             Ok(())
         }
+        _ => write_scalar(text, form, out),
+    }
+}
+
+/// Writes a string, number or literal (`true`, `false`, `null`) of valid
+/// JSON text in the given form: a string without escapes and every
+/// literal as written; an escaped string re-encoded; a number, in
+/// canonical form, as [`Decimal::canonical`] spells it. The one place both
+/// [`write_value`] and the one-pass path ([`crate::onepass`]) spell leaves.
+pub fn write_scalar(text: &str, form: Form, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    match text.as_bytes().first() {
         Some(b'"') => {
             if text.contains('\\') {
                 let s: String = serde_json::from_str(text)?;
@@ -335,14 +345,38 @@ fn write_canonical_integer(text: &str, out: &mut Vec<u8>) -> bool {
     out.extend_from_slice(sign.as_bytes());
     out.extend_from_slice(significant.as_bytes());
     out.push(b'e');
-    out.extend_from_slice((digits.len() - significant.len()).to_string().as_bytes());
+    push_decimal(out, digits.len() - significant.len());
     true
+}
+
+/// Appends a key, in quotes, whose text had no escapes (so it needs none).
+pub fn push_plain_key(out: &mut Vec<u8>, key: &str) {
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'"');
+}
+
+/// Appends `n` in decimal digits (what `n.to_string()` gives, without
+/// allocating).
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Writes an object from its members (sorted by key in canonical form).
 /// Like [`write_value`], refuses nesting deeper than [`MAX_DEPTH_CEILING`].
 pub fn write_members(
-    members: Vec<(Cow<'_, str>, &RawValue)>,
+    members: Vec<(Cow<'_, str>, &str)>,
     form: Form,
     out: &mut Vec<u8>,
 ) -> Result<(), serde_json::Error> {
@@ -351,7 +385,7 @@ pub fn write_members(
 
 /// [`write_members`] for an object at nesting `level` (1 outermost).
 fn write_members_at(
-    mut members: Vec<(Cow<'_, str>, &RawValue)>,
+    mut members: Vec<(Cow<'_, str>, &str)>,
     form: Form,
     out: &mut Vec<u8>,
     level: usize,
@@ -369,11 +403,7 @@ fn write_members_at(
         }
         match &key {
             // Borrowed keys had no escapes in the text: they need none.
-            Cow::Borrowed(k) => {
-                out.push(b'"');
-                out.extend_from_slice(k.as_bytes());
-                out.push(b'"');
-            }
+            Cow::Borrowed(k) => push_plain_key(out, k),
             Cow::Owned(k) => push_string(out, k),
         }
         out.push(b':');
@@ -427,6 +457,15 @@ mod tests {
     }
 
     #[test]
+    fn decimal_digits_are_what_to_string_gives() {
+        for n in [0, 1, 9, 10, 11, 99, 100, 12_345, usize::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+    }
+
+    #[test]
     fn escaped_and_plain_spellings_hash_alike() {
         assert_eq!(
             canonical(r#"{"k\u0065y":"v\u0061l","n":10}"#),
@@ -445,7 +484,7 @@ mod tests {
         let raw: &RawValue =
             serde_json::from_str(r#"{ "z" : 1.50 , "a" : [ true, null ] }"#).unwrap();
         let mut out = Vec::new();
-        write_value(raw, Form::Compact, &mut out).unwrap();
+        write_value(raw.get(), Form::Compact, &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"z":1.50,"a":[true,null]}"#
@@ -526,8 +565,9 @@ mod tests {
                 let ok: &RawValue = serde_json::from_str(&ok).unwrap();
                 let deep: &RawValue = serde_json::from_str(&deep).unwrap();
                 let mut out = Vec::new();
-                let ok = write_value(ok, Form::Canonical, &mut out).is_ok();
-                let deep = write_value(deep, Form::Compact, &mut out).map_err(|e| e.to_string());
+                let ok = write_value(ok.get(), Form::Canonical, &mut out).is_ok();
+                let deep =
+                    write_value(deep.get(), Form::Compact, &mut out).map_err(|e| e.to_string());
                 (ok, deep)
             })
             .unwrap()

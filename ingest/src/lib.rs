@@ -33,6 +33,7 @@ pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod limits;
+pub mod onepass;
 pub mod otlp;
 pub mod rebase;
 pub mod reference;

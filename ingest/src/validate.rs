@@ -9,12 +9,15 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
+use foldhash::fast::FixedState;
+
 use agentledger_lake::schema::{EVENTS_SCHEMA, MONEY_PRECISION, MONEY_SCALE};
 use serde_json::value::RawValue;
 
 use crate::decimal::{Decimal, FitError};
 use crate::json::{Form, LINEAR_KEYS, RawObject, ShapeError, check_shape, describe, write_members};
 use crate::limits::Limits;
+use crate::onepass;
 
 /// A typed value of one column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +82,14 @@ pub struct ValidEvent<'a> {
 pub static EVENT_COLUMNS: LazyLock<usize> =
     LazyLock::new(|| EVENTS_SCHEMA.index_of("source").expect("schema has source"));
 
-static COLUMN_INDEX: LazyLock<HashMap<String, usize>> = LazyLock::new(|| {
+/// The event column of each field name (foldhash: a line's every key is
+/// looked up here once).
+static COLUMN_INDEX: LazyLock<HashMap<String, usize, FixedState>> = LazyLock::new(|| {
+    assert!(
+        *EVENT_COLUMNS <= MAX_EVENT_COLUMNS,
+        "raise MAX_EVENT_COLUMNS to the events schema's {} event columns",
+        *EVENT_COLUMNS
+    );
     EVENTS_SCHEMA
         .fields()
         .iter()
@@ -88,6 +98,9 @@ static COLUMN_INDEX: LazyLock<HashMap<String, usize>> = LazyLock::new(|| {
         .map(|(i, f)| (f.name().clone(), i))
         .collect()
 });
+
+/// At most this many event columns (the size of [`Checker::member_of`]).
+const MAX_EVENT_COLUMNS: usize = 64;
 
 /// Column indexes of the fields every event has.
 struct CommonColumns {
@@ -286,13 +299,32 @@ const COMMON: &[&str] = &[
 ];
 
 struct Checker<'a> {
-    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    members: Vec<(Cow<'a, str>, &'a str)>,
     used: Vec<bool>,
+    /// For each event column, the index of the member of that name plus
+    /// one (0: no such member). Keys are unique, so one member at most.
+    member_of: [usize; MAX_EVENT_COLUMNS],
     event_id: Option<Cow<'a, str>>,
     origin: Origin,
 }
 
 impl<'a> Checker<'a> {
+    fn new(members: Vec<(Cow<'a, str>, &'a str)>, origin: Origin) -> Self {
+        let mut member_of = [0; MAX_EVENT_COLUMNS];
+        for (i, (key, _)) in members.iter().enumerate() {
+            if let Some(&column) = COLUMN_INDEX.get(&**key) {
+                member_of[column] = i + 1;
+            }
+        }
+        Self {
+            used: vec![false; members.len()],
+            members,
+            member_of,
+            event_id: None,
+            origin,
+        }
+    }
+
     fn reject(&self, code: &'static str, message: String) -> Rejection {
         Rejection {
             code,
@@ -301,16 +333,18 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// The non-null raw value of `name`, marking the member as used.
-    fn take(&mut self, name: &str) -> Option<&'a RawValue> {
-        let i = self.members.iter().position(|(k, _)| k == name)?;
+    /// The non-null raw value of the field of event column `column`,
+    /// marking the member as used.
+    fn take(&mut self, column: usize) -> Option<&'a str> {
+        let i = self.member_of[column].checked_sub(1)?;
         self.used[i] = true;
         let raw = self.members[i].1;
-        (raw.get() != "null").then_some(raw)
+        (raw != "null").then_some(raw)
     }
 
-    fn required(&mut self, name: &str) -> Result<&'a RawValue, Rejection> {
-        self.take(name).ok_or_else(|| {
+    /// [`Checker::take`] for a field every event has, named `name`.
+    fn required(&mut self, column: usize, name: &str) -> Result<&'a str, Rejection> {
+        self.take(column).ok_or_else(|| {
             self.reject(
                 "missing_field",
                 format!("required field '{name}' is missing or null"),
@@ -318,19 +352,19 @@ impl<'a> Checker<'a> {
         })
     }
 
-    fn wrong_type(&self, name: &str, expected: &str, raw: &RawValue) -> Rejection {
+    fn wrong_type(&self, name: &str, expected: &str, raw: &str) -> Rejection {
         self.reject(
             "wrong_type",
             format!(
                 "field '{name}' must be {expected}, got {} ({})",
                 describe(raw),
-                excerpt(raw.get())
+                excerpt(raw)
             ),
         )
     }
 
-    fn string(&self, name: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, Rejection> {
-        let text = raw.get();
+    fn string(&self, name: &str, raw: &'a str) -> Result<Cow<'a, str>, Rejection> {
+        let text = raw;
         if !text.starts_with('"') {
             return Err(self.wrong_type(name, "a string", raw));
         }
@@ -343,12 +377,7 @@ impl<'a> Checker<'a> {
             .map_err(|e| self.reject("invalid_json", format!("field '{name}': {e}")))
     }
 
-    fn bounded(
-        &self,
-        name: &str,
-        raw: &'a RawValue,
-        max: usize,
-    ) -> Result<Cow<'a, str>, Rejection> {
+    fn bounded(&self, name: &str, raw: &'a str, max: usize) -> Result<Cow<'a, str>, Rejection> {
         let s = self.string(name, raw)?;
         let n = s.chars().count();
         if n == 0 || n > max {
@@ -360,9 +389,9 @@ impl<'a> Checker<'a> {
         Ok(s)
     }
 
-    fn value(&self, spec: &Spec, raw: &'a RawValue) -> Result<Val<'a>, Rejection> {
+    fn value(&self, spec: &Spec, raw: &'a str) -> Result<Val<'a>, Rejection> {
         let name = spec.name;
-        let text = raw.get();
+        let text = raw;
         match spec.kind {
             Kind::Text => self.string(name, raw).map(Val::Str),
             Kind::Text128 => self.bounded(name, raw, 128).map(Val::Str),
@@ -516,6 +545,17 @@ pub fn validate_from<'a>(
     limits: &Limits,
     origin: Origin,
 ) -> Result<ValidEvent<'a>, Rejection> {
+    validate_paths(line, limits, origin, true)
+}
+
+/// [`validate_from`], reading the line in one pass where it can
+/// (`one_pass`) or always the general way (to test that both agree).
+pub(crate) fn validate_paths<'a>(
+    line: &'a [u8],
+    limits: &Limits,
+    origin: Origin,
+    one_pass: bool,
+) -> Result<ValidEvent<'a>, Rejection> {
     let bare = |code, message| Rejection {
         code,
         message,
@@ -540,101 +580,66 @@ pub fn validate_from<'a>(
             ),
         )
     })?;
-    check_shape(line, limits.depth(), limits.max_keys).map_err(|e| match e {
-        ShapeError::TooDeep { depth } => bare(
-            "too_deep",
-            format!(
-                "nesting depth {depth} exceeds the limit of {} levels of arrays and objects",
-                limits.depth()
-            ),
-        ),
-        ShapeError::TooManyKeys { keys } => bare(
-            "too_many_keys",
-            format!(
-                "an object has {keys} keys, over the limit of {} keys per object",
-                limits.max_keys
-            ),
-        ),
-    })?;
-    let obj: RawObject<'_> = match serde_json::from_str(text) {
-        Ok(obj) => obj,
-        Err(e) => {
-            let is_other_json = !text.trim_start().starts_with('{')
-                && serde_json::from_str::<&RawValue>(text).is_ok();
-            return Err(if is_other_json {
-                let raw: &RawValue = serde_json::from_str(text).expect("checked");
-                bare(
-                    "not_an_object",
-                    format!("line is {}, not a JSON object", describe(raw)),
-                )
-            } else {
-                bare("invalid_json", format!("line is not valid JSON: {e}"))
-            });
-        }
+    let (members, content_hash) = match one_pass
+        .then(|| onepass::parse(text, limits.depth(), limits.max_keys))
+        .flatten()
+    {
+        Some(read) => (read.members, read.content_hash),
+        None => read_generally(line, text, limits)?,
     };
 
-    let mut canonical = Vec::with_capacity(text.len());
-    write_members(obj.0.clone(), Form::Canonical, &mut canonical)
-        .map_err(|e| bare("invalid_json", format!("line is not valid JSON: {e}")))?;
-    let content_hash = xxhash_rust::xxh3::xxh3_64(&canonical);
-
-    let n = obj.0.len();
-    let mut c = Checker {
-        members: obj.0,
-        used: vec![false; n],
-        event_id: None,
-        origin,
-    };
+    let common = &*COMMON_COLUMNS;
+    let mut c = Checker::new(members, origin);
 
     // event_id first, so every later rejection can name the event.
-    let raw = c.required("event_id")?;
+    let raw = c.required(common.event_id, "event_id")?;
     let event_id = c.bounded("event_id", raw, 128)?;
     c.event_id = Some(event_id.clone());
 
-    let raw = c.required("event_type")?;
+    let raw = c.required(common.event_type, "event_type")?;
     let event_type = c.string("event_type", raw)?;
     let Some(type_specs) = specs(&event_type) else {
         return Err(c.reject(
             "unknown_event_type",
             format!(
                 "unknown event_type {}; expected one of {}",
-                excerpt(raw.get()),
+                excerpt(raw),
                 EVENT_TYPES.join(", ")
             ),
         ));
     };
 
-    let raw = c.required("ts")?;
+    let raw = c.required(common.ts, "ts")?;
     let ts_text = c.string("ts", raw)?;
     let ts_micros = parse_ts(&ts_text).ok_or_else(|| {
         c.reject(
             "invalid_timestamp",
             format!(
                 "field 'ts' must be an RFC 3339 timestamp with Z or an offset, got {}",
-                excerpt(raw.get())
+                excerpt(raw)
             ),
         )
     })?;
 
-    let raw = c.required("tenant_id")?;
+    let raw = c.required(common.tenant_id, "tenant_id")?;
     let tenant_id = c.string("tenant_id", raw)?;
     if !valid_tenant_id(&tenant_id) {
         return Err(c.reject(
             "invalid_tenant_id",
             format!(
                 "field 'tenant_id' must be 1-64 characters of A-Z a-z 0-9 . _ - and not '.' or '..', got {}",
-                excerpt(raw.get())
+                excerpt(raw)
             ),
         ));
     }
 
-    let raw = c.required("run_id")?;
+    let raw = c.required(common.run_id, "run_id")?;
     let run_id = c.bounded("run_id", raw, 128)?;
 
-    let attributes = match c.take("attributes") {
+    let attributes = match c.take(common.attributes) {
         None => None,
-        Some(raw) if raw.get().starts_with('{') => Some(
-            serde_json::from_str::<RawObject<'_>>(raw.get())
+        Some(raw) if raw.starts_with('{') => Some(
+            serde_json::from_str::<RawObject<'_>>(raw)
                 .map_err(|e| c.reject("invalid_json", format!("field 'attributes': {e}")))?,
         ),
         Some(raw) => return Err(c.wrong_type("attributes", "an object", raw)),
@@ -642,7 +647,6 @@ pub fn validate_from<'a>(
 
     let mut values: Vec<Option<Val>> = vec![None; *EVENT_COLUMNS];
     let col = |name: &str| COLUMN_INDEX[name];
-    let common = &*COMMON_COLUMNS;
     values[common.event_id] = Some(Val::Str(event_id.clone()));
     values[common.event_type] = Some(Val::Str(event_type.clone()));
     values[common.ts] = Some(Val::Ts(ts_micros));
@@ -650,7 +654,7 @@ pub fn validate_from<'a>(
     values[common.run_id] = Some(Val::Str(run_id));
 
     for (spec, &column) in type_specs.iter().zip(spec_columns(&event_type)) {
-        let value = match c.take(spec.name) {
+        let value = match c.take(column) {
             Some(raw) => Some(c.value(spec, raw)?),
             None if spec.required => {
                 return Err(c.reject(
@@ -689,14 +693,14 @@ pub fn validate_from<'a>(
     }
 
     // Unknown top-level fields are kept inside attributes.
-    let unknown: Vec<(Cow<'_, str>, &RawValue)> = c
+    let unknown: Vec<(Cow<'_, str>, &str)> = c
         .members
         .iter()
         .zip(&c.used)
         .filter(|((k, _), used)| !**used && !COMMON.contains(&&**k))
         .map(|((k, v), _)| (k.clone(), *v))
         .collect();
-    let mut merged: Option<Vec<(Cow<'_, str>, &RawValue)>> = attributes.map(|a| a.0);
+    let mut merged: Option<Vec<(Cow<'_, str>, &str)>> = attributes.map(|a| a.0);
     if !unknown.is_empty() {
         let list = merged.get_or_insert_with(Vec::new);
         // Both sides are free of repeats; only a name in both conflicts.
@@ -753,6 +757,63 @@ pub fn validate_from<'a>(
         values,
     })
 }
+
+/// The members and content hash of a line the one-pass reader did not
+/// take ([`onepass`]): the shape limits checked by a scan that does not
+/// recurse, then serde_json, then the canonical form written level by
+/// level; every rejection a line's JSON can earn comes from here.
+fn read_generally<'a>(
+    line: &'a [u8],
+    text: &'a str,
+    limits: &Limits,
+) -> Result<Members<'a>, Rejection> {
+    let bare = |code, message| Rejection {
+        code,
+        message,
+        event_id: None,
+    };
+    check_shape(line, limits.depth(), limits.max_keys).map_err(|e| match e {
+        ShapeError::TooDeep { depth } => bare(
+            "too_deep",
+            format!(
+                "nesting depth {depth} exceeds the limit of {} levels of arrays and objects",
+                limits.depth()
+            ),
+        ),
+        ShapeError::TooManyKeys { keys } => bare(
+            "too_many_keys",
+            format!(
+                "an object has {keys} keys, over the limit of {} keys per object",
+                limits.max_keys
+            ),
+        ),
+    })?;
+    let obj: RawObject<'_> = match serde_json::from_str(text) {
+        Ok(obj) => obj,
+        Err(e) => {
+            let is_other_json = !text.trim_start().starts_with('{')
+                && serde_json::from_str::<&RawValue>(text).is_ok();
+            return Err(if is_other_json {
+                let raw: &RawValue = serde_json::from_str(text).expect("checked");
+                bare(
+                    "not_an_object",
+                    format!("line is {}, not a JSON object", describe(raw.get())),
+                )
+            } else {
+                bare("invalid_json", format!("line is not valid JSON: {e}"))
+            });
+        }
+    };
+
+    let mut canonical = Vec::with_capacity(text.len());
+    write_members(obj.0.clone(), Form::Canonical, &mut canonical)
+        .map_err(|e| bare("invalid_json", format!("line is not valid JSON: {e}")))?;
+    let content_hash = xxhash_rust::xxh3::xxh3_64(&canonical);
+    Ok((obj.0, content_hash))
+}
+
+/// A line's top-level members and its content hash.
+type Members<'a> = (Vec<(Cow<'a, str>, &'a str)>, u64);
 
 #[cfg(test)]
 mod tests {
@@ -1231,5 +1292,48 @@ mod tests {
                 long.len()
             )
         );
+    }
+
+    #[test]
+    fn the_one_pass_reader_agrees_with_the_general_path_on_sample_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::sampler::SampleOptions {
+            runs: 300,
+            ..Default::default()
+        };
+        crate::sampler::generate(dir.path(), &opts).unwrap();
+        let text = std::fs::read(dir.path().join("events.ndjson")).unwrap();
+        let (mut lines, mut valid, mut one_pass) = (0, 0, 0);
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            // Each line as written, and spaced out with its keys in
+            // reverse order (another producer's spelling).
+            let mut variants = vec![line.to_vec()];
+            if let Ok(obj) = serde_json::from_slice::<RawObject<'_>>(line) {
+                let members: Vec<String> = obj
+                    .0
+                    .iter()
+                    .rev()
+                    .map(|(k, v)| format!("{} : {v}", serde_json::to_string(k).unwrap()))
+                    .collect();
+                variants.push(format!("{{ {} }}", members.join(" ,\t")).into_bytes());
+            }
+            for line in variants {
+                lines += 1;
+                let fast = validate_paths(&line, &Limits::DEFAULT, Origin::Line, true);
+                let general = validate_paths(&line, &Limits::DEFAULT, Origin::Line, false);
+                assert_eq!(
+                    format!("{fast:?}"),
+                    format!("{general:?}"),
+                    "{}",
+                    String::from_utf8_lossy(&line)
+                );
+                valid += usize::from(fast.is_ok());
+                let text = std::str::from_utf8(&line).unwrap_or_default();
+                one_pass += usize::from(onepass::parse(text, MAX_DEPTH, 10_000).is_some());
+            }
+        }
+        // The common case takes one pass: every valid line here does.
+        assert!(valid > lines / 2, "{valid} of {lines}");
+        assert!(one_pass >= valid, "{one_pass} one-pass of {valid} valid");
     }
 }

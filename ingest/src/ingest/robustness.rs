@@ -20,7 +20,7 @@ use super::{
     decode_block, ingest, raw_text,
 };
 use crate::limits::{Limits, RAW_EXCERPT_BYTES};
-use crate::validate::{REASON_CODES, Val, validate_with};
+use crate::validate::{Origin, REASON_CODES, Val, validate_paths, validate_with};
 
 /// How one line ended: stored, or rejected with a code, its raw text and
 /// its message.
@@ -657,6 +657,14 @@ fn expected(line: &[u8], limits: &Limits) -> Option<Result<(), &'static str>> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
+    // The one-pass reader gives what the general path gives, whatever the
+    // line: the same event and hash, or the same rejection.
+    assert_eq!(
+        format!("{:?}", validate_with(line, limits)),
+        format!("{:?}", validate_paths(line, limits, Origin::Line, false)),
+        "{}",
+        String::from_utf8_lossy(line)
+    );
     Some(match validate_with(line, limits) {
         Ok(ev) => {
             let Some(Val::Str(id)) = &ev.values[0] else {

@@ -1,0 +1,458 @@
+//! One pass over a line, for the lines that need nothing more.
+//!
+//! The general path of [`crate::validate`] reads a line several times: a
+//! shape scan for the nesting and key limits ([`check_shape`]), serde_json
+//! for the top-level members, and then every nested value again, one level
+//! at a time, to write the canonical form whose hash tells an exact repeat
+//! from a conflicting one. [`parse`] does all of that in one pass over the
+//! bytes into a flat list of nodes, then writes the canonical form from the
+//! nodes.
+//!
+//! It takes only lines it can finish: a JSON object within the nesting and
+//! key limits, no key written with escapes, no object with more than
+//! [`LINEAR_KEYS`] members and no key repeated in one object. For anything
+//! else (invalid JSON, a limit passed, a repeated or escaped key, a large
+//! object) it answers `None` and the line takes the general path, which
+//! says what is wrong with it; so a rejection is the same whichever path a
+//! line takes. For a line it takes, it gives exactly what the general path
+//! gives: the same members with the same raw value text, and the same
+//! content hash. `validate`'s tests hold the two paths equal on generated
+//! lines, valid and broken.
+//!
+//! [`check_shape`]: crate::json::check_shape
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use crate::json::{Form, LINEAR_KEYS, push_plain_key, write_scalar};
+use crate::limits::MAX_DEPTH_CEILING;
+
+/// A line read in one pass: its top-level members in document order (keys
+/// borrowed, values as their raw text) and the hash of its canonical form.
+#[derive(Debug)]
+pub struct OnePass<'a> {
+    /// Members of the top-level object.
+    pub members: Vec<(Cow<'a, str>, &'a str)>,
+    /// xxh3 of the canonical form, as the general path computes it.
+    pub content_hash: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Object,
+    Array,
+    /// A string, number or literal.
+    Scalar,
+    /// An object member's key: `start..end` is the text between its quotes.
+    Key,
+}
+
+/// One value (or key) of the line. Nodes are in document order; a
+/// container's members follow it (an object's as key, value, key, ...),
+/// and `next` is the index just past its last descendant.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    kind: Kind,
+    start: usize,
+    end: usize,
+    next: usize,
+}
+
+thread_local! {
+    /// Nodes and canonical text, reused from line to line.
+    static SCRATCH: RefCell<(Vec<Node>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Reads `text` in one pass, or answers `None` for the general path (see
+/// the module's documentation). `max_depth` counts the outermost object as
+/// level 1 and is capped at [`MAX_DEPTH_CEILING`], as in `check_shape`;
+/// `max_keys` bounds every object's members.
+pub fn parse(text: &str, max_depth: usize, max_keys: usize) -> Option<OnePass<'_>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let (nodes, canonical) = &mut *scratch;
+        nodes.clear();
+        canonical.clear();
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+            nodes,
+            max_depth: max_depth.min(MAX_DEPTH_CEILING),
+            max_keys: max_keys.min(LINEAR_KEYS),
+        };
+        p.ws();
+        if p.s.get(p.i) != Some(&b'{') {
+            return None;
+        }
+        p.value(0)?;
+        p.ws();
+        if p.i != p.s.len() {
+            return None;
+        }
+        let tree = Tree { text, nodes };
+        tree.canonical(0, canonical)?;
+        let root = nodes[0];
+        let mut members = Vec::with_capacity(LINEAR_KEYS);
+        let mut i = 1;
+        while i < root.next {
+            let (key, value) = (nodes[i], nodes[i + 1]);
+            members.push((
+                Cow::Borrowed(&text[key.start..key.end]),
+                &text[value.start..value.end],
+            ));
+            i = value.next;
+        }
+        Some(OnePass {
+            members,
+            content_hash: xxhash_rust::xxh3::xxh3_64(canonical),
+        })
+    })
+}
+
+struct Parser<'t, 'n> {
+    s: &'t [u8],
+    i: usize,
+    nodes: &'n mut Vec<Node>,
+    max_depth: usize,
+    max_keys: usize,
+}
+
+impl Parser<'_, '_> {
+    /// Skips JSON white space.
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    /// Reads the value at `i` (no white space before it); `depth` is the
+    /// nesting level of the container holding it.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        let start = self.i;
+        match *self.s.get(self.i)? {
+            b'{' => return self.object(depth + 1),
+            b'[' => return self.array(depth + 1),
+            b'"' => {
+                self.string()?;
+            }
+            b'-' | b'0'..=b'9' => self.number()?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            _ => return None,
+        }
+        let next = self.nodes.len() + 1;
+        self.nodes.push(Node {
+            kind: Kind::Scalar,
+            start,
+            end: self.i,
+            next,
+        });
+        Some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.s[self.i..]
+            .starts_with(word)
+            .then(|| self.i += word.len())
+    }
+
+    /// Reads the string whose opening quote is at `i`; whether it has
+    /// escapes. Escapes are only found here, not checked: every string is
+    /// written in the canonical form, and an escaped one is decoded there
+    /// (and a bad escape sends the line to the general path).
+    fn string(&mut self) -> Option<bool> {
+        let body = self.i + 1;
+        let mut at = body;
+        let mut escaped = false;
+        loop {
+            at += memchr::memchr2(b'"', b'\\', self.s.get(at..)?)?;
+            if self.s[at] == b'"' {
+                break;
+            }
+            escaped = true;
+            at += 2;
+        }
+        // JSON strings hold no raw control characters.
+        if self.s[body..at].iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        self.i = at + 1;
+        Some(escaped)
+    }
+
+    /// `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        let s = self.s;
+        let digits = |mut i: usize| {
+            while s.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        let mut i = self.i;
+        if s[i] == b'-' {
+            i += 1;
+        }
+        match s.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => i = digits(i + 1),
+            _ => return None,
+        }
+        if s.get(i) == Some(&b'.') {
+            let from = i + 1;
+            i = digits(from);
+            if i == from {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = s.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = s.get(i) {
+                i += 1;
+            }
+            let from = i;
+            i = digits(from);
+            if i == from {
+                return None;
+            }
+        }
+        self.i = i;
+        Some(())
+    }
+
+    /// A container's node, its end and `next` set when it closes.
+    fn open(&mut self, kind: Kind, depth: usize) -> Option<usize> {
+        if depth > self.max_depth {
+            return None;
+        }
+        let at = self.nodes.len();
+        self.nodes.push(Node {
+            kind,
+            start: self.i,
+            end: 0,
+            next: 0,
+        });
+        self.i += 1;
+        self.ws();
+        Some(at)
+    }
+
+    fn close(&mut self, at: usize) -> Option<()> {
+        self.i += 1;
+        let next = self.nodes.len();
+        let node = &mut self.nodes[at];
+        node.end = self.i;
+        node.next = next;
+        Some(())
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        let at = self.open(Kind::Object, depth)?;
+        if self.s.get(self.i) == Some(&b'}') {
+            return self.close(at);
+        }
+        let mut members = 0;
+        loop {
+            if self.s.get(self.i) != Some(&b'"') {
+                return None;
+            }
+            let key = self.i + 1;
+            if self.string()? {
+                return None;
+            }
+            members += 1;
+            if members > self.max_keys {
+                return None;
+            }
+            let next = self.nodes.len() + 1;
+            self.nodes.push(Node {
+                kind: Kind::Key,
+                start: key,
+                end: self.i - 1,
+                next,
+            });
+            self.ws();
+            if self.s.get(self.i) != Some(&b':') {
+                return None;
+            }
+            self.i += 1;
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            match self.s.get(self.i)? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b'}' => return self.close(at),
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        let at = self.open(Kind::Array, depth)?;
+        if self.s.get(self.i) == Some(&b']') {
+            return self.close(at);
+        }
+        loop {
+            self.value(depth)?;
+            self.ws();
+            match self.s.get(self.i)? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b']' => return self.close(at),
+                _ => return None,
+            }
+        }
+    }
+}
+
+struct Tree<'a> {
+    text: &'a str,
+    nodes: &'a [Node],
+}
+
+impl Tree<'_> {
+    fn key(&self, at: usize) -> &[u8] {
+        let node = self.nodes[at];
+        &self.text.as_bytes()[node.start..node.end]
+    }
+
+    /// Writes the value at node `at` in canonical form, as
+    /// [`crate::json::write_members`] does; `None` for a repeated key or a
+    /// string the decoder refuses. Recursion is bounded by the depth
+    /// limit the parser held the line to.
+    fn canonical(&self, at: usize, out: &mut Vec<u8>) -> Option<()> {
+        let node = self.nodes[at];
+        match node.kind {
+            Kind::Object => {
+                // Each member as (its key's first eight bytes, key node,
+                // value node): keys compare by that number first (big
+                // endian, zero padded: a key holds no zero byte, so a
+                // shorter key still sorts first) and by their bytes only
+                // when it ties.
+                let mut members = [(0u64, 0usize, 0usize); LINEAR_KEYS];
+                let mut n = 0;
+                let mut i = at + 1;
+                while i < node.next {
+                    let key = self.key(i);
+                    let mut head = [0u8; 8];
+                    let len = key.len().min(8);
+                    head[..len].copy_from_slice(&key[..len]);
+                    members[n] = (u64::from_be_bytes(head), i, i + 1);
+                    n += 1;
+                    i = self.nodes[i + 1].next;
+                }
+                let members = &mut members[..n];
+                let order = |a: &(u64, usize, usize), b: &(u64, usize, usize)| {
+                    a.0.cmp(&b.0).then_with(|| self.key(a.1).cmp(self.key(b.1)))
+                };
+                members.sort_unstable_by(order);
+                if members.windows(2).any(|w| order(&w[0], &w[1]).is_eq()) {
+                    return None;
+                }
+                out.push(b'{');
+                for (j, &(_, key, value)) in members.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    let key = self.nodes[key];
+                    push_plain_key(out, &self.text[key.start..key.end]);
+                    out.push(b':');
+                    self.canonical(value, out)?;
+                }
+                out.push(b'}');
+            }
+            Kind::Array => {
+                out.push(b'[');
+                let mut i = at + 1;
+                while i < node.next {
+                    if i > at + 1 {
+                        out.push(b',');
+                    }
+                    self.canonical(i, out)?;
+                    i = self.nodes[i].next;
+                }
+                out.push(b']');
+            }
+            Kind::Scalar => {
+                write_scalar(&self.text[node.start..node.end], Form::Canonical, out).ok()?;
+            }
+            Kind::Key => unreachable!("keys are written with their object"),
+        }
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::{RawObject, write_members};
+
+    fn general(text: &str) -> Option<(Vec<(Cow<'_, str>, &str)>, u64)> {
+        let obj: RawObject<'_> = serde_json::from_str(text).ok()?;
+        let mut out = Vec::new();
+        write_members(obj.0.clone(), Form::Canonical, &mut out).ok()?;
+        Some((obj.0, xxhash_rust::xxh3::xxh3_64(&out)))
+    }
+
+    #[test]
+    fn takes_plain_lines_and_agrees_with_the_general_path() {
+        for text in [
+            r#"{"b": 1.50, "a": {"y": [1, 2e0, -0.0, 1E+2], "x": "\u0041"}}"#,
+            r#" {"a":{"x":"A","y":[1.0,2]},"b":15e-1} "#,
+            r#"{"e":{},"f":[],"g":[[],{}],"h":true,"i":false,"j":null,"k":"é ✓"}"#,
+            "{}",
+        ] {
+            let fast = parse(text, 64, 10_000).expect(text);
+            let (members, hash) = general(text).unwrap();
+            assert_eq!(fast.members, members, "{text}");
+            assert_eq!(fast.content_hash, hash, "{text}");
+        }
+    }
+
+    #[test]
+    fn leaves_everything_else_to_the_general_path() {
+        for text in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":{"b":1,"b":2}}"#,
+            r#"{"k\u0065y":1}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":-}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"x\q"}"#,
+            r#"{"a":"\ud800"}"#,
+            "{\"a\":\"tab\there\"}",
+            r#"{"a":1} x"#,
+            r#"{"a":1}}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":"unclosed}"#,
+            r#"{"a":"ends in a backslash\"#,
+            "[1,2]",
+            "\"text\"",
+            "",
+            r#"{"a":[[[1]]]}"#,
+        ] {
+            assert!(parse(text, 3, 10_000).is_none(), "{text}");
+        }
+        let many: String = format!(
+            "{{{}}}",
+            (0..=LINEAR_KEYS)
+                .map(|i| format!("\"k{i}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert!(parse(&many, 64, 10_000).is_none());
+        assert!(parse(r#"{"a":1,"b":2,"c":3}"#, 64, 2).is_none());
+        assert!(parse(r#"{"a":1,"b":2}"#, 64, 2).is_some());
+    }
+}
