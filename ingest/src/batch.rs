@@ -25,6 +25,10 @@ enum Column {
 pub struct RowBuilder {
     schema: SchemaRef,
     columns: Vec<Column>,
+    /// Nulls owed to each column: appended in one go before its next value
+    /// (most columns of an event row are null; one call per run of nulls
+    /// instead of one per row).
+    nulls: Vec<usize>,
     rows: usize,
 }
 
@@ -46,6 +50,7 @@ impl RowBuilder {
             .map(|f| new_column(f.data_type()))
             .collect();
         Self {
+            nulls: vec![0; schema.fields().len()],
             schema,
             columns,
             rows: 0,
@@ -65,8 +70,16 @@ impl RowBuilder {
     /// Appends one row; `values` follow the schema's column order.
     pub fn push<'a>(&mut self, values: impl IntoIterator<Item = Option<Val<'a>>>) {
         let mut n = 0;
-        for (column, value) in self.columns.iter_mut().zip(values) {
-            append(column, value);
+        for ((column, nulls), value) in self.columns.iter_mut().zip(&mut self.nulls).zip(values) {
+            match value {
+                None => *nulls += 1,
+                Some(value) => {
+                    if *nulls > 0 {
+                        append_nulls(column, std::mem::take(nulls));
+                    }
+                    append(column, value);
+                }
+            }
             n += 1;
         }
         debug_assert_eq!(n, self.columns.len(), "row width must match the schema");
@@ -75,6 +88,9 @@ impl RowBuilder {
 
     /// The pending rows as a batch; the builder starts empty again.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        for (column, nulls) in self.columns.iter_mut().zip(&mut self.nulls) {
+            append_nulls(column, std::mem::take(nulls));
+        }
         let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(finish_column).collect();
         self.rows = 0;
         RecordBatch::try_new(Arc::clone(&self.schema), arrays)
@@ -99,23 +115,26 @@ fn new_column(t: &DataType) -> Column {
     }
 }
 
-fn append(column: &mut Column, value: Option<Val<'_>>) {
+fn append(column: &mut Column, value: Val<'_>) {
     match (column, value) {
-        (Column::Str(b), Some(Val::Str(s))) => b.append_value(&*s),
-        (Column::Str(b), None) => b.append_null(),
-        (Column::Int(b), Some(Val::Int(v))) => b.append_value(v),
-        (Column::Int(b), None) => b.append_null(),
-        (Column::Dec(b), Some(Val::Dec(v))) => b.append_value(v),
-        (Column::Dec(b), None) => b.append_null(),
-        (Column::Bool(b), Some(Val::Bool(v))) => b.append_value(v),
-        (Column::Bool(b), None) => b.append_null(),
-        (Column::Ts(b), Some(Val::Ts(v))) => b.append_value(v),
-        (Column::Ts(b), None) => b.append_null(),
-        (Column::Date(b), Some(Val::Int(v))) => {
-            b.append_value(i32::try_from(v).expect("date in range"))
-        }
-        (Column::Date(b), None) => b.append_null(),
-        (_, Some(v)) => unreachable!("value {v:?} does not fit its column"),
+        (Column::Str(b), Val::Str(s)) => b.append_value(&*s),
+        (Column::Int(b), Val::Int(v)) => b.append_value(v),
+        (Column::Dec(b), Val::Dec(v)) => b.append_value(v),
+        (Column::Bool(b), Val::Bool(v)) => b.append_value(v),
+        (Column::Ts(b), Val::Ts(v)) => b.append_value(v),
+        (Column::Date(b), Val::Int(v)) => b.append_value(i32::try_from(v).expect("date in range")),
+        (_, v) => unreachable!("value {v:?} does not fit its column"),
+    }
+}
+
+fn append_nulls(column: &mut Column, n: usize) {
+    match column {
+        Column::Str(b) => b.append_nulls(n),
+        Column::Int(b) => b.append_nulls(n),
+        Column::Dec(b) => b.append_nulls(n),
+        Column::Bool(b) => b.append_nulls(n),
+        Column::Ts(b) => b.append_nulls(n),
+        Column::Date(b) => b.append_nulls(n),
     }
 }
 
