@@ -19,7 +19,7 @@ use agentledger_lake::parquet_io::read_columns;
 use agentledger_lake::schema::{
     EVENT_INDEX, EVENTS, EVENTS_SCHEMA, QUARANTINE, QUARANTINE_INDEX, QUARANTINE_SCHEMA, RUN_PARTS,
 };
-use agentledger_lake::writer::PartitionedWriter;
+use agentledger_lake::writer::{PartitionedWriter, WriterThread};
 use arrow::array::{
     AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -293,13 +293,23 @@ pub(crate) async fn prepare<O: EventObserver + 'static>(
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
     summary.ingest_id = ingest_id.clone();
-    let observed = observer.finish().await?;
-    if files.is_empty() {
+    // The index runs of what it stores, committed with it: read back,
+    // sorted and written on another thread while the observer writes its
+    // parts here (both take a core for a while at the end of an ingest).
+    let runs = (!files.is_empty()).then(|| {
+        let (lake, id, files) = (lake.clone(), ingest_id.clone(), files.clone());
+        tokio::spawn(async move { agentledger_lake::index::runs_for(&lake, &id, &files).await })
+    });
+    let observed = observer.finish().await;
+    let runs = match runs {
+        Some(task) => Some(task.await.map_err(|e| Error::Task(e.to_string()))?),
+        None => None,
+    };
+    let observed = observed?;
+    let Some(runs) = runs else {
         return Ok((Err(summary), snapshot, observer));
-    }
-    // The index runs of what it stores, committed with it.
-    let runs = agentledger_lake::index::runs_for(lake, &ingest_id, &files).await?;
-    files.extend(runs);
+    };
+    files.extend(runs?);
     let mut cover = None;
     if let Some(observed) = observed {
         cover = Some(observed.cover);
@@ -414,6 +424,9 @@ pub fn raw_text(line: &[u8]) -> String {
     }
     out
 }
+
+/// Batches of new events waiting for the Parquet writer's thread.
+const WRITER_QUEUE: usize = 2;
 
 /// Bytes of input a decoding worker takes at once (whole lines).
 const BLOCK_BYTES: usize = 2 << 20;
@@ -942,7 +955,7 @@ struct Suspect {
 struct State<'o> {
     index: Index,
     observer: &'o mut dyn EventObserver,
-    event_writer: PartitionedWriter,
+    event_writer: WriterThread,
     quarantine: RowBuilder,
     quarantine_writer: PartitionedWriter,
     quarantine_date: i32,
@@ -963,12 +976,16 @@ impl Job {
         let mut st = State {
             index,
             observer,
-            event_writer: PartitionedWriter::new(
-                &self.lake,
-                EVENTS,
-                Arc::clone(&EVENTS_SCHEMA),
-                &self.ingest_id,
-                self.options.memory_budget,
+            event_writer: WriterThread::spawn(
+                PartitionedWriter::new(
+                    &self.lake,
+                    EVENTS,
+                    Arc::clone(&EVENTS_SCHEMA),
+                    &self.ingest_id,
+                    self.options.memory_budget,
+                ),
+                self.handle.clone(),
+                WRITER_QUEUE,
             ),
             quarantine: RowBuilder::new(Arc::clone(&QUARANTINE_SCHEMA)),
             quarantine_writer: PartitionedWriter::new(
@@ -1003,7 +1020,7 @@ impl Job {
         }
         self.resolve_suspects(&mut st)?;
         self.flush_quarantine(&mut st)?;
-        let mut written = self.handle.block_on(st.event_writer.finish())?;
+        let mut written = st.event_writer.finish()?;
         written.extend(self.handle.block_on(st.quarantine_writer.finish())?);
 
         let mut summary = IngestSummary {
@@ -1219,8 +1236,7 @@ impl Job {
             let dates = Date32Array::from(dates[offset..offset + len].to_vec());
             let slice = batch.slice(offset, len);
             st.observer.observe(&slice)?;
-            self.handle
-                .block_on(st.event_writer.write(&slice, &dates))?;
+            st.event_writer.write(slice, dates)?;
         }
         Ok(())
     }
@@ -1279,8 +1295,7 @@ impl Job {
             return Ok(());
         }
         st.suspect_bytes = 0;
-        self.handle.block_on(st.event_writer.finish_open())?;
-        let written = st.event_writer.finished().to_vec();
+        let written = st.event_writer.finish_open()?;
         let mut stored: HashMap<u128, Option<i64>> =
             st.suspects.iter().map(|s| (s.key, None)).collect();
         for file in st.index.events.unindexed().iter().chain(&written) {
