@@ -293,23 +293,15 @@ pub(crate) async fn prepare<O: EventObserver + 'static>(
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
     summary.ingest_id = ingest_id.clone();
-    // The index runs of what it stores, committed with it: read back,
-    // sorted and written on another thread while the observer writes its
-    // parts here (both take a core for a while at the end of an ingest).
-    let runs = (!files.is_empty()).then(|| {
-        let (lake, id, files) = (lake.clone(), ingest_id.clone(), files.clone());
-        tokio::spawn(async move { agentledger_lake::index::runs_for(&lake, &id, &files).await })
-    });
-    let observed = observer.finish().await;
-    let runs = match runs {
-        Some(task) => Some(task.await.map_err(|e| Error::Task(e.to_string()))?),
-        None => None,
-    };
-    let observed = observed?;
-    let Some(runs) = runs else {
+    // One after the other, not at once: together they raised the peak
+    // memory of a 20M-event ingest from about 480 MB to 570 MB.
+    let observed = observer.finish().await?;
+    if files.is_empty() {
         return Ok((Err(summary), snapshot, observer));
-    };
-    files.extend(runs?);
+    }
+    // The index runs of what it stores, committed with it.
+    let runs = agentledger_lake::index::runs_for(lake, &ingest_id, &files).await?;
+    files.extend(runs);
     let mut cover = None;
     if let Some(observed) = observed {
         cover = Some(observed.cover);

@@ -269,10 +269,23 @@ pub async fn runs_for(lake: &Lake, id: &str, files: &[FileEntry]) -> Result<Vec<
     let mut out = Vec::new();
     for table in [EVENTS, QUARANTINE] {
         let index_table = index_of(table).expect("keyed table");
-        let mut records: Vec<Record> = Vec::new();
+        // Room for a whole run at once: growing by doubling would copy the
+        // records and hold both copies for a moment.
+        let rows: u64 = files
+            .iter()
+            .filter(|f| f.table == table)
+            .map(|f| f.rows)
+            .sum();
+        let largest = files
+            .iter()
+            .filter(|f| f.table == table)
+            .map(|f| f.rows)
+            .max();
+        let room = (rows as usize).min(RUN_RECORDS + largest.unwrap_or(0) as usize);
+        let mut records: Vec<Record> = Vec::with_capacity(room);
         let mut n = 0;
         for file in files.iter().filter(|f| f.table == table) {
-            records.extend(records_of(lake, file).await?);
+            push_records_of(lake, file, &mut records).await?;
             if records.len() >= RUN_RECORDS {
                 out.push(write_run(lake, index_table, id, &mut n, &mut records).await?);
             }
@@ -314,8 +327,9 @@ async fn write_run(
     })
 }
 
-/// The index entries of one `events` or `quarantine` file, in file order.
-pub async fn records_of(lake: &Lake, file: &FileEntry) -> Result<Vec<Record>> {
+/// Appends the index entries of one `events` or `quarantine` file to
+/// `out`, in file order.
+pub async fn push_records_of(lake: &Lake, file: &FileEntry, out: &mut Vec<Record>) -> Result<()> {
     let date = match &file.date {
         Some(d) => day_of(d, &file.path)?,
         None => {
@@ -325,7 +339,7 @@ pub async fn records_of(lake: &Lake, file: &FileEntry) -> Result<Vec<Record>> {
             });
         }
     };
-    let mut out = Vec::with_capacity(file.rows as usize);
+    out.reserve(file.rows as usize);
     if file.table == EVENTS {
         let mut stream = read_columns(lake, file, &["event_id", "content_hash"]).await?;
         while let Some(batch) = stream.next().await {
@@ -345,7 +359,7 @@ pub async fn records_of(lake: &Lake, file: &FileEntry) -> Result<Vec<Record>> {
             out.push(Record { key, hash: 0, date });
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The key of every row of a quarantine file, in file order.
