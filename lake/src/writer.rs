@@ -491,7 +491,8 @@ mod tests {
     async fn rows_land_in_their_partition_in_input_order_sliced_or_gathered() {
         // Stretches of one date (sliced), dates alternating row by row
         // (gathered), and a mix.
-        let cases: [(&str, fn(i64) -> i32); 4] = [
+        type DateOf = fn(i64) -> i32;
+        let cases: [(&str, DateOf); 4] = [
             ("stretches", |v| 20_000 + (v / 700) as i32),
             ("two dates taking turns", |v| 20_000 + ((v / 50) % 2) as i32),
             ("interleaved", |v| 20_000 + (v % 3) as i32),
