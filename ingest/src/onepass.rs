@@ -279,14 +279,8 @@ impl Parser<'_, '_> {
             self.i += 1;
             self.ws();
             self.value(depth)?;
-            self.ws();
-            match self.s.get(self.i)? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b'}' => return self.close(at),
-                _ => return None,
+            if self.separator(at, b'}')? {
+                return Some(());
             }
         }
     }
@@ -298,15 +292,25 @@ impl Parser<'_, '_> {
         }
         loop {
             self.value(depth)?;
-            self.ws();
-            match self.s.get(self.i)? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b']' => return self.close(at),
-                _ => return None,
+            if self.separator(at, b']')? {
+                return Some(());
             }
+        }
+    }
+
+    /// After a member or an item of the container at node `at`: a comma
+    /// (and the white space after it) to go on, or `close` to end the
+    /// container; whether it ended.
+    fn separator(&mut self, at: usize, close: u8) -> Option<bool> {
+        self.ws();
+        match *self.s.get(self.i)? {
+            b',' => {
+                self.i += 1;
+                self.ws();
+                Some(false)
+            }
+            b if b == close => self.close(at).map(|()| true),
+            _ => None,
         }
     }
 }

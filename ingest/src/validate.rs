@@ -363,10 +363,9 @@ impl<'a> Checker<'a> {
         )
     }
 
-    fn string(&self, name: &str, raw: &'a str) -> Result<Cow<'a, str>, Rejection> {
-        let text = raw;
+    fn string(&self, name: &str, text: &'a str) -> Result<Cow<'a, str>, Rejection> {
         if !text.starts_with('"') {
-            return Err(self.wrong_type(name, "a string", raw));
+            return Err(self.wrong_type(name, "a string", text));
         }
         // The parser checked the string; without escapes it is its own text.
         if !text.contains('\\') {
@@ -389,26 +388,25 @@ impl<'a> Checker<'a> {
         Ok(s)
     }
 
-    fn value(&self, spec: &Spec, raw: &'a str) -> Result<Val<'a>, Rejection> {
+    fn value(&self, spec: &Spec, text: &'a str) -> Result<Val<'a>, Rejection> {
         let name = spec.name;
-        let text = raw;
         match spec.kind {
-            Kind::Text => self.string(name, raw).map(Val::Str),
-            Kind::Text128 => self.bounded(name, raw, 128).map(Val::Str),
+            Kind::Text => self.string(name, text).map(Val::Str),
+            Kind::Text128 => self.bounded(name, text, 128).map(Val::Str),
             Kind::Flag => match text {
                 "true" => Ok(Val::Bool(true)),
                 "false" => Ok(Val::Bool(false)),
-                _ => Err(self.wrong_type(name, "true or false", raw)),
+                _ => Err(self.wrong_type(name, "true or false", text)),
             },
             Kind::ToolAccess => {
                 let allowed = match self.origin {
                     Origin::Line => ACCESS_VALUES,
                     Origin::Span => DERIVED_ACCESS,
                 };
-                self.value(&opt(spec.name, Kind::OneOf(allowed)), raw)
+                self.value(&opt(spec.name, Kind::OneOf(allowed)), text)
             }
             Kind::OneOf(allowed) => {
-                let s = self.string(name, raw)?;
+                let s = self.string(name, text)?;
                 if allowed.contains(&&*s) {
                     Ok(Val::Str(s))
                 } else {
@@ -431,7 +429,7 @@ impl<'a> Checker<'a> {
                     return Err(self.wrong_type(
                         name,
                         "a JSON integer (no fraction, no exponent)",
-                        raw,
+                        text,
                     ));
                 }
                 match text.parse::<i64>() {
@@ -448,20 +446,20 @@ impl<'a> Checker<'a> {
             }
             Kind::Money => {
                 let decimal = if text.starts_with('"') {
-                    let s = self.string(name, raw)?;
+                    let s = self.string(name, text)?;
                     Decimal::from_plain(&s).ok_or_else(|| {
                         self.wrong_type(
                             name,
                             "a JSON number or a decimal string like \"0.0125\"",
-                            raw,
+                            text,
                         )
                     })?
                 } else if text.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
                 {
                     Decimal::from_json_number(text)
-                        .ok_or_else(|| self.wrong_type(name, "a number", raw))?
+                        .ok_or_else(|| self.wrong_type(name, "a number", text))?
                 } else {
-                    return Err(self.wrong_type(name, "a JSON number or a decimal string", raw));
+                    return Err(self.wrong_type(name, "a JSON number or a decimal string", text));
                 };
                 if decimal.is_negative() {
                     return Err(self.reject(
