@@ -397,7 +397,10 @@ mod tests {
     use super::*;
     use crate::json::{RawObject, write_members};
 
-    fn general(text: &str) -> Option<(Vec<(Cow<'_, str>, &str)>, u64)> {
+    /// A line's members as the general reader gives them, with its content hash.
+    type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
+
+    fn general(text: &str) -> Option<(Members<'_>, u64)> {
         let obj: RawObject<'_> = serde_json::from_str(text).ok()?;
         let mut out = Vec::new();
         write_members(obj.0.clone(), Form::Canonical, &mut out).ok()?;
