@@ -34,8 +34,19 @@ fn without_transparent_huge_pages() {
 #[cfg(not(target_os = "linux"))]
 fn without_transparent_huge_pages() {}
 
+/// mimalloc's full collection: what this thread's heap and the heaps of
+/// ended threads hold freed goes back to the system now, not after its
+/// purge delay (`agentledger_lake::memory`).
+#[allow(unsafe_code)]
+fn release_freed_memory() {
+    // SAFETY: mi_collect takes no pointer and may be called from any thread
+    // at any time; it only returns memory mimalloc holds freed.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 fn main() -> ExitCode {
     without_transparent_huge_pages();
+    agentledger_lake::memory::set_release(release_freed_memory);
     let cli = cli::Cli::parse();
     logs::init(match &cli.command {
         cli::Command::Run(cli::RunArgs { log_format, .. })

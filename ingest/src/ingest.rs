@@ -293,9 +293,13 @@ pub(crate) async fn prepare<O: EventObserver + 'static>(
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
     summary.ingest_id = ingest_id.clone();
+    // The decoding and writing threads have ended: what they freed goes
+    // back to the system before the run parts and index runs allocate.
+    agentledger_lake::memory::release_freed();
     // One after the other, not at once: together they raised the peak
     // memory of a 20M-event ingest from about 480 MB to 570 MB.
     let observed = observer.finish().await?;
+    agentledger_lake::memory::release_freed();
     if files.is_empty() {
         return Ok((Err(summary), snapshot, observer));
     }
@@ -1010,6 +1014,11 @@ impl Job {
             p.update(counter.load(Ordering::Relaxed));
             p.finish();
         }
+        // The reading and decoding threads have ended: the blocks and
+        // batches they freed go back to the system before the suspects are
+        // resolved and every open file is finished (the peak of a 20M-event
+        // ingest was there, with that memory still held).
+        agentledger_lake::memory::release_freed();
         self.resolve_suspects(&mut st)?;
         self.flush_quarantine(&mut st)?;
         let mut written = st.event_writer.finish()?;

@@ -24,6 +24,7 @@ pub mod index;
 pub mod keyfile;
 pub mod lease;
 pub mod log;
+pub mod memory;
 pub mod observe;
 pub mod parquet_io;
 pub mod retain;
