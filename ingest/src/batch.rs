@@ -40,14 +40,42 @@ impl std::fmt::Debug for RowBuilder {
     }
 }
 
+/// What a builder held: its rows and the text bytes of each column, so
+/// that the next builder of the same kind of input can be sized like it
+/// ([`RowBuilder::with_capacity`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sizes {
+    rows: usize,
+    /// Per column: bytes of text (0 for a column that is not text).
+    bytes: Vec<usize>,
+}
+
 impl RowBuilder {
     /// A builder for `schema`, whose column types must be Utf8, Int64,
     /// Decimal128, Boolean, Date32 or UTC microsecond timestamps.
     pub fn new(schema: SchemaRef) -> Self {
+        Self::with_capacity(schema, 0, &Sizes::default())
+    }
+
+    /// A builder with room for `rows` rows, and for as much text per row
+    /// in each column as `like` held (a little more, so that a like block
+    /// does not grow its buffers). Only speed depends on the guess: a
+    /// builder grows past it as needed.
+    pub fn with_capacity(schema: SchemaRef, rows: usize, like: &Sizes) -> Self {
         let columns = schema
             .fields()
             .iter()
-            .map(|f| new_column(f.data_type()))
+            .enumerate()
+            .map(|(i, f)| {
+                let bytes = match (like.rows, like.bytes.get(i)) {
+                    (0, _) | (_, None) => 0,
+                    (held, Some(&b)) => {
+                        let per_row = b.div_ceil(held);
+                        (per_row * rows).saturating_add(per_row * rows / 8)
+                    }
+                };
+                new_column(f.data_type(), rows, bytes)
+            })
             .collect();
         Self {
             nulls: vec![0; schema.fields().len()],
@@ -86,6 +114,22 @@ impl RowBuilder {
         self.rows += 1;
     }
 
+    /// What the pending rows take: rows, and text bytes per column.
+    pub fn sizes(&self) -> Sizes {
+        let bytes = self
+            .columns
+            .iter()
+            .map(|c| match c {
+                Column::Str(b) => b.values_slice().len(),
+                _ => 0,
+            })
+            .collect();
+        Sizes {
+            rows: self.rows,
+            bytes,
+        }
+    }
+
     /// The pending rows as a batch; the builder starts empty again.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         for (column, nulls) in self.columns.iter_mut().zip(&mut self.nulls) {
@@ -97,19 +141,20 @@ impl RowBuilder {
     }
 }
 
-fn new_column(t: &DataType) -> Column {
+/// A column builder with room for `rows` values and, for text, `bytes`.
+fn new_column(t: &DataType, rows: usize, bytes: usize) -> Column {
     match t {
-        DataType::Utf8 => Column::Str(StringBuilder::new()),
-        DataType::Int64 => Column::Int(Int64Builder::new()),
-        DataType::Boolean => Column::Bool(BooleanBuilder::new()),
-        DataType::Date32 => Column::Date(Date32Builder::new()),
+        DataType::Utf8 => Column::Str(StringBuilder::with_capacity(rows, bytes)),
+        DataType::Int64 => Column::Int(Int64Builder::with_capacity(rows)),
+        DataType::Boolean => Column::Bool(BooleanBuilder::with_capacity(rows)),
+        DataType::Date32 => Column::Date(Date32Builder::with_capacity(rows)),
         DataType::Decimal128(..) => Column::Dec(
-            Decimal128Builder::new()
+            Decimal128Builder::with_capacity(rows)
                 .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)
                 .expect("valid decimal type"),
         ),
         DataType::Timestamp(_, _) => {
-            Column::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            Column::Ts(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
         }
         other => unreachable!("no stored column has type {other}"),
     }
@@ -146,5 +191,57 @@ fn finish_column(column: &mut Column) -> ArrayRef {
         Column::Bool(b) => Arc::new(b.finish()),
         Column::Ts(b) => Arc::new(b.finish()),
         Column::Date(b) => Arc::new(b.finish()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, true),
+            Field::new("note", DataType::Utf8, true),
+        ]))
+    }
+
+    fn fill(builder: &mut RowBuilder, rows: usize) {
+        for i in 0..rows {
+            let note = (i % 3 == 0).then(|| Val::Str(Cow::Owned(format!("note {i}"))));
+            builder.push([
+                Some(Val::Str(Cow::Owned(format!("id-{i:04}")))),
+                (i % 2 == 0).then_some(Val::Int(i as i64)),
+                note,
+            ]);
+        }
+    }
+
+    #[test]
+    fn sizes_count_rows_and_text_bytes_per_column() {
+        let mut builder = RowBuilder::new(schema());
+        fill(&mut builder, 10);
+        let sizes = builder.sizes();
+        assert_eq!(sizes.rows, 10);
+        // "id-0000".. are 7 bytes each; notes on rows 0, 3, 6, 9.
+        assert_eq!(sizes.bytes, [70, 0, 4 * 6]);
+    }
+
+    #[test]
+    fn a_builder_sized_like_another_builds_the_same_batch() {
+        let mut first = RowBuilder::new(schema());
+        fill(&mut first, 100);
+        let like = first.sizes();
+        let expected = first.finish().unwrap();
+        // Sized for fewer and for more rows than it gets: the same rows.
+        for rows in [1, 100, 1000] {
+            let mut sized = RowBuilder::with_capacity(schema(), rows, &like);
+            fill(&mut sized, 100);
+            assert_eq!(sized.finish().unwrap(), expected, "sized for {rows}");
+        }
     }
 }

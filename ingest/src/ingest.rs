@@ -30,7 +30,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::batch::RowBuilder;
+use crate::batch::{RowBuilder, Sizes};
 use crate::dedup::Bloom;
 use crate::error::{Error, Result};
 use crate::limits::{Limits, RAW_EXCERPT_BYTES};
@@ -427,6 +427,10 @@ const WRITER_QUEUE: usize = 2;
 /// Bytes of input a decoding worker takes at once (whole lines).
 const BLOCK_BYTES: usize = 2 << 20;
 
+/// Room past [`BLOCK_BYTES`] in a fresh block, for the line that crosses
+/// the block's end.
+const BLOCK_SLACK: usize = 256 * 1024;
+
 /// Decoding threads: the machine's cores, or `AGENTLEDGER_INGEST_THREADS`.
 fn decode_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
@@ -438,6 +442,8 @@ fn decode_threads() -> usize {
 struct Block {
     seq: u64,
     first_line: i64,
+    /// Lines in `data`, blank ones included (to size what is built).
+    lines: usize,
     data: Vec<u8>,
     /// Set for a line over the length limit: `data` is then only the start
     /// of that one line (at most [`RAW_EXCERPT_BYTES`]), and this is its
@@ -490,13 +496,18 @@ struct Decoded {
 /// counting its length, and sends it as a block of its own (see
 /// [`Block::too_long`]). So a block holds at most about `BLOCK_BYTES` plus
 /// one line of `max_line`, whatever the input.
+///
+/// The buffers of blocks already used come back on `spare` (see
+/// [`Cutter::fresh`]), so that the same few megabytes carry the whole
+/// input instead of a new allocation, and its page faults, per block.
 fn cut_blocks(
     reader: Box<dyn std::io::BufRead + Send>,
     name: &str,
     max_line: usize,
     tx: &mpsc::SyncSender<Block>,
+    spare: &mpsc::Receiver<Vec<u8>>,
 ) -> Result<()> {
-    cut_blocks_of(reader, name, max_line, BLOCK_BYTES, tx)
+    cut_blocks_of(reader, name, max_line, BLOCK_BYTES, tx, spare)
 }
 
 /// [`cut_blocks`] into blocks of at least `block_bytes` (tests vary it).
@@ -506,13 +517,15 @@ fn cut_blocks_of(
     max_line: usize,
     block_bytes: usize,
     tx: &mpsc::SyncSender<Block>,
+    spare: &mpsc::Receiver<Vec<u8>>,
 ) -> Result<()> {
     let mut cutter = Cutter {
         tx,
+        spare,
         block_bytes,
         seq: 0,
         next_line: 1,
-        data: Vec::with_capacity(block_bytes + 256 * 1024),
+        data: Vec::with_capacity(block_bytes + BLOCK_SLACK),
         lines: 0,
         line_start: 0,
         long: None,
@@ -544,6 +557,8 @@ fn cut_blocks_of(
 /// The state of [`cut_blocks`] between reads.
 struct Cutter<'t> {
     tx: &'t mpsc::SyncSender<Block>,
+    /// Buffers of blocks already used, to fill again.
+    spare: &'t mpsc::Receiver<Vec<u8>>,
     /// A block is sent once it holds this many bytes.
     block_bytes: usize,
     seq: u64,
@@ -586,6 +601,20 @@ impl LongLine {
 }
 
 impl Cutter<'_> {
+    /// An empty buffer for the next block: a used one when one has come
+    /// back and is of a block's size (a buffer that grew for a long line,
+    /// or one of another use, is dropped), else a new one.
+    fn fresh(&self) -> Vec<u8> {
+        let usual = self.block_bytes + BLOCK_SLACK;
+        while let Ok(mut used) = self.spare.try_recv() {
+            if (usual..=2 * usual).contains(&used.capacity()) {
+                used.clear();
+                return used;
+            }
+        }
+        Vec::with_capacity(usual)
+    }
+
     /// Takes one read's bytes; false once the consumer is gone.
     fn take(&mut self, buf: &[u8]) -> bool {
         let mut pos = 0;
@@ -654,12 +683,13 @@ impl Cutter<'_> {
         if self.line_start == 0 {
             return true;
         }
-        let mut next = Vec::with_capacity(self.block_bytes + 256 * 1024);
+        let mut next = self.fresh();
         next.extend_from_slice(&self.data[self.line_start..]);
         self.data.truncate(self.line_start);
         let block = Block {
             seq: self.seq,
             first_line: self.next_line,
+            lines: self.lines as usize,
             data: std::mem::replace(&mut self.data, next),
             too_long: None,
         };
@@ -694,6 +724,7 @@ impl Cutter<'_> {
         let block = Block {
             seq: self.seq,
             first_line: self.next_line,
+            lines: 1,
             data: excerpt,
             too_long: Some(len),
         };
@@ -753,8 +784,10 @@ fn column_str<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
 }
 
 /// Validates every line of a block: an NDJSON line as an event, an OTLP
-/// line as the events its spans map to (SPEC section 7).
-fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
+/// line as the events its spans map to (SPEC section 7). `like` is what
+/// the worker's last block built (to size this one's columns), and is
+/// set to what this one built.
+fn decode_block(block: Block, meta: BlockMeta<'_>, like: &mut Sizes) -> Result<Decoded> {
     let data = block.data;
     let mut out = Decoded {
         read: 0,
@@ -782,7 +815,7 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
         return Ok(out);
     }
     // The non-blank lines: number, start, end (without a CR).
-    let mut lines: Vec<(i64, usize, usize)> = Vec::new();
+    let mut lines: Vec<(i64, usize, usize)> = Vec::with_capacity(block.lines);
     let mut line_no = block.first_line - 1;
     let mut start = 0;
     while start < data.len() {
@@ -806,7 +839,7 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
                 _ => Origin::Line,
             };
             out.read = lines.len() as u64;
-            validate_rows(&mut out, &data, &lines, origin, None, meta)?;
+            validate_rows(&mut out, &data, &lines, origin, None, meta, like)?;
             out.data = data;
         }
         Format::Otlp => {
@@ -842,7 +875,15 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
                 }
             }
             out.read += rows.len() as u64;
-            validate_rows(&mut out, &derived, &rows, Origin::Span, Some(&labels), meta)?;
+            validate_rows(
+                &mut out,
+                &derived,
+                &rows,
+                Origin::Span,
+                Some(&labels),
+                meta,
+                like,
+            )?;
             out.data = derived;
             out.otlp = Some(counts);
         }
@@ -853,7 +894,8 @@ fn decode_block(block: Block, meta: BlockMeta<'_>) -> Result<Decoded> {
 /// Validates the lines `rows` (number, start, end in `data`) into
 /// `out`'s events batch and rejections. `labels` names, for events derived
 /// from spans, the trace and span each came from (put before a rejection's
-/// message in place of a line number).
+/// message in place of a line number). What is built is sized for every
+/// row valid, with text like `like`'s (which it then updates).
 fn validate_rows(
     out: &mut Decoded,
     data: &[u8],
@@ -861,10 +903,15 @@ fn validate_rows(
     origin: Origin,
     labels: Option<&[(String, String)]>,
     meta: BlockMeta<'_>,
+    like: &mut Sizes,
 ) -> Result<()> {
-    let mut builder = RowBuilder::new(Arc::clone(&EVENT_COLUMNS_SCHEMA));
-    let mut lines: Vec<i64> = Vec::new();
-    let mut hashes: Vec<i64> = Vec::new();
+    let n = rows.len();
+    let mut builder = RowBuilder::with_capacity(Arc::clone(&EVENT_COLUMNS_SCHEMA), n, like);
+    let mut lines: Vec<i64> = Vec::with_capacity(n);
+    let mut hashes: Vec<i64> = Vec::with_capacity(n);
+    out.keys.reserve(n);
+    out.dates.reserve(n);
+    out.spans.reserve(n);
     for (i, &(line_no, from, to)) in rows.iter().enumerate() {
         let line = &data[from..to];
         match validate_from(line, &meta.limits, origin) {
@@ -887,6 +934,7 @@ fn validate_rows(
     }
     let n = out.keys.len();
     if n > 0 {
+        *like = builder.sizes();
         let events = builder.finish()?;
         let mut columns = events.columns().to_vec();
         columns.push(Arc::new(StringArray::from_iter_values(
@@ -1089,18 +1137,26 @@ impl Job {
             let (block_tx, block_rx) = mpsc::sync_channel::<Block>(workers);
             let block_rx = Arc::new(Mutex::new(block_rx));
             let (out_tx, out_rx) = mpsc::sync_channel::<(u64, Result<Decoded>)>(workers);
+            // Blocks' buffers, once taken, go back to the reader. At most
+            // as many as are in flight at once, so unbounded is bounded.
+            let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
             let read_name = name.clone();
             let max_line = meta.max_line();
-            let reading = scope.spawn(move || cut_blocks(reader, &read_name, max_line, &block_tx));
+            let reading =
+                scope.spawn(move || cut_blocks(reader, &read_name, max_line, &block_tx, &spare_rx));
             for _ in 0..workers {
                 let rx = Arc::clone(&block_rx);
                 let tx = out_tx.clone();
                 scope.spawn(move || {
+                    let mut like = Sizes::default();
                     loop {
                         let next = rx.lock().map(|r| r.recv());
                         let Ok(Ok(block)) = next else { break };
                         let seq = block.seq;
-                        if tx.send((seq, decode_block(block, meta))).is_err() {
+                        if tx
+                            .send((seq, decode_block(block, meta, &mut like)))
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -1113,7 +1169,11 @@ impl Job {
                 pending.insert(seq, decoded);
                 while let Some(decoded) = pending.remove(&next) {
                     next += 1;
-                    self.take_block(index, decoded?, st)?;
+                    let mut decoded = decoded?;
+                    let data = std::mem::take(&mut decoded.data);
+                    self.take_block(index, decoded, &data, st)?;
+                    // The reader may be done already: then it is dropped.
+                    let _ = spare_tx.send(data);
                     if let Some(p) = &self.progress {
                         p.update(counter.load(Ordering::Relaxed));
                     }
@@ -1126,8 +1186,9 @@ impl Job {
         })
     }
 
-    /// Deduplicates one decoded block and hands its new events to the writers.
-    fn take_block(&self, index: usize, d: Decoded, st: &mut State) -> Result<()> {
+    /// Deduplicates one decoded block (its lines' bytes in `data`) and hands
+    /// its new events to the writers.
+    fn take_block(&self, index: usize, d: Decoded, data: &[u8], st: &mut State) -> Result<()> {
         st.sources[index].read += d.read;
         if let (Some(total), Some(block)) = (&mut st.sources[index].otlp, d.otlp) {
             total.add(block);
@@ -1155,7 +1216,7 @@ impl Job {
                         let (start, end) = d.spans[i];
                         rejections.push((
                             lines.value(i),
-                            String::from_utf8_lossy(&d.data[start..end]).into_owned(),
+                            String::from_utf8_lossy(&data[start..end]).into_owned(),
                             conflicting(ids.value(i)),
                         ));
                     }
@@ -1188,7 +1249,7 @@ impl Job {
             let key = d.keys[i];
             if st.index.filter.insert(key) {
                 let (start, end) = d.spans[i];
-                let raw = String::from_utf8_lossy(&d.data[start..end]).into_owned();
+                let raw = String::from_utf8_lossy(&data[start..end]).into_owned();
                 st.observer.hold(tenants.value(i), runs.value(i));
                 let event_id = ids.value(i).to_string();
                 // Only the line and the id are kept (not the decoded row).
@@ -1336,6 +1397,7 @@ impl Job {
                     let block = Block {
                         seq: 0,
                         first_line: s.line,
+                        lines: 1,
                         data: s.raw.into_bytes(),
                         too_long: None,
                     };
@@ -1353,7 +1415,7 @@ impl Job {
                         format,
                         otlp: self.options.otlp,
                     };
-                    let d = decode_block(block, meta)?;
+                    let d = decode_block(block, meta, &mut Sizes::default())?;
                     new_batches.push(d.batch.expect("a suspect was valid when read"));
                     new_dates.extend(d.dates);
                 }
@@ -1637,23 +1699,64 @@ mod tests {
         input.extend(std::iter::repeat_n(b'c', BLOCK_BYTES * 2));
         let reader: Box<dyn std::io::BufRead + Send> =
             Box::new(std::io::BufReader::new(std::io::Cursor::new(input.clone())));
-        let (tx, rx) = mpsc::sync_channel::<Block>(1024);
-        cut_blocks(reader, "test", BLOCK_BYTES * 4, &tx).unwrap();
-        drop(tx);
-        let blocks: Vec<Block> = rx.iter().collect();
-        assert!(blocks.len() >= 3, "{} blocks", blocks.len());
+        let (tx, rx) = mpsc::sync_channel::<Block>(1);
+        let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
         let mut joined = Vec::new();
         let mut line = 1;
-        for (i, b) in blocks.iter().enumerate() {
-            assert_eq!(b.seq, i as u64);
-            assert_eq!(b.first_line, line, "block {i}");
-            if i + 1 < blocks.len() {
-                assert_eq!(b.data.last(), Some(&b'\n'), "block {i} ends a line");
+        let mut blocks = 0;
+        std::thread::scope(|scope| {
+            let cutting =
+                scope.spawn(move || cut_blocks(reader, "test", BLOCK_BYTES * 4, &tx, &spare_rx));
+            // Each buffer goes back once read, to be filled again.
+            for (i, b) in rx.iter().enumerate() {
+                assert_eq!(b.seq, i as u64);
+                assert_eq!(b.first_line, line, "block {i}");
+                let lines = memchr::memchr_iter(b'\n', &b.data).count();
+                let unended = usize::from(b.data.last().is_some_and(|&c| c != b'\n'));
+                assert_eq!(b.lines, lines + unended, "block {i}'s line count");
+                line += lines as i64;
+                joined.extend_from_slice(&b.data);
+                blocks += 1;
+                let _ = spare_tx.send(b.data);
             }
-            line += memchr::memchr_iter(b'\n', &b.data).count() as i64;
-            joined.extend_from_slice(&b.data);
-        }
+            cutting.join().unwrap().unwrap();
+        });
+        assert!(blocks >= 3, "{blocks} blocks");
         assert_eq!(joined, input, "nothing lost or repeated");
+        assert!(joined.ends_with(b"c"), "the last line has no line end");
+    }
+
+    #[test]
+    fn a_used_block_buffer_is_filled_again_and_an_odd_one_dropped() {
+        let (tx, _rx) = mpsc::sync_channel::<Block>(1);
+        let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
+        let cutter = Cutter {
+            tx: &tx,
+            spare: &spare_rx,
+            block_bytes: 1000,
+            seq: 0,
+            next_line: 1,
+            data: Vec::new(),
+            lines: 0,
+            line_start: 0,
+            long: None,
+            max_with_cr: 100,
+        };
+        let usual = 1000 + BLOCK_SLACK;
+        // Nothing has come back: a new buffer of a block's size.
+        assert!(cutter.fresh().capacity() >= usual);
+        // One grown far past a block (for a long line), then a used one.
+        spare_tx.send(Vec::with_capacity(4 * usual)).unwrap();
+        // (Its odd capacity tells it from a new one: the allocator may well
+        // hand a new buffer the address of one just dropped.)
+        let mut used = Vec::with_capacity(usual + 4321);
+        used.extend_from_slice(b"old lines\n");
+        let capacity = used.capacity();
+        spare_tx.send(used).unwrap();
+        let next = cutter.fresh();
+        assert_eq!(next.capacity(), capacity, "the used buffer, not a new one");
+        assert!(next.is_empty(), "emptied before it is filled again");
+        assert!(spare_rx.try_recv().is_err(), "the grown one was dropped");
     }
 
     #[test]

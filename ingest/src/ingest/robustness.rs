@@ -19,6 +19,7 @@ use super::{
     BLOCK_BYTES, Block, BlockMeta, Format, IngestOptions, OtlpOptions, column_i64, cut_blocks_of,
     decode_block, ingest, raw_text,
 };
+use crate::batch::Sizes;
 use crate::limits::{Limits, RAW_EXCERPT_BYTES};
 use crate::validate::{Origin, REASON_CODES, Val, validate_paths, validate_with};
 
@@ -56,8 +57,19 @@ fn cut_and_decode(input: Vec<u8>, limits: Limits, read_chunk: usize, block_bytes
         largest_capacity: 0,
     };
     std::thread::scope(|scope| {
-        let cutting = scope
-            .spawn(move || cut_blocks_of(reader, "test", limits.max_line_bytes, block_bytes, &tx));
+        // Used buffers go back to the cutter, as in an ingest.
+        let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
+        let cutting = scope.spawn(move || {
+            cut_blocks_of(
+                reader,
+                "test",
+                limits.max_line_bytes,
+                block_bytes,
+                &tx,
+                &spare_rx,
+            )
+        });
+        let mut like = Sizes::default();
         // Owned here, so that a failed assertion drops the receiver and
         // the cutting thread stops instead of waiting on a full channel.
         for (seq, block) in rx.into_iter().enumerate() {
@@ -69,7 +81,8 @@ fn cut_and_decode(input: Vec<u8>, limits: Limits, read_chunk: usize, block_bytes
             };
             assert!(block.data.len() <= bound, "{} > {bound}", block.data.len());
             cut.largest_capacity = cut.largest_capacity.max(block.data.capacity());
-            let decoded = decode_block(block, meta).unwrap();
+            let mut decoded = decode_block(block, meta, &mut like).unwrap();
+            let _ = spare_tx.send(std::mem::take(&mut decoded.data));
             cut.read += decoded.read;
             for (line, raw, r) in decoded.rejections {
                 let old = cut.lines.insert(line, Err((r.code, raw, r.message)));
