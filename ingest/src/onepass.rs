@@ -41,7 +41,9 @@ pub struct OnePass<'a> {
 enum Kind {
     Object,
     Array,
-    /// A string, number or literal.
+    /// A string without escapes: its canonical form is its text.
+    PlainString,
+    /// Any other string, a number or a literal.
     Scalar,
     /// An object member's key: `start..end` is the text between its quotes.
     Key,
@@ -129,11 +131,14 @@ impl Parser<'_, '_> {
     /// nesting level of the container holding it.
     fn value(&mut self, depth: usize) -> Option<()> {
         let start = self.i;
+        let mut kind = Kind::Scalar;
         match *self.s.get(self.i)? {
             b'{' => return self.object(depth + 1),
             b'[' => return self.array(depth + 1),
             b'"' => {
-                self.string()?;
+                if !self.string()? {
+                    kind = Kind::PlainString;
+                }
             }
             b'-' | b'0'..=b'9' => self.number()?,
             b't' => self.literal(b"true")?,
@@ -143,7 +148,7 @@ impl Parser<'_, '_> {
         }
         let next = self.nodes.len() + 1;
         self.nodes.push(Node {
-            kind: Kind::Scalar,
+            kind,
             start,
             end: self.i,
             next,
@@ -382,6 +387,12 @@ impl Tree<'_> {
                     i = self.nodes[i].next;
                 }
                 out.push(b']');
+            }
+            // Checked by the parser and free of escapes: re-encoding would
+            // give the same bytes (as `write_scalar` would copy them,
+            // without searching them for a backslash again).
+            Kind::PlainString => {
+                out.extend_from_slice(&self.text.as_bytes()[node.start..node.end]);
             }
             Kind::Scalar => {
                 write_scalar(&self.text[node.start..node.end], Form::Canonical, out).ok()?;
