@@ -35,7 +35,14 @@ pub struct OnePass<'a> {
     pub members: Vec<(Cow<'a, str>, &'a str)>,
     /// xxh3 of the canonical form, as the general path computes it.
     pub content_hash: u64,
+    /// Bit `i` set: member `i`'s value is a string without escapes, whose
+    /// text between the quotes is its value (no need to look for a
+    /// backslash again).
+    pub plain: u32,
 }
+
+// One bit of `OnePass::plain` for each member the one pass takes.
+const _: () = assert!(LINEAR_KEYS <= u32::BITS as usize);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -95,9 +102,13 @@ pub fn parse(text: &str, max_depth: usize, max_keys: usize) -> Option<OnePass<'_
         tree.canonical(0, canonical)?;
         let root = nodes[0];
         let mut members = Vec::with_capacity(LINEAR_KEYS);
+        let mut plain = 0;
         let mut i = 1;
         while i < root.next {
             let (key, value) = (nodes[i], nodes[i + 1]);
+            if value.kind == Kind::PlainString {
+                plain |= 1 << members.len();
+            }
             members.push((
                 Cow::Borrowed(&text[key.start..key.end]),
                 &text[value.start..value.end],
@@ -107,6 +118,7 @@ pub fn parse(text: &str, max_depth: usize, max_keys: usize) -> Option<OnePass<'_
         Some(OnePass {
             members,
             content_hash: xxhash_rust::xxh3::xxh3_64(canonical),
+            plain,
         })
     })
 }

@@ -304,12 +304,17 @@ struct Checker<'a> {
     /// For each event column, the index of the member of that name plus
     /// one (0: no such member). Keys are unique, so one member at most.
     member_of: [usize; MAX_EVENT_COLUMNS],
+    /// Bit `i` set: member `i` is a string without escapes
+    /// ([`onepass::OnePass::plain`]; 0 when unknown).
+    plain: u32,
+    /// The raw text [`Checker::take`] gave last, if that is such a string.
+    plain_taken: Option<&'a str>,
     event_id: Option<Cow<'a, str>>,
     origin: Origin,
 }
 
 impl<'a> Checker<'a> {
-    fn new(members: Vec<(Cow<'a, str>, &'a str)>, origin: Origin) -> Self {
+    fn new(members: Vec<(Cow<'a, str>, &'a str)>, plain: u32, origin: Origin) -> Self {
         let mut member_of = [0; MAX_EVENT_COLUMNS];
         for (i, (key, _)) in members.iter().enumerate() {
             if let Some(&column) = COLUMN_INDEX.get(&**key) {
@@ -320,6 +325,8 @@ impl<'a> Checker<'a> {
             used: vec![false; members.len()],
             members,
             member_of,
+            plain,
+            plain_taken: None,
             event_id: None,
             origin,
         }
@@ -339,6 +346,13 @@ impl<'a> Checker<'a> {
         let i = self.member_of[column].checked_sub(1)?;
         self.used[i] = true;
         let raw = self.members[i].1;
+        // Only the one pass (at most LINEAR_KEYS members) sets bits; a
+        // general-path object may have far more members.
+        let plain = u32::try_from(i)
+            .ok()
+            .and_then(|i| self.plain.checked_shr(i))
+            .is_some_and(|bits| bits & 1 == 1);
+        self.plain_taken = plain.then_some(raw);
         (raw != "null").then_some(raw)
     }
 
@@ -367,8 +381,11 @@ impl<'a> Checker<'a> {
         if !text.starts_with('"') {
             return Err(self.wrong_type(name, "a string", text));
         }
-        // The parser checked the string; without escapes it is its own text.
-        if !text.contains('\\') {
+        // The parser checked the string; without escapes it is its own
+        // text. The one pass has said so of the text taken last (the same
+        // slice: `ptr::eq` compares address and length).
+        let plain = self.plain_taken.is_some_and(|p| std::ptr::eq(p, text));
+        if plain || !text.contains('\\') {
             return Ok(Cow::Borrowed(&text[1..text.len() - 1]));
         }
         serde_json::from_str::<String>(text)
@@ -578,16 +595,19 @@ pub(crate) fn validate_paths<'a>(
             ),
         )
     })?;
-    let (members, content_hash) = match one_pass
+    let (members, content_hash, plain) = match one_pass
         .then(|| onepass::parse(text, limits.depth(), limits.max_keys))
         .flatten()
     {
-        Some(read) => (read.members, read.content_hash),
-        None => read_generally(line, text, limits)?,
+        Some(read) => (read.members, read.content_hash, read.plain),
+        None => {
+            let (members, content_hash) = read_generally(line, text, limits)?;
+            (members, content_hash, 0)
+        }
     };
 
     let common = &*COMMON_COLUMNS;
-    let mut c = Checker::new(members, origin);
+    let mut c = Checker::new(members, plain, origin);
 
     // event_id first, so every later rejection can name the event.
     let raw = c.required(common.event_id, "event_id")?;
@@ -1290,6 +1310,24 @@ mod tests {
                 long.len()
             )
         );
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded_on_both_paths() {
+        // Escapes in every kind of string field, beside plain ones: the
+        // one pass must decode the escaped values, not take their text.
+        let text = r#"{"event_id":"e\u0031","event_type":"tool_call","ts":"2026-10-05T10:00:00Z","tenant_id":"t1","run_id":"r\"1","tool":"a\\b","access":"r\u0065ad","status":"ok","cost_usd":"0.\u0031"}"#;
+        let fast = validate_paths(text.as_bytes(), &Limits::DEFAULT, Origin::Line, true).unwrap();
+        let general =
+            validate_paths(text.as_bytes(), &Limits::DEFAULT, Origin::Line, false).unwrap();
+        assert_eq!(format!("{fast:?}"), format!("{general:?}"));
+        assert_eq!(fast.event_id, "e1");
+        assert_eq!(col(&fast, "run_id"), Some(Val::Str("r\"1".into())));
+        assert_eq!(col(&fast, "tool"), Some(Val::Str("a\\b".into())));
+        assert_eq!(col(&fast, "access"), Some(Val::Str("read".into())));
+        assert_eq!(col(&fast, "tenant_id"), Some(Val::Str("t1".into())));
+        assert_eq!(col(&fast, "cost_usd"), Some(Val::Dec(100_000_000_000)));
+        assert!(onepass::parse(text, MAX_DEPTH, 10_000).is_some());
     }
 
     #[test]
