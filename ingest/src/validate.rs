@@ -348,10 +348,7 @@ impl<'a> Checker<'a> {
         let raw = self.members[i].1;
         // Only the one pass (at most LINEAR_KEYS members) sets bits; a
         // general-path object may have far more members.
-        let plain = u32::try_from(i)
-            .ok()
-            .and_then(|i| self.plain.checked_shr(i))
-            .is_some_and(|bits| bits & 1 == 1);
+        let plain = i < u32::BITS as usize && (self.plain >> i) & 1 == 1;
         self.plain_taken = plain.then_some(raw);
         (raw != "null").then_some(raw)
     }
