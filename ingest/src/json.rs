@@ -264,6 +264,69 @@ fn write_value_at(
     out: &mut Vec<u8>,
     level: usize,
 ) -> Result<(), serde_json::Error> {
+    let depth = (MAX_DEPTH_CEILING + 1).saturating_sub(level);
+    if form == Form::Compact && push_compact_copy(text, depth, out) {
+        return Ok(());
+    }
+    write_parsed(text, form, out, level)
+}
+
+/// Appends valid JSON `text` in [`Form::Compact`] by copying it without
+/// the white space outside its strings, when that is the compact form:
+/// the text has no backslash (so no string to re-encode; numbers and
+/// literals are kept as written in that form anyway) and nests at most
+/// `depth` levels. Otherwise false, with nothing appended, and the caller
+/// parses the text (which also gives the errors). One pass, where parsing
+/// reads a nested value again at every level. Every caller's text has
+/// been read as JSON before (by serde_json or the one pass).
+fn push_compact_copy(text: &str, depth: usize, out: &mut Vec<u8>) -> bool {
+    let bytes = text.as_bytes();
+    if memchr::memchr(b'\\', bytes).is_some() {
+        return false;
+    }
+    let start = out.len();
+    out.reserve(bytes.len());
+    let mut open = 0usize;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            b'"' => {
+                // No escapes: the next quote closes the string.
+                let Some(len) = memchr::memchr(b'"', &bytes[i + 1..]) else {
+                    out.truncate(start);
+                    return false;
+                };
+                out.extend_from_slice(&bytes[i..i + len + 2]);
+                i += len + 2;
+                continue;
+            }
+            b'{' | b'[' => {
+                open += 1;
+                if open > depth {
+                    out.truncate(start);
+                    return false;
+                }
+                out.push(b);
+            }
+            b'}' | b']' => {
+                open = open.saturating_sub(1);
+                out.push(b);
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    true
+}
+
+/// [`write_value_at`] by parsing `text`, for any text and form.
+fn write_parsed(
+    text: &str,
+    form: Form,
+    out: &mut Vec<u8>,
+    level: usize,
+) -> Result<(), serde_json::Error> {
     match text.as_bytes().first() {
         Some(b'{') => {
             let obj: RawObject<'_> = serde_json::from_str(text)?;
@@ -552,6 +615,114 @@ mod tests {
             started.elapsed() < std::time::Duration::from_secs(5),
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    /// Random JSON text: nested objects (no repeated keys) and arrays,
+    /// strings plain, escaped and not ASCII, numbers in several spellings,
+    /// literals, and white space of every kind between tokens.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.next(from.len() as u64) as usize]
+        }
+        fn ws(&mut self) -> &'static str {
+            self.pick(&["", "", " ", "\n\t", "  ", "\r\n"])
+        }
+        fn string(&mut self) -> &'static str {
+            self.pick(&[
+                r#""abc""#,
+                r#""""#,
+                r#""a b, c: [d]""#,
+                r#""café ✓""#,
+                r#""a\nb""#,
+                r#""\u00e9""#,
+                r#""q\"q""#,
+                r#""\/""#,
+            ])
+        }
+        fn value(&mut self, depth: usize, out: &mut String) {
+            match self.next(if depth == 0 { 3 } else { 5 }) {
+                0 => out.push_str(self.string()),
+                1 => out.push_str(self.pick(&["0", "-1", "1.50", "1e5", "2E-3", "-0.0", "10"])),
+                2 => out.push_str(self.pick(&["true", "false", "null"])),
+                3 => {
+                    out.push('{');
+                    for i in 0..self.next(4) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let ws = self.ws();
+                        out.push_str(ws);
+                        let key = self.pick(&["k", "é", "a b", "", "[x]"]);
+                        out.push_str(&format!("\"{key}{i}\""));
+                        let ws = self.ws();
+                        out.push_str(ws);
+                        out.push(':');
+                        let ws = self.ws();
+                        out.push_str(ws);
+                        self.value(depth - 1, out);
+                        let ws = self.ws();
+                        out.push_str(ws);
+                    }
+                    out.push('}');
+                }
+                _ => {
+                    out.push('[');
+                    for i in 0..self.next(4) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let ws = self.ws();
+                        out.push_str(ws);
+                        self.value(depth - 1, out);
+                        let ws = self.ws();
+                        out.push_str(ws);
+                    }
+                    out.push(']');
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_compact_copy_writes_what_parsing_writes() {
+        let mut generate = Gen(5);
+        let (mut copied, mut parsed) = (0, 0);
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            let ws = generate.ws();
+            text.push_str(ws);
+            generate.value(4, &mut text);
+            let text = text.trim();
+            let mut fast = Vec::new();
+            write_value(text, Form::Compact, &mut fast).unwrap();
+            let mut slow = Vec::new();
+            write_parsed(text, Form::Compact, &mut slow, 1).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&slow),
+                "{text}"
+            );
+            let same = |t: &[u8]| serde_json::from_slice::<serde_json::Value>(t).unwrap();
+            assert_eq!(same(&fast), same(text.as_bytes()), "{text}");
+            if text.contains('\\') {
+                parsed += 1;
+            } else {
+                copied += 1;
+            }
+        }
+        assert!(
+            copied > 1_000 && parsed > 1_000,
+            "{copied} copied, {parsed} parsed"
         );
     }
 

@@ -15,7 +15,9 @@ use agentledger_lake::schema::{EVENTS_SCHEMA, MONEY_PRECISION, MONEY_SCALE};
 use serde_json::value::RawValue;
 
 use crate::decimal::{Decimal, FitError};
-use crate::json::{Form, LINEAR_KEYS, RawObject, ShapeError, check_shape, describe, write_members};
+use crate::json::{
+    Form, LINEAR_KEYS, RawObject, ShapeError, check_shape, describe, write_members, write_value,
+};
 use crate::limits::Limits;
 use crate::onepass;
 
@@ -653,10 +655,7 @@ pub(crate) fn validate_paths<'a>(
 
     let attributes = match c.take(common.attributes) {
         None => None,
-        Some(raw) if raw.starts_with('{') => Some(
-            serde_json::from_str::<RawObject<'_>>(raw)
-                .map_err(|e| c.reject("invalid_json", format!("field 'attributes': {e}")))?,
-        ),
+        Some(raw) if raw.starts_with('{') => Some(raw),
         Some(raw) => return Err(c.wrong_type("attributes", "an object", raw)),
     };
 
@@ -715,9 +714,26 @@ pub(crate) fn validate_paths<'a>(
         .filter(|((k, _), used)| !**used && !COMMON.contains(&&**k))
         .map(|((k, v), _)| (k.clone(), *v))
         .collect();
-    let mut merged: Option<Vec<(Cow<'_, str>, &str)>> = attributes.map(|a| a.0);
-    if !unknown.is_empty() {
-        let list = merged.get_or_insert_with(Vec::new);
+    // What is stored: the attributes object's members, then the unknown
+    // fields, in compact form. Without unknown fields that is the object's
+    // own text made compact, which needs no list of its members.
+    let stored = attributes.is_some() || !unknown.is_empty();
+    let invalid =
+        |e: serde_json::Error| c.reject("invalid_json", format!("field 'attributes': {e}"));
+    let mut out = Vec::new();
+    if unknown.is_empty() {
+        if let Some(raw) = attributes {
+            write_value(raw, Form::Compact, &mut out).map_err(invalid)?;
+        }
+    } else {
+        let mut list = match attributes {
+            Some(raw) => {
+                serde_json::from_str::<RawObject<'_>>(raw)
+                    .map_err(invalid)?
+                    .0
+            }
+            None => Vec::new(),
+        };
         // Both sides are free of repeats; only a name in both conflicts.
         // A set when both are large, so this stays linear.
         let conflict = if list.len() <= LINEAR_KEYS || unknown.len() <= LINEAR_KEYS {
@@ -745,11 +761,9 @@ pub(crate) fn validate_paths<'a>(
                 ),
             ));
         }
+        write_members(list, Form::Compact, &mut out).map_err(invalid)?;
     }
-    if let Some(members) = merged {
-        let mut out = Vec::new();
-        write_members(members, Form::Compact, &mut out)
-            .map_err(|e| c.reject("invalid_json", format!("field 'attributes': {e}")))?;
+    if stored {
         if out.len() > limits.max_attributes_bytes {
             return Err(c.reject(
                 "attributes_too_large",
@@ -1051,6 +1065,28 @@ mod tests {
             ))
         );
         assert_eq!(col(&ev, "model"), None, "model is not a run_started field");
+        // Without unknown fields: the object's own text, made compact
+        // (copied where nothing needs re-encoding, parsed where it does).
+        for (attributes, stored) in [
+            (
+                r#" { "a" : [1, 2.50, {"b": "c d"}],	"f": {} } "#,
+                r#"{"a":[1,2.50,{"b":"c d"}],"f":{}}"#,
+            ),
+            (
+                r#"{ "a" : [1, 2.50, {"b": "c d"}], "e": "caf\u00e9", "f": {} }"#,
+                r#"{"a":[1,2.50,{"b":"c d"}],"e":"café","f":{}}"#,
+            ),
+        ] {
+            let text = line(&format!(
+                r#""event_type":"run_started","workflow":"w","attributes":{attributes}"#
+            ));
+            let ev = validate(text.as_bytes()).unwrap();
+            assert_eq!(
+                col(&ev, "attributes"),
+                Some(Val::Str(stored.into())),
+                "{text}"
+            );
+        }
     }
 
     #[test]
