@@ -247,7 +247,10 @@ pub enum Form {
 /// Writes the JSON value `raw` in the given form. Recurses once per level
 /// of nesting: text deeper than [`MAX_DEPTH_CEILING`] is refused with an
 /// error, so no input can exhaust the stack; callers hold lines to their
-/// (lower) limit with [`check_shape`] first.
+/// (lower) limit with [`check_shape`] first. `raw` must be JSON already
+/// read without error (by serde_json or the one pass): in
+/// [`Form::Compact`], text without a backslash is copied, not parsed
+/// again, so a repeated key or a syntax error there is not reported.
 pub fn write_value(raw: &str, form: Form, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     write_value_at(raw, form, out, 1)
 }
@@ -637,6 +640,10 @@ mod tests {
         fn ws(&mut self) -> &'static str {
             self.pick(&["", "", " ", "\n\t", "  ", "\r\n"])
         }
+        fn pad(&mut self, out: &mut String) {
+            let ws = self.ws();
+            out.push_str(ws);
+        }
         fn string(&mut self) -> &'static str {
             self.pick(&[
                 r#""abc""#,
@@ -660,18 +667,14 @@ mod tests {
                         if i > 0 {
                             out.push(',');
                         }
-                        let ws = self.ws();
-                        out.push_str(ws);
+                        self.pad(out);
                         let key = self.pick(&["k", "é", "a b", "", "[x]"]);
                         out.push_str(&format!("\"{key}{i}\""));
-                        let ws = self.ws();
-                        out.push_str(ws);
+                        self.pad(out);
                         out.push(':');
-                        let ws = self.ws();
-                        out.push_str(ws);
+                        self.pad(out);
                         self.value(depth - 1, out);
-                        let ws = self.ws();
-                        out.push_str(ws);
+                        self.pad(out);
                     }
                     out.push('}');
                 }
@@ -681,11 +684,9 @@ mod tests {
                         if i > 0 {
                             out.push(',');
                         }
-                        let ws = self.ws();
-                        out.push_str(ws);
+                        self.pad(out);
                         self.value(depth - 1, out);
-                        let ws = self.ws();
-                        out.push_str(ws);
+                        self.pad(out);
                     }
                     out.push(']');
                 }
@@ -699,8 +700,7 @@ mod tests {
         let (mut copied, mut parsed) = (0, 0);
         for _ in 0..20_000 {
             let mut text = String::new();
-            let ws = generate.ws();
-            text.push_str(ws);
+            generate.pad(&mut text);
             generate.value(4, &mut text);
             let text = text.trim();
             let mut fast = Vec::new();
