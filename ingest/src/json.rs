@@ -97,6 +97,77 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
     }
 }
 
+/// The members of an object's JSON text as [`RawObject`] lists them (keys
+/// borrowed where they have no escape, each value as its own text without
+/// the white space around it), found by one scan that steps over nested
+/// values instead of parsing them. `None` for text that is not an object
+/// or has a key whose escape does not decode: the caller parses that,
+/// which gives the error. Like [`write_value`], `text` must be JSON
+/// already read without error (by serde_json or the one pass), repeated
+/// keys included: it is not checked again.
+pub fn object_members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+    let bytes = text.as_bytes();
+    if bytes.first() != Some(&b'{') {
+        return None;
+    }
+    let blank = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let skip_blank = |mut i: usize| {
+        while bytes.get(i).is_some_and(|&b| blank(b)) {
+            i += 1;
+        }
+        i
+    };
+    let mut members = Vec::new();
+    let mut i = skip_blank(1);
+    if bytes.get(i) == Some(&b'}') {
+        return Some(members);
+    }
+    loop {
+        if bytes.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (close, escaped) = string_close(bytes, i + 1)?;
+        let key = if escaped {
+            Cow::Owned(serde_json::from_str::<String>(&text[i..=close]).ok()?)
+        } else {
+            Cow::Borrowed(&text[i + 1..close])
+        };
+        i = skip_blank(close + 1);
+        if bytes.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_blank(i + 1);
+        // The value runs to the first ',' or '}' outside its strings and
+        // nested values; `last` is just past its last byte that is not
+        // white space.
+        let (start, mut last, mut open) = (i, i, 0usize);
+        loop {
+            match *bytes.get(i)? {
+                b'"' => {
+                    i = string_close(bytes, i + 1)?.0 + 1;
+                    last = i;
+                    continue;
+                }
+                b'}' | b']' if open > 0 => open -= 1,
+                b',' | b'}' if open == 0 => break,
+                b'{' | b'[' => open += 1,
+                b if blank(b) => {
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+            last = i;
+        }
+        members.push((key, &text[start..last]));
+        if bytes[i] == b'}' {
+            return Some(members);
+        }
+        i = skip_blank(i + 1);
+    }
+}
+
 /// Objects up to this many members are checked for a repeated key by a
 /// linear scan (the common case: no hashing, no allocation); larger ones
 /// through a hash set.
@@ -206,16 +277,8 @@ impl Iterator for Structure<'_> {
 
 /// The offset just past the string whose body starts at `at`, or the end of
 /// the text when it is not closed.
-fn string_end(text: &[u8], mut at: usize) -> usize {
-    while let Some(i) = memchr::memchr2(b'"', b'\\', text.get(at..).unwrap_or_default()) {
-        at += i;
-        if text[at] == b'"' {
-            return at + 1;
-        }
-        // An escape: the next byte is never the end of the string.
-        at += 2;
-    }
-    text.len()
+fn string_end(text: &[u8], at: usize) -> usize {
+    string_close(text, at).map_or(text.len(), |(close, _)| close + 1)
 }
 
 /// What kind of JSON value a raw text is, for messages.
@@ -249,8 +312,9 @@ pub enum Form {
 /// error, so no input can exhaust the stack; callers hold lines to their
 /// (lower) limit with [`check_shape`] first. `raw` must be JSON already
 /// read without error (by serde_json or the one pass): in
-/// [`Form::Compact`], text without a backslash is copied, not parsed
-/// again, so a repeated key or a syntax error there is not reported.
+/// [`Form::Compact`], the text is copied (only strings with escapes are
+/// decoded), not parsed again, so a repeated key or a syntax error there
+/// is not reported.
 pub fn write_value(raw: &str, form: Form, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     write_value_at(raw, form, out, 1)
 }
@@ -274,19 +338,18 @@ fn write_value_at(
     write_parsed(text, form, out, level)
 }
 
-/// Appends valid JSON `text` in [`Form::Compact`] by copying it without
-/// the white space outside its strings, when that is the compact form:
-/// the text has no backslash (so no string to re-encode; numbers and
-/// literals are kept as written in that form anyway) and nests at most
-/// `depth` levels. Otherwise false, with nothing appended, and the caller
-/// parses the text (which also gives the errors). One pass, where parsing
-/// reads a nested value again at every level. Every caller's text has
-/// been read as JSON before (by serde_json or the one pass).
+/// Appends valid JSON `text` in [`Form::Compact`] in one pass: the text
+/// without the white space outside its strings (numbers and literals are
+/// kept as written in that form anyway), each string with an escape
+/// decoded and encoded again as [`push_string`] spells it, the others
+/// copied (encoding them again would give the same bytes). False, with
+/// nothing appended, for text nesting deeper than `depth` levels or with
+/// an escape that does not decode (a lone surrogate): the caller then
+/// parses the text, which gives the error. Parsing would read a nested
+/// value again at every level. Every caller's text has been read as JSON
+/// before (by serde_json or the one pass).
 fn push_compact_copy(text: &str, depth: usize, out: &mut Vec<u8>) -> bool {
     let bytes = text.as_bytes();
-    if memchr::memchr(b'\\', bytes).is_some() {
-        return false;
-    }
     let start = out.len();
     out.reserve(bytes.len());
     let mut open = 0usize;
@@ -295,13 +358,21 @@ fn push_compact_copy(text: &str, depth: usize, out: &mut Vec<u8>) -> bool {
         match b {
             b' ' | b'\t' | b'\n' | b'\r' => {}
             b'"' => {
-                // No escapes: the next quote closes the string.
-                let Some(len) = memchr::memchr(b'"', &bytes[i + 1..]) else {
+                let Some((end, escaped)) = string_close(bytes, i + 1) else {
                     out.truncate(start);
                     return false;
                 };
-                out.extend_from_slice(&bytes[i..i + len + 2]);
-                i += len + 2;
+                let literal = &text[i..=end];
+                if escaped {
+                    let Ok(decoded) = serde_json::from_str::<String>(literal) else {
+                        out.truncate(start);
+                        return false;
+                    };
+                    push_string(out, &decoded);
+                } else {
+                    out.extend_from_slice(literal.as_bytes());
+                }
+                i = end + 1;
                 continue;
             }
             b'{' | b'[' => {
@@ -321,6 +392,21 @@ fn push_compact_copy(text: &str, depth: usize, out: &mut Vec<u8>) -> bool {
         i += 1;
     }
     true
+}
+
+/// The offset of the quote closing the string whose body starts at `at`,
+/// and whether the body has an escape; `None` when it is not closed.
+fn string_close(text: &[u8], mut at: usize) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    loop {
+        at += memchr::memchr2(b'"', b'\\', text.get(at..)?)?;
+        if text[at] == b'"' {
+            return Some((at, escaped));
+        }
+        // An escape: the next byte is never the end of the string.
+        escaped = true;
+        at += 2;
+    }
 }
 
 /// [`write_value_at`] by parsing `text`, for any text and form.
@@ -697,7 +783,7 @@ mod tests {
     #[test]
     fn the_compact_copy_writes_what_parsing_writes() {
         let mut generate = Gen(5);
-        let (mut copied, mut parsed) = (0, 0);
+        let (mut plain, mut escaped) = (0, 0);
         for _ in 0..20_000 {
             let mut text = String::new();
             generate.pad(&mut text);
@@ -715,14 +801,65 @@ mod tests {
             let same = |t: &[u8]| serde_json::from_slice::<serde_json::Value>(t).unwrap();
             assert_eq!(same(&fast), same(text.as_bytes()), "{text}");
             if text.contains('\\') {
-                parsed += 1;
+                escaped += 1;
             } else {
-                copied += 1;
+                plain += 1;
             }
         }
         assert!(
-            copied > 1_000 && parsed > 1_000,
-            "{copied} copied, {parsed} parsed"
+            plain > 1_000 && escaped > 1_000,
+            "{plain} without escapes, {escaped} with"
+        );
+    }
+
+    #[test]
+    fn object_members_are_what_parsing_lists() {
+        // Whether the object has an escape somewhere.
+        let check = |text: &str| {
+            let parsed: RawObject<'_> = serde_json::from_str(text).unwrap();
+            let scanned = object_members(text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(scanned, parsed.0, "{text}");
+            // Keys are borrowed exactly where parsing borrows them (no
+            // escape), so that both are written alike.
+            let borrowed = |members: &[(Cow<'_, str>, &str)]| {
+                let keys = members.iter().map(|(k, _)| matches!(k, Cow::Borrowed(_)));
+                keys.collect::<Vec<_>>()
+            };
+            assert_eq!(borrowed(&scanned), borrowed(&parsed.0), "{text}");
+            text.contains('\\')
+        };
+        for text in [
+            "{}",
+            "{ }",
+            "{\n\t}",
+            r#"{"a" : { "b" : [ 1 , "}" ] } , "c":"{,", "d" :[ ] ,"e":{"f":{}}}"#,
+            r#"{"":null,"x":-1.50e3 }"#,
+            r#"{"a\"":"\\" , "\u0062" : ["\"]"]}"#,
+        ] {
+            check(text);
+        }
+        for text in ["[1]", r#""{""#, "1", r#"{"\ud800":1}"#] {
+            assert_eq!(object_members(text), None, "{text}");
+        }
+        let mut generate = Gen(11);
+        let (mut plain, mut escaped) = (0, 0);
+        for _ in 0..40_000 {
+            let mut text = String::new();
+            generate.pad(&mut text);
+            generate.value(4, &mut text);
+            generate.pad(&mut text);
+            let text = text.trim();
+            if text.starts_with('{') {
+                if check(text) {
+                    escaped += 1;
+                } else {
+                    plain += 1;
+                }
+            }
+        }
+        assert!(
+            plain > 1_000 && escaped > 1_000,
+            "{plain} without escapes, {escaped} with"
         );
     }
 

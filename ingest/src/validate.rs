@@ -16,7 +16,8 @@ use serde_json::value::RawValue;
 
 use crate::decimal::{Decimal, FitError};
 use crate::json::{
-    Form, LINEAR_KEYS, RawObject, ShapeError, check_shape, describe, write_members, write_value,
+    Form, LINEAR_KEYS, RawObject, ShapeError, check_shape, describe, object_members, write_members,
+    write_value,
 };
 use crate::limits::Limits;
 use crate::onepass;
@@ -727,11 +728,14 @@ pub(crate) fn validate_paths<'a>(
         }
     } else {
         let mut list = match attributes {
-            Some(raw) => {
-                serde_json::from_str::<RawObject<'_>>(raw)
-                    .map_err(invalid)?
-                    .0
-            }
+            Some(raw) => match object_members(raw) {
+                Some(members) => members,
+                None => {
+                    serde_json::from_str::<RawObject<'_>>(raw)
+                        .map_err(invalid)?
+                        .0
+                }
+            },
             None => Vec::new(),
         };
         // Both sides are free of repeats; only a name in both conflicts.
