@@ -549,6 +549,19 @@ fn write_members_at(
         members.sort_by(|a, b| a.0.cmp(&b.0));
     }
     out.push(b'{');
+    push_members(members, form, out, level)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// Appends `members` of an object at nesting `level`, comma separated,
+/// without the braces.
+fn push_members(
+    members: Vec<(Cow<'_, str>, &str)>,
+    form: Form,
+    out: &mut Vec<u8>,
+    level: usize,
+) -> Result<(), serde_json::Error> {
     for (i, (key, value)) in members.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -561,12 +574,34 @@ fn write_members_at(
         out.push(b':');
         write_value_at(value, form, out, level + 1)?;
     }
+    Ok(())
+}
+
+/// Adds `members` at the end of the object `out` holds in [`Form::Compact`]
+/// (as [`write_value`] wrote it), or writes them as an object of their
+/// own when `out` is empty: the bytes [`write_members`] writes for the
+/// object's members followed by these, without listing the object's
+/// members again.
+pub fn extend_compact_object(
+    out: &mut Vec<u8>,
+    members: Vec<(Cow<'_, str>, &str)>,
+) -> Result<(), serde_json::Error> {
+    if out.is_empty() {
+        out.push(b'{');
+    } else {
+        let close = out.pop();
+        assert_eq!(close, Some(b'}'), "not a compact object");
+        if out.len() > 1 && !members.is_empty() {
+            out.push(b',');
+        }
+    }
+    push_members(members, Form::Compact, out, 1)?;
     out.push(b'}');
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn canonical(line: &str) -> String {
@@ -710,7 +745,7 @@ mod tests {
     /// Random JSON text: nested objects (no repeated keys) and arrays,
     /// strings plain, escaped and not ASCII, numbers in several spellings,
     /// literals, and white space of every kind between tokens.
-    struct Gen(u64);
+    pub(crate) struct Gen(pub(crate) u64);
 
     impl Gen {
         fn next(&mut self, n: u64) -> u64 {
@@ -726,7 +761,7 @@ mod tests {
         fn ws(&mut self) -> &'static str {
             self.pick(&["", "", " ", "\n\t", "  ", "\r\n"])
         }
-        fn pad(&mut self, out: &mut String) {
+        pub(crate) fn pad(&mut self, out: &mut String) {
             let ws = self.ws();
             out.push_str(ws);
         }
@@ -742,7 +777,7 @@ mod tests {
                 r#""\/""#,
             ])
         }
-        fn value(&mut self, depth: usize, out: &mut String) {
+        pub(crate) fn value(&mut self, depth: usize, out: &mut String) {
             match self.next(if depth == 0 { 3 } else { 5 }) {
                 0 => out.push_str(self.string()),
                 1 => out.push_str(self.pick(&["0", "-1", "1.50", "1e5", "2E-3", "-0.0", "10"])),

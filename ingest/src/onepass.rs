@@ -39,7 +39,15 @@ pub struct OnePass<'a> {
     /// text between the quotes is its value (no need to look for a
     /// backslash again).
     pub plain: u32,
+    /// The compact form ([`Form::Compact`]) of the value of the member
+    /// named [`COMPACT_MEMBER`] when that value is an object, written from
+    /// the nodes: the bytes [`crate::json::write_value`] writes for it.
+    pub compact: Option<Vec<u8>>,
 }
+
+/// The member whose object value [`OnePass::compact`] holds in compact
+/// form: an event's `attributes`, which is stored that way.
+pub const COMPACT_MEMBER: &str = "attributes";
 
 /// The most members an object may have for the one pass to take its line
 /// (an event with many optional and unknown fields has 20 or so; an
@@ -104,15 +112,21 @@ pub fn parse(text: &str, max_depth: usize, max_keys: usize) -> Option<OnePass<'_
             return None;
         }
         let tree = Tree { text, nodes };
-        tree.canonical(0, canonical)?;
+        tree.write::<true>(0, canonical)?;
         let root = nodes[0];
         let mut members = Vec::with_capacity(LINEAR_KEYS);
         let mut plain = 0;
+        let mut compact = None;
         let mut i = 1;
         while i < root.next {
             let (key, value) = (nodes[i], nodes[i + 1]);
             if value.kind == Kind::PlainString {
                 plain |= 1 << members.len();
+            }
+            if value.kind == Kind::Object && &text[key.start..key.end] == COMPACT_MEMBER {
+                let mut out = Vec::with_capacity(value.end - value.start);
+                tree.write::<false>(i + 1, &mut out)?;
+                compact = Some(out);
             }
             members.push((
                 Cow::Borrowed(&text[key.start..key.end]),
@@ -124,6 +138,7 @@ pub fn parse(text: &str, max_depth: usize, max_keys: usize) -> Option<OnePass<'_
             members,
             content_hash: xxhash_rust::xxh3::xxh3_64(canonical),
             plain,
+            compact,
         })
     })
 }
@@ -377,13 +392,36 @@ impl Tree<'_> {
         &self.text.as_bytes()[node.start..node.end]
     }
 
-    /// Writes the value at node `at` in canonical form, as
-    /// [`crate::json::write_members`] does; `None` for a repeated key or a
-    /// string the decoder refuses. Recursion is bounded by the depth
-    /// limit the parser held the line to.
-    fn canonical(&self, at: usize, out: &mut Vec<u8>) -> Option<()> {
+    /// Writes the value at node `at` in canonical form (`CANONICAL`) or in
+    /// compact form, as [`crate::json::write_value`] does; `None` for a
+    /// repeated key (seen in canonical form, where keys are sorted) or a
+    /// string the decoder refuses. The form is a constant so that each
+    /// has its own code, without a test of it per node. Recursion is
+    /// bounded by the depth limit the parser held the line to.
+    fn write<const CANONICAL: bool>(&self, at: usize, out: &mut Vec<u8>) -> Option<()> {
+        let form = if CANONICAL {
+            Form::Canonical
+        } else {
+            Form::Compact
+        };
         let node = self.nodes[at];
         match node.kind {
+            // Document order: keys as they are (none has escapes here).
+            Kind::Object if !CANONICAL => {
+                out.push(b'{');
+                let mut i = at + 1;
+                while i < node.next {
+                    if i > at + 1 {
+                        out.push(b',');
+                    }
+                    let key = self.nodes[i];
+                    push_plain_key(out, &self.text[key.start..key.end]);
+                    out.push(b':');
+                    self.write::<CANONICAL>(i + 1, out)?;
+                    i = self.nodes[i + 1].next;
+                }
+                out.push(b'}');
+            }
             Kind::Object => {
                 // Each member as (its key's first eight bytes, key node,
                 // value node): keys compare by that number first (big
@@ -418,7 +456,7 @@ impl Tree<'_> {
                     let key = self.nodes[key];
                     push_plain_key(out, &self.text[key.start..key.end]);
                     out.push(b':');
-                    self.canonical(value, out)?;
+                    self.write::<CANONICAL>(value, out)?;
                 }
                 out.push(b'}');
             }
@@ -429,7 +467,7 @@ impl Tree<'_> {
                     if i > at + 1 {
                         out.push(b',');
                     }
-                    self.canonical(i, out)?;
+                    self.write::<CANONICAL>(i, out)?;
                     i = self.nodes[i].next;
                 }
                 out.push(b']');
@@ -441,7 +479,7 @@ impl Tree<'_> {
                 out.extend_from_slice(&self.text.as_bytes()[node.start..node.end]);
             }
             Kind::Scalar => {
-                write_scalar(&self.text[node.start..node.end], Form::Canonical, out).ok()?;
+                write_scalar(&self.text[node.start..node.end], form, out).ok()?;
             }
             Kind::Key => unreachable!("keys are written with their object"),
         }
@@ -452,7 +490,7 @@ impl Tree<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::{RawObject, write_members};
+    use crate::json::{RawObject, write_members, write_value};
 
     /// A line's members as the general reader gives them, with its content hash.
     type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
@@ -527,6 +565,42 @@ mod tests {
             }
         }
         assert!(cases > 10_000);
+    }
+
+    #[test]
+    fn the_attributes_compact_form_is_what_write_value_writes() {
+        let mut generate = crate::json::tests::Gen(3);
+        let (mut objects, mut escaped) = (0, 0);
+        for _ in 0..20_000 {
+            let mut value = String::new();
+            generate.pad(&mut value);
+            generate.value(4, &mut value);
+            generate.pad(&mut value);
+            let text = format!(r#"{{"a":1,"attributes":{value},"z":[{value}]}}"#);
+            let Some(read) = parse(&text, 64, 10_000) else {
+                // Escaped or repeated keys take the general path.
+                continue;
+            };
+            let raw = value.trim();
+            if raw.starts_with('{') {
+                let mut expected = Vec::new();
+                write_value(raw, Form::Compact, &mut expected).unwrap();
+                let compact = read.compact.expect(&text);
+                assert_eq!(
+                    String::from_utf8_lossy(&compact),
+                    String::from_utf8_lossy(&expected),
+                    "{text}"
+                );
+                objects += 1;
+                escaped += usize::from(raw.contains('\\'));
+            } else {
+                assert!(read.compact.is_none(), "{text}");
+            }
+        }
+        assert!(
+            objects > 1_000 && escaped > 200,
+            "{objects} objects, {escaped} escaped"
+        );
     }
 
     #[test]

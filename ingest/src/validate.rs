@@ -16,8 +16,8 @@ use serde_json::value::RawValue;
 
 use crate::decimal::{Decimal, FitError};
 use crate::json::{
-    Form, LINEAR_KEYS, RawObject, ShapeError, check_shape, describe, object_members, write_members,
-    write_value,
+    Form, LINEAR_KEYS, RawObject, ShapeError, check_shape, describe, extend_compact_object,
+    object_members, write_members, write_value,
 };
 use crate::limits::Limits;
 use crate::onepass;
@@ -595,14 +595,15 @@ pub(crate) fn validate_paths<'a>(
             ),
         )
     })?;
-    let (members, content_hash, plain) = match one_pass
+    // `compact`: the attributes' compact form, where the one pass wrote it.
+    let (members, content_hash, plain, compact) = match one_pass
         .then(|| onepass::parse(text, limits.depth(), limits.max_keys))
         .flatten()
     {
-        Some(read) => (read.members, read.content_hash, read.plain),
+        Some(read) => (read.members, read.content_hash, read.plain, read.compact),
         None => {
             let (members, content_hash) = read_generally(line, text, limits)?;
-            (members, content_hash, 0)
+            (members, content_hash, 0, None)
         }
     };
 
@@ -715,19 +716,20 @@ pub(crate) fn validate_paths<'a>(
         .filter(|((k, _), used)| !**used && !COMMON.contains(&&**k))
         .map(|((k, v), _)| (k.clone(), *v))
         .collect();
-    // What is stored: the attributes object's members, then the unknown
-    // fields, in compact form. Without unknown fields that is the object's
-    // own text made compact, which needs no list of its members.
+    // What is stored: the attributes object in compact form, with the
+    // unknown fields added at its end.
     let stored = attributes.is_some() || !unknown.is_empty();
     let invalid =
         |e: serde_json::Error| c.reject("invalid_json", format!("field 'attributes': {e}"));
     let mut out = Vec::new();
-    if unknown.is_empty() {
-        if let Some(raw) = attributes {
-            write_value(raw, Form::Compact, &mut out).map_err(invalid)?;
+    if let Some(raw) = attributes {
+        match compact {
+            Some(written) => out = written,
+            None => write_value(raw, Form::Compact, &mut out).map_err(invalid)?,
         }
-    } else {
-        let mut list = match attributes {
+    }
+    if !unknown.is_empty() {
+        let own = match attributes {
             Some(raw) => match object_members(raw) {
                 Some(members) => members,
                 None => {
@@ -740,12 +742,12 @@ pub(crate) fn validate_paths<'a>(
         };
         // Both sides are free of repeats; only a name in both conflicts.
         // A set when both are large, so this stays linear.
-        let conflict = if list.len() <= LINEAR_KEYS || unknown.len() <= LINEAR_KEYS {
+        let conflict = if own.len() <= LINEAR_KEYS || unknown.len() <= LINEAR_KEYS {
             unknown
                 .iter()
-                .find(|(k, _)| list.iter().any(|(existing, _)| existing == k))
+                .find(|(k, _)| own.iter().any(|(existing, _)| existing == k))
         } else {
-            let names: HashSet<&str> = list.iter().map(|(k, _)| &**k).collect();
+            let names: HashSet<&str> = own.iter().map(|(k, _)| &**k).collect();
             unknown.iter().find(|(k, _)| names.contains(&**k))
         };
         if let Some((k, _)) = conflict {
@@ -754,18 +756,17 @@ pub(crate) fn validate_paths<'a>(
                 format!("top-level field '{k}' is not part of {event_type} and 'attributes' already has a key '{k}'"),
             ));
         }
-        list.extend(unknown);
-        if list.len() > limits.max_keys {
+        let keys = own.len() + unknown.len();
+        if keys > limits.max_keys {
             return Err(c.reject(
                 "too_many_keys",
                 format!(
-                    "'attributes' would hold {} keys with the unknown top-level fields, over the limit of {} keys per object",
-                    list.len(),
+                    "'attributes' would hold {keys} keys with the unknown top-level fields, over the limit of {} keys per object",
                     limits.max_keys
                 ),
             ));
         }
-        write_members(list, Form::Compact, &mut out).map_err(invalid)?;
+        extend_compact_object(&mut out, unknown).map_err(invalid)?;
     }
     if stored {
         if out.len() > limits.max_attributes_bytes {
@@ -1052,6 +1053,52 @@ mod tests {
                 r#""event_type":"run_started","workflow":"{too_long}""#
             ))),
             "out_of_range"
+        );
+    }
+
+    #[test]
+    fn attributes_are_stored_alike_on_both_paths() {
+        // Generated attributes (nested, spaced, escaped), with no unknown
+        // top-level fields, with a few, and as the only object.
+        let mut generate = crate::json::tests::Gen(9);
+        let (mut merged, mut plain) = (0, 0);
+        for round in 0..6_000 {
+            let mut value = String::new();
+            generate.value(4, &mut value);
+            if !value.starts_with('{') {
+                continue;
+            }
+            let unknown = match round % 3 {
+                0 => "",
+                1 => r#","trace_id":"t-1","host" : { "name":"w\u0031", "tags":[1, "x"] }"#,
+                _ => r#","zone":"c""#,
+            };
+            let text = format!(
+                r#"{{{BASE},"event_type":"run_started","workflow":"w","attributes":{value}{unknown}}}"#
+            );
+            let fast = validate_paths(text.as_bytes(), &Limits::DEFAULT, Origin::Line, true);
+            let general = validate_paths(text.as_bytes(), &Limits::DEFAULT, Origin::Line, false);
+            assert_eq!(format!("{fast:?}"), format!("{general:?}"), "{text}");
+            // What is stored holds the attributes' members and the
+            // unknown fields, with their values.
+            type Map = serde_json::Map<String, serde_json::Value>;
+            let Some(Val::Str(stored)) = col(&fast.expect(&text), "attributes") else {
+                panic!("no attributes stored: {text}");
+            };
+            let stored: Map = serde_json::from_str(&stored).unwrap();
+            let mut expected: Map = serde_json::from_str(&value).unwrap();
+            if let Some(fields) = unknown.strip_prefix(',') {
+                let fields: Map = serde_json::from_str(&format!("{{{fields}}}")).unwrap();
+                expected.extend(fields);
+                merged += 1;
+            } else {
+                plain += 1;
+            }
+            assert_eq!(stored, expected, "{text}");
+        }
+        assert!(
+            merged > 300 && plain > 150,
+            "{merged} merged, {plain} alone"
         );
     }
 
