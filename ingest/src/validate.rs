@@ -1058,8 +1058,9 @@ mod tests {
 
     #[test]
     fn attributes_are_stored_alike_on_both_paths() {
-        // Generated attributes (nested, spaced, escaped), with no unknown
-        // top-level fields, with a few, and as the only object.
+        // Generated attributes (nested, spaced, escaped) with no unknown
+        // top-level fields, with two (one an object holding an escape) and
+        // with one.
         let mut generate = crate::json::tests::Gen(9);
         let (mut merged, mut plain) = (0, 0);
         for round in 0..6_000 {
