@@ -765,6 +765,15 @@ pub(crate) mod tests {
             let ws = self.ws();
             out.push_str(ws);
         }
+        /// A value nesting up to `depth` more levels, with white space
+        /// before and after it.
+        pub(crate) fn padded(&mut self, depth: usize) -> String {
+            let mut text = String::new();
+            self.pad(&mut text);
+            self.value(depth, &mut text);
+            self.pad(&mut text);
+            text
+        }
         fn string(&mut self) -> &'static str {
             self.pick(&[
                 r#""abc""#,
@@ -820,9 +829,7 @@ pub(crate) mod tests {
         let mut generate = Gen(5);
         let (mut plain, mut escaped) = (0, 0);
         for _ in 0..20_000 {
-            let mut text = String::new();
-            generate.pad(&mut text);
-            generate.value(4, &mut text);
+            let text = generate.padded(4);
             let text = text.trim();
             let mut fast = Vec::new();
             write_value(text, Form::Compact, &mut fast).unwrap();
@@ -841,6 +848,11 @@ pub(crate) mod tests {
                 plain += 1;
             }
         }
+        enough_of_both(plain, escaped);
+    }
+
+    /// Generated cases covered text with escapes and without, enough of each.
+    fn enough_of_both(plain: usize, escaped: usize) {
         assert!(
             plain > 1_000 && escaped > 1_000,
             "{plain} without escapes, {escaped} with"
@@ -879,10 +891,7 @@ pub(crate) mod tests {
         let mut generate = Gen(11);
         let (mut plain, mut escaped) = (0, 0);
         for _ in 0..40_000 {
-            let mut text = String::new();
-            generate.pad(&mut text);
-            generate.value(4, &mut text);
-            generate.pad(&mut text);
+            let text = generate.padded(4);
             let text = text.trim();
             if text.starts_with('{') {
                 if check(text) {
@@ -892,10 +901,7 @@ pub(crate) mod tests {
                 }
             }
         }
-        assert!(
-            plain > 1_000 && escaped > 1_000,
-            "{plain} without escapes, {escaped} with"
-        );
+        enough_of_both(plain, escaped);
     }
 
     #[test]

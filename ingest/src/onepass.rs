@@ -572,10 +572,7 @@ mod tests {
         let mut generate = crate::json::tests::Gen(3);
         let (mut objects, mut escaped) = (0, 0);
         for _ in 0..20_000 {
-            let mut value = String::new();
-            generate.pad(&mut value);
-            generate.value(4, &mut value);
-            generate.pad(&mut value);
+            let value = generate.padded(4);
             let text = format!(r#"{{"a":1,"attributes":{value},"z":[{value}]}}"#);
             let Some(read) = parse(&text, 64, 10_000) else {
                 // Escaped or repeated keys take the general path.
