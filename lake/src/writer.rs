@@ -38,6 +38,12 @@ pub const IDLE_WRITES: u64 = 8;
 /// split by gathering each date's rows instead of slicing.
 const MAX_STRETCHES: usize = 32;
 
+/// Columns of free-form text: no statistics, a small dictionary budget.
+const FREE_TEXT: [&str; 2] = ["attributes", "raw_line"];
+
+/// Dictionary page budget of a free-form text column, per column chunk.
+const FREE_TEXT_DICTIONARY_BYTES: usize = 64 * 1024;
+
 /// Writer settings shared by every table: zstd level 1, page statistics
 /// (chunk statistics and no dictionary on per-row ids and hashes), a bloom
 /// filter on `event_id` where the table has one.
@@ -79,6 +85,21 @@ pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
         if schema.field_with_name(column).is_ok() {
             props = props
                 .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::Chunk);
+        }
+    }
+    // Free-form text: JSON objects and whole input lines. Where they repeat
+    // (a few attribute sets) a dictionary is small and pays; where they do
+    // not (a request id in every object) a small budget ends the attempt
+    // after a few hundred values instead of a megabyte of them. Their
+    // min/max prune nothing and cost a comparison of long strings per value.
+    for column in FREE_TEXT {
+        if schema.field_with_name(column).is_ok() {
+            props = props
+                .set_column_dictionary_page_size_limit(
+                    ColumnPath::from(column),
+                    FREE_TEXT_DICTIONARY_BYTES,
+                )
+                .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
         }
     }
     props.build()
@@ -575,6 +596,86 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The `attributes` column chunk and its pages as written with the
+    /// lake's settings, for `rows` values made by `value`.
+    fn free_text_chunk(
+        rows: usize,
+        value: impl Fn(usize) -> String,
+    ) -> (
+        parquet::file::metadata::ColumnChunkMetaData,
+        Vec<parquet::column::page::Page>,
+    ) {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("attributes", DataType::Utf8, true),
+            Field::new("model", DataType::Utf8, true),
+        ]));
+        let column = |f: &dyn Fn(usize) -> String| -> arrow::array::ArrayRef {
+            Arc::new(arrow::array::StringArray::from(
+                (0..rows).map(f).collect::<Vec<_>>(),
+            ))
+        };
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![column(&value), column(&|i| format!("m-{}", i % 3))],
+        )
+        .unwrap();
+        let mut buffer = Vec::new();
+        let props = writer_properties(&schema);
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut buffer, schema, Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let reader = SerializedFileReader::new(bytes::Bytes::from(buffer)).unwrap();
+        let group = reader.get_row_group(0).unwrap();
+        assert!(
+            group.metadata().column(1).statistics().is_some(),
+            "other text keeps its statistics"
+        );
+        let pages = group
+            .get_column_page_reader(0)
+            .unwrap()
+            .map(|page| page.unwrap())
+            .collect();
+        (group.metadata().column(0).clone(), pages)
+    }
+
+    #[test]
+    fn free_text_has_no_bounds_and_gives_up_its_dictionary_early() {
+        use parquet::basic::{Encoding, PageType};
+        // Distinct objects of about 200 bytes: the dictionary stops after
+        // the first mini-batch (1,024 values), where a megabyte's budget
+        // would have taken about 5,000 of them.
+        let distinct = |i: usize| format!("{{\"request_id\":\"{i:0>180}\"}}");
+        let (chunk, pages) = free_text_chunk(20_000, distinct);
+        assert!(chunk.statistics().is_none(), "{:?}", chunk.statistics());
+        let parquet::column::page::Page::DictionaryPage { num_values, .. } = &pages[0] else {
+            panic!("no dictionary page first: {:?}", pages[0].page_type());
+        };
+        assert!(*num_values <= 2048, "{num_values} values in the dictionary");
+        assert!(
+            pages
+                .iter()
+                .any(|p| p.page_type() == PageType::DATA_PAGE && p.encoding() == Encoding::PLAIN),
+            "no plain pages after the dictionary"
+        );
+        // A few repeated objects stay dictionary encoded throughout.
+        let repeated = |i: usize| format!("{{\"region\":\"r-{}\"}}", i % 3);
+        let (chunk, pages) = free_text_chunk(20_000, repeated);
+        assert!(chunk.statistics().is_none());
+        let parquet::column::page::Page::DictionaryPage { num_values, .. } = &pages[0] else {
+            panic!("no dictionary page first: {:?}", pages[0].page_type());
+        };
+        assert_eq!(*num_values, 3);
+        assert!(
+            pages[1..]
+                .iter()
+                .all(|p| p.encoding() == Encoding::RLE_DICTIONARY),
+            "{:?}",
+            pages.iter().map(|p| p.encoding()).collect::<Vec<_>>()
+        );
     }
 
     #[test]
