@@ -45,8 +45,8 @@ const FREE_TEXT: [&str; 2] = ["attributes", "raw_line"];
 const FREE_TEXT_DICTIONARY_BYTES: usize = 64 * 1024;
 
 /// Writer settings shared by every table: zstd level 1, page statistics
-/// (chunk statistics and no dictionary on per-row ids and hashes), a bloom
-/// filter on `event_id` where the table has one.
+/// (chunk statistics and no dictionary on per-row ids and hashes, none on
+/// free-form text), a bloom filter on `event_id` where the table has one.
 pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -90,8 +90,9 @@ pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     // Free-form text: JSON objects and whole input lines. Where they repeat
     // (a few attribute sets) a dictionary is small and pays; where they do
     // not (a request id in every object) a small budget ends the attempt
-    // after a few hundred values instead of a megabyte of them. Their
-    // min/max prune nothing and cost a comparison of long strings per value.
+    // after the writer's first mini-batch (1,024 values) instead of a
+    // megabyte of values. Their min/max prune nothing and cost a
+    // comparison of long strings per value.
     for column in FREE_TEXT {
         if schema.field_with_name(column).is_ok() {
             props = props
