@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use agentledger_lake::Lake;
-use agentledger_lake::index::{KeyIndex, event_key, quarantine_key, quarantine_keys};
+use agentledger_lake::error::joined;
+use agentledger_lake::index::{KeyIndex, READ_AHEAD, event_key, quarantine_key, quarantine_keys};
 use agentledger_lake::log::{FileEntry, Snapshot};
 use agentledger_lake::observe::EventObserver;
 use agentledger_lake::parquet_io::read_columns;
@@ -372,6 +373,32 @@ impl Index {
 }
 
 /// The rejection of an event whose id is stored with other content.
+/// Hashing for maps and sets of keys, which are xxh3-128 hashes already.
+type KeyHasher = foldhash::fast::FixedState;
+
+/// The keys and content hashes of the events in `file` whose keys are in
+/// `wanted`, in file order.
+async fn stored_among(
+    lake: &Lake,
+    file: &FileEntry,
+    wanted: &HashSet<u128, KeyHasher>,
+) -> agentledger_lake::Result<Vec<(u128, i64)>> {
+    let mut found = Vec::new();
+    let mut stream = read_columns(lake, file, &["event_id", "content_hash"]).await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let ids = batch.column(0).as_string::<i32>();
+        let hashes = batch.column(1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            let key = event_key(ids.value(i));
+            if wanted.contains(&key) {
+                found.push((key, hashes.value(i)));
+            }
+        }
+    }
+    Ok(found)
+}
+
 fn conflicting(event_id: &str) -> Rejection {
     Rejection {
         code: "conflicting_duplicate",
@@ -1358,25 +1385,39 @@ impl Job {
         }
         st.suspect_bytes = 0;
         let written = st.event_writer.finish_open()?;
-        let mut stored: HashMap<u128, Option<i64>> =
+        let mut stored: HashMap<u128, Option<i64>, KeyHasher> =
             st.suspects.iter().map(|s| (s.key, None)).collect();
-        for file in st.index.events.unindexed().iter().chain(&written) {
-            self.handle.block_on(async {
-                let mut stream =
-                    read_columns(&self.lake, file, &["event_id", "content_hash"]).await?;
-                while let Some(batch) = stream.next().await {
-                    let batch = batch?;
-                    let ids = batch.column(0).as_string::<i32>();
-                    let hashes = batch.column(1).as_primitive::<Int64Type>();
-                    for i in 0..batch.num_rows() {
-                        if let Some(slot) = stored.get_mut(&event_key(ids.value(i))) {
-                            slot.get_or_insert(hashes.value(i));
-                        }
+        let wanted: Arc<HashSet<u128, KeyHasher>> = Arc::new(stored.keys().copied().collect());
+        let files: Vec<FileEntry> = st
+            .index
+            .events
+            .unindexed()
+            .iter()
+            .chain(&written)
+            .cloned()
+            .collect();
+        // Files are read READ_AHEAD at once on the runtime's threads (each
+        // is CPU work, and nothing else runs now); what they found is taken
+        // in file order, so the first stored copy of an id is the one kept.
+        self.handle.block_on(async {
+            let mut found = futures::stream::iter(files)
+                .map(|file| {
+                    let (lake, wanted) = (self.lake.clone(), Arc::clone(&wanted));
+                    joined(
+                        tokio::spawn(async move { stored_among(&lake, &file, &wanted).await }),
+                        "reading back stored events",
+                    )
+                })
+                .buffered(READ_AHEAD);
+            while let Some(hits) = found.next().await {
+                for (key, hash) in hits? {
+                    if let Some(slot) = stored.get_mut(&key) {
+                        slot.get_or_insert(hash);
                     }
                 }
-                Ok::<_, Error>(())
-            })?;
-        }
+            }
+            Ok::<_, Error>(())
+        })?;
         let mut new_batches = Vec::new();
         let mut new_dates = Vec::new();
         let mut conflicts = Vec::new();

@@ -146,3 +146,19 @@ pub enum Error {
         key: u128,
     },
 }
+
+/// The result of a spawned task: its own result, or its panic resumed here
+/// (a bug shows as the panic it is), or an error if the runtime cancelled
+/// it while `what` was being done.
+pub async fn joined<T>(task: tokio::task::JoinHandle<Result<T>>, what: &str) -> Result<T> {
+    match task.await {
+        Ok(result) => result,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => Err(Error::Io {
+                context: format!("{what} cancelled"),
+                source: std::io::Error::other(e),
+            }),
+        },
+    }
+}

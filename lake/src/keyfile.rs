@@ -80,7 +80,7 @@ use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, joined};
 use crate::store::Lake;
 
 /// Bytes of one record on disk: key (16), hash (8), date (4).
@@ -837,18 +837,7 @@ fn scan_blocks(
                     decode_block(&src, &header, i, &block)
                 }))
             });
-            async move {
-                match read.await {
-                    Ok(blocks) => blocks,
-                    Err(e) => match e.try_into_panic() {
-                        Ok(panic) => std::panic::resume_unwind(panic),
-                        Err(e) => Err(Error::Io {
-                            context: "key file read cancelled".to_string(),
-                            source: std::io::Error::other(e),
-                        }),
-                    },
-                }
-            }
+            joined(read, "key file read")
         })
         .buffered(SCAN_AHEAD)
         .try_flatten()
