@@ -13,7 +13,9 @@ use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use agentledger_lake::Lake;
 use agentledger_lake::error::joined;
-use agentledger_lake::index::{KeyIndex, READ_AHEAD, event_key, quarantine_key, quarantine_keys};
+use agentledger_lake::index::{
+    KeyIndex, READ_AHEAD, event_key, for_each_event, quarantine_key, quarantine_keys,
+};
 use agentledger_lake::log::{FileEntry, Snapshot};
 use agentledger_lake::observe::EventObserver;
 use agentledger_lake::parquet_io::read_columns;
@@ -384,18 +386,12 @@ async fn stored_among(
     wanted: &HashSet<u128, KeyHasher>,
 ) -> agentledger_lake::Result<Vec<(u128, i64)>> {
     let mut found = Vec::new();
-    let mut stream = read_columns(lake, file, &["event_id", "content_hash"]).await?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        let ids = batch.column(0).as_string::<i32>();
-        let hashes = batch.column(1).as_primitive::<Int64Type>();
-        for i in 0..batch.num_rows() {
-            let key = event_key(ids.value(i));
-            if wanted.contains(&key) {
-                found.push((key, hashes.value(i)));
-            }
+    for_each_event(lake, file, |key, hash| {
+        if wanted.contains(&key) {
+            found.push((key, hash));
         }
-    }
+    })
+    .await?;
     Ok(found)
 }
 

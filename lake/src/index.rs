@@ -402,22 +402,29 @@ pub async fn push_records_of(lake: &Lake, file: &FileEntry, out: &mut Vec<Record
     };
     out.reserve(file.rows as usize);
     if file.table == EVENTS {
-        let mut stream = read_columns(lake, file, &["event_id", "content_hash"]).await?;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let ids = batch.column(0).as_string::<i32>();
-            let hashes = batch.column(1).as_primitive::<Int64Type>();
-            for i in 0..batch.num_rows() {
-                out.push(Record {
-                    key: event_key(ids.value(i)),
-                    hash: hashes.value(i),
-                    date,
-                });
-            }
-        }
+        for_each_event(lake, file, |key, hash| out.push(Record { key, hash, date })).await?;
     } else {
         for key in quarantine_keys(lake, file).await? {
             out.push(Record { key, hash: 0, date });
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with the key and content hash of every row of an `events`
+/// file, in file order.
+pub async fn for_each_event(
+    lake: &Lake,
+    file: &FileEntry,
+    mut f: impl FnMut(u128, i64),
+) -> Result<()> {
+    let mut stream = read_columns(lake, file, &["event_id", "content_hash"]).await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let ids = batch.column(0).as_string::<i32>();
+        let hashes = batch.column(1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            f(event_key(ids.value(i)), hashes.value(i));
         }
     }
     Ok(())
