@@ -374,7 +374,6 @@ impl Index {
     }
 }
 
-/// The rejection of an event whose id is stored with other content.
 /// Hashing for maps and sets of keys, which are xxh3-128 hashes already.
 type KeyHasher = foldhash::fast::FixedState;
 
@@ -395,6 +394,7 @@ async fn stored_among(
     Ok(found)
 }
 
+/// The rejection of an event whose id is stored with other content.
 fn conflicting(event_id: &str) -> Rejection {
     Rejection {
         code: "conflicting_duplicate",
