@@ -21,6 +21,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::Result;
 use crate::log::FileEntry;
+use crate::schema::RUN_PARTS_SCHEMA;
 use crate::store::Lake;
 
 /// Rows per Parquet row group.
@@ -44,6 +45,17 @@ const FREE_TEXT: [&str; 2] = ["attributes", "raw_line"];
 /// Dictionary page budget of a free-form text column, per column chunk.
 const FREE_TEXT_DICTIONARY_BYTES: usize = 64 * 1024;
 
+/// Columns of a run parts file whose value differs from run to run.
+const RUN_PARTS_PER_RUN: [&str; 7] = [
+    "run_id",
+    "started_at",
+    "started_event_id",
+    "finished_at",
+    "finished_event_id",
+    "first_event_at",
+    "last_event_at",
+];
+
 /// Writer settings shared by every table: zstd level 1, page statistics
 /// (chunk statistics and no dictionary on per-row ids and hashes, none on
 /// free-form text), a bloom filter on `event_id` where the table has one.
@@ -64,6 +76,15 @@ pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     // filter; ts keeps its statistics, which do prune).
     for column in ["event_id", "idempotency_key", "content_hash", "line", "ts"] {
         if schema.field_with_name(column).is_ok() {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+    }
+    // Run parts hold one row per run: its id, the ids of its first and
+    // last events and its times are as distinct as event ids (a 2M-event
+    // ingest interned 236,658 of each into a dictionary the writer then
+    // gave up after a megabyte).
+    if schema.fields() == RUN_PARTS_SCHEMA.fields() {
+        for column in RUN_PARTS_PER_RUN {
             props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
         }
     }
@@ -677,6 +698,66 @@ mod tests {
             "{:?}",
             pages.iter().map(|p| p.encoding()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn run_parts_store_per_run_values_without_a_dictionary() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let rows = 5_000;
+        let schema = Arc::clone(&RUN_PARTS_SCHEMA);
+        let columns: Vec<arrow::array::ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| -> arrow::array::ArrayRef {
+                match f.data_type() {
+                    // Two tenants and three workflows: values that repeat.
+                    DataType::Utf8 => Arc::new(arrow::array::StringArray::from_iter_values(
+                        (0..rows).map(|i| match f.name().as_str() {
+                            "tenant_id" => format!("t-{}", i % 2),
+                            "workflow" => format!("w-{}", i % 3),
+                            name => format!("{name}-{i}"),
+                        }),
+                    )),
+                    DataType::Timestamp(_, tz) => Arc::new(
+                        arrow::array::TimestampMicrosecondArray::from_iter_values(
+                            (0..rows as i64).map(|i| 1_700_000_000_000_000 + i * 1_000),
+                        )
+                        .with_timezone_opt(tz.clone()),
+                    ),
+                    other => arrow::array::new_null_array(other, rows),
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+        let mut buffer = Vec::new();
+        let props = writer_properties(&schema);
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut buffer, Arc::clone(&schema), Some(props))
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let reader = SerializedFileReader::new(bytes::Bytes::from(buffer)).unwrap();
+        let group = reader.get_row_group(0).unwrap();
+        let dictionary = |name: &str| {
+            let i = schema.index_of(name).unwrap();
+            group
+                .metadata()
+                .column(i)
+                .dictionary_page_offset()
+                .is_some()
+        };
+        for name in RUN_PARTS_PER_RUN {
+            assert!(!dictionary(name), "{name} has a dictionary");
+        }
+        assert!(dictionary("tenant_id") && dictionary("workflow"));
+        // Events keep their run ids' dictionary: a run has many events.
+        let events = Arc::new(Schema::new(vec![Field::new(
+            "run_id",
+            DataType::Utf8,
+            false,
+        )]));
+        let props = writer_properties(&events);
+        assert!(props.dictionary_enabled(&parquet::schema::types::ColumnPath::from("run_id")));
     }
 
     #[test]
