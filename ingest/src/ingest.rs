@@ -14,8 +14,10 @@ use std::sync::{Arc, LazyLock, Mutex, mpsc};
 use agentledger_lake::Lake;
 use agentledger_lake::error::joined;
 use agentledger_lake::index::{
-    KeyIndex, READ_AHEAD, event_key, for_each_event, quarantine_key, quarantine_keys,
+    KeyIndex, READ_AHEAD, RUN_RECORDS, event_key, for_each_event, quarantine_key, quarantine_keys,
+    write_run,
 };
+use agentledger_lake::keyfile::{self, Record};
 use agentledger_lake::log::{FileEntry, Snapshot};
 use agentledger_lake::observe::EventObserver;
 use agentledger_lake::parquet_io::read_columns;
@@ -68,6 +70,9 @@ pub struct IngestOptions {
     pub input: Input,
     /// How OTLP spans are mapped (SPEC section 7).
     pub otlp: OtlpOptions,
+    /// Event index entries held before they are written as a run (tests
+    /// set it tiny to have runs written while the ingest goes on).
+    pub index_run_records: usize,
 }
 
 /// What a source holds.
@@ -94,6 +99,7 @@ impl Default for IngestOptions {
             limits: Limits::from_env(),
             input: Input::Auto,
             otlp: OtlpOptions::default(),
+            index_run_records: RUN_RECORDS,
         }
     }
 }
@@ -306,8 +312,15 @@ pub(crate) async fn prepare<O: EventObserver + 'static>(
     if files.is_empty() {
         return Ok((Err(summary), snapshot, observer));
     }
-    // The index runs of what it stores, committed with it.
-    let runs = agentledger_lake::index::runs_for(lake, &ingest_id, &files).await?;
+    // The index runs of what it stores, committed with it: the events'
+    // were written as the events were (see `State::records`), the
+    // quarantine's are read from its files.
+    let quarantined: Vec<FileEntry> = files
+        .iter()
+        .filter(|f| f.table == QUARANTINE)
+        .cloned()
+        .collect();
+    let runs = agentledger_lake::index::runs_for(lake, &ingest_id, &quarantined).await?;
     files.extend(runs);
     let mut cover = None;
     if let Some(observed) = observed {
@@ -1028,6 +1041,14 @@ struct State<'o> {
     quarantine_date: i32,
     suspects: Vec<Suspect>,
     suspect_bytes: usize,
+    /// The event index entries of the events handed to the writer and not
+    /// yet written as a run: taken as the events are stored, so that
+    /// neither the suspects' check nor the index reads this ingest's files
+    /// back. A run is written once `index_run_records` are held.
+    records: Vec<Record>,
+    /// The event index runs written so far, and how many.
+    index_runs: Vec<FileEntry>,
+    run_count: u32,
     sources: Vec<SourceSummary>,
     reasons: BTreeMap<String, u64>,
     quarantined_new: u64,
@@ -1065,6 +1086,11 @@ impl Job {
             quarantine_date: self.ingested_at.div_euclid(MICROS_PER_DAY) as i32,
             suspects: Vec::new(),
             suspect_bytes: 0,
+            records: Vec::with_capacity(
+                (self.options.index_run_records as u64).min(expected_events(&files)) as usize,
+            ),
+            index_runs: Vec::new(),
+            run_count: 0,
             sources: Vec::with_capacity(files.len()),
             reasons: BTreeMap::new(),
             quarantined_new: 0,
@@ -1092,8 +1118,10 @@ impl Job {
         agentledger_lake::memory::release_freed();
         self.resolve_suspects(&mut st)?;
         self.flush_quarantine(&mut st)?;
+        self.write_index_run(&mut st)?;
         let mut written = st.event_writer.finish()?;
         written.extend(self.handle.block_on(st.quarantine_writer.finish())?);
+        written.append(&mut st.index_runs);
 
         let mut summary = IngestSummary {
             quarantine_reasons: st.reasons,
@@ -1290,6 +1318,16 @@ impl Job {
         }
         let kept = keep.iter().filter(|k| **k).count();
         st.sources[index].stored += kept as u64;
+        let entries = keep
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k)
+            .map(|(i, _)| Record {
+                key: d.keys[i],
+                hash: hashes.value(i),
+                date: d.dates[i],
+            });
+        self.index_stored(st, entries)?;
         if kept > 0 {
             let (batch, dates) = if kept == batch.num_rows() {
                 (batch, d.dates)
@@ -1309,6 +1347,34 @@ impl Job {
         if st.suspect_bytes >= self.options.suspect_budget {
             self.resolve_suspects(st)?;
         }
+        Ok(())
+    }
+
+    /// Takes the index entries of events handed to the writer (see
+    /// [`State::records`]).
+    fn index_stored(&self, st: &mut State, entries: impl Iterator<Item = Record>) -> Result<()> {
+        for record in entries {
+            st.records.push(record);
+            if st.records.len() >= self.options.index_run_records {
+                self.write_index_run(st)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the entries held as an event index run.
+    fn write_index_run(&self, st: &mut State) -> Result<()> {
+        if st.records.is_empty() {
+            return Ok(());
+        }
+        let run = self.handle.block_on(write_run(
+            &self.lake,
+            EVENT_INDEX,
+            &self.ingest_id,
+            &mut st.run_count,
+            &mut st.records,
+        ))?;
+        st.index_runs.push(run);
         Ok(())
     }
 
@@ -1373,49 +1439,65 @@ impl Job {
     /// Decides every pending suspect exactly, in input order: an id stored
     /// before (in the lake, earlier in this ingest, or by an earlier suspect)
     /// makes it a duplicate or a conflicting duplicate; otherwise it is new.
-    /// What this ingest wrote so far is flushed and finished first, so it
-    /// can be read back.
+    /// This ingest's own events are looked up in its index entries (the
+    /// runs written so far and those held), not read back.
     fn resolve_suspects(&self, st: &mut State) -> Result<()> {
         if st.suspects.is_empty() {
             return Ok(());
         }
         st.suspect_bytes = 0;
-        let written = st.event_writer.finish_open()?;
         let mut stored: HashMap<u128, Option<i64>, KeyHasher> =
             st.suspects.iter().map(|s| (s.key, None)).collect();
-        let wanted: Arc<HashSet<u128, KeyHasher>> = Arc::new(stored.keys().copied().collect());
-        let files: Vec<FileEntry> = st
-            .index
-            .events
-            .unindexed()
-            .iter()
-            .chain(&written)
-            .cloned()
-            .collect();
-        // Files are read READ_AHEAD at once on the runtime's threads (each
-        // is CPU work, and nothing else runs now); what they found is taken
-        // in file order, so the first stored copy of an id is the one kept.
-        self.handle.block_on(async {
-            let mut found = futures::stream::iter(files)
-                .map(|file| {
-                    let (lake, wanted) = (self.lake.clone(), Arc::clone(&wanted));
-                    joined(
-                        tokio::spawn(async move { stored_among(&lake, &file, &wanted).await }),
-                        "reading back stored events",
-                    )
-                })
-                .buffered(READ_AHEAD);
-            while let Some(hits) = found.next().await {
-                for (key, hash) in hits? {
-                    if let Some(slot) = stored.get_mut(&key) {
-                        slot.get_or_insert(hash);
+        // Files the lake's index does not cover (from binaries older than
+        // the index) are read, READ_AHEAD at once on the runtime's threads;
+        // what they found is taken in file order, so the first stored copy
+        // of an id is the one kept. An id they hold is in the filter, so
+        // this ingest never stored it.
+        let unindexed = st.index.events.unindexed().to_vec();
+        if !unindexed.is_empty() {
+            let wanted: Arc<HashSet<u128, KeyHasher>> = Arc::new(stored.keys().copied().collect());
+            self.handle.block_on(async {
+                let mut found = futures::stream::iter(unindexed)
+                    .map(|file| {
+                        let (lake, wanted) = (self.lake.clone(), Arc::clone(&wanted));
+                        joined(
+                            tokio::spawn(async move { stored_among(&lake, &file, &wanted).await }),
+                            "reading back stored events",
+                        )
+                    })
+                    .buffered(READ_AHEAD);
+                while let Some(hits) = found.next().await {
+                    for (key, hash) in hits? {
+                        if let Some(slot) = stored.get_mut(&key) {
+                            slot.get_or_insert(hash);
+                        }
                     }
                 }
+                Ok::<_, Error>(())
+            })?;
+        }
+        // This ingest stores an id once, so the order of its runs and held
+        // entries does not matter.
+        let mut keys: Vec<u128> = stored.keys().copied().collect();
+        keys.sort_unstable();
+        for run in &st.index_runs {
+            let found = self
+                .handle
+                .block_on(keyfile::probe(&self.lake, &run.path, run.size, &keys))?;
+            for (key, record) in keys.iter().zip(found) {
+                if let (Some(record), Some(slot)) = (record, stored.get_mut(key)) {
+                    slot.get_or_insert(record.hash);
+                }
             }
-            Ok::<_, Error>(())
-        })?;
+        }
+        for record in &st.records {
+            if let Some(slot) = stored.get_mut(&record.key) {
+                slot.get_or_insert(record.hash);
+            }
+        }
         let mut new_batches = Vec::new();
         let mut new_dates = Vec::new();
+        let mut new_entries = Vec::new();
         let mut conflicts = Vec::new();
         for s in std::mem::take(&mut st.suspects) {
             let slot = stored.get_mut(&s.key).expect("every suspect has a slot");
@@ -1453,6 +1535,11 @@ impl Job {
                         otlp: self.options.otlp,
                     };
                     let d = decode_block(block, meta, &mut Sizes::default())?;
+                    new_entries.push(Record {
+                        key: s.key,
+                        hash: s.hash,
+                        date: d.dates[0],
+                    });
                     new_batches.push(d.batch.expect("a suspect was valid when read"));
                     new_dates.extend(d.dates);
                 }
@@ -1468,6 +1555,7 @@ impl Job {
         }
         if !new_batches.is_empty() {
             let batch = concat_batches(&EVENTS_SCHEMA, &new_batches)?;
+            self.index_stored(st, new_entries.into_iter())?;
             self.write_events(st, &batch, &new_dates)?;
         }
         st.observer.release();
@@ -1662,8 +1750,10 @@ mod tests {
             let lake = Lake::open(&format!("memory://{name}")).unwrap();
             let options = IngestOptions {
                 dedup_filter_bits: bits,
-                // Tiny: suspects are resolved many times during the ingest.
+                // Tiny: suspects are resolved many times during the ingest,
+                // against index runs written while it goes on.
                 suspect_budget: if bits.is_some() { 4096 } else { 64 << 20 },
+                index_run_records: if bits.is_some() { 7 } else { RUN_RECORDS },
                 ..IngestOptions::default()
             };
             let a = ingest(
@@ -1682,6 +1772,11 @@ mod tests {
             )
             .await
             .unwrap();
+            let runs = index_matches_files(&lake).await;
+            assert!(
+                (bits.is_some() && runs > 40) || (bits.is_none() && runs == 2),
+                "{name}: {runs} runs"
+            );
             let snapshot = Snapshot::load(&lake).await.unwrap();
             let mut ids = Vec::new();
             let mut conflicts = Vec::new();
@@ -1722,6 +1817,84 @@ mod tests {
             results[0], results[1],
             "a tiny filter changes nothing but speed"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn index_entries_taken_while_storing_are_those_of_the_files() {
+        // Generated events with bad lines, exact and conflicting repeats,
+        // NDJSON and OTLP, ingested twice over (the second time half new):
+        // with the defaults, and with a tiny filter, suspects resolved
+        // often and runs of 50 entries written while the ingest goes on.
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources = Vec::new();
+        for (name, runs, seed, otlp) in [("a", 200, 7, false), ("b", 120, 8, true)] {
+            let out = dir.path().join(name);
+            let opts = crate::sampler::SampleOptions {
+                runs,
+                seed,
+                otlp,
+                ..Default::default()
+            };
+            crate::sampler::generate(&out, &opts).unwrap();
+            let file = if otlp { "traces.json" } else { "events.ndjson" };
+            sources.push(out.join(file).to_str().unwrap().to_string());
+        }
+        let mut summaries = Vec::new();
+        for tiny in [false, true] {
+            let lake_dir = tempfile::tempdir().unwrap();
+            let lake = Lake::open(lake_dir.path().to_str().unwrap()).unwrap();
+            let options = if tiny {
+                IngestOptions {
+                    dedup_filter_bits: Some(1024),
+                    suspect_budget: 16 << 10,
+                    index_run_records: 50,
+                    ..IngestOptions::default()
+                }
+            } else {
+                IngestOptions::default()
+            };
+            let mut counts = Vec::new();
+            for sources in [&sources[..1], &sources[..]] {
+                let s = ingest(&lake, sources, &options, None).await.unwrap();
+                counts.push((s.read, s.stored, s.duplicate, s.quarantined));
+                index_matches_files(&lake).await;
+            }
+            summaries.push(counts);
+        }
+        assert!(summaries[0][1].2 > 0, "{summaries:?}");
+        assert_eq!(
+            summaries[0], summaries[1],
+            "a tiny filter changes nothing but speed"
+        );
+    }
+
+    /// Asserts that the event index entries `lake`'s commits hold are
+    /// those its events files give when read back (the entries are taken
+    /// as events are stored, not read from the files); the number of runs.
+    async fn index_matches_files(lake: &Lake) -> usize {
+        let snapshot = Snapshot::load(lake).await.unwrap();
+        let runs = snapshot.files(EVENT_INDEX);
+        let mut indexed = Vec::new();
+        for run in &runs {
+            let mut blocks = std::pin::pin!(keyfile::scan(lake, &run.path, run.size));
+            while let Some(block) = blocks.next().await {
+                indexed.extend(block.unwrap());
+            }
+        }
+        let mut read_back = Vec::new();
+        for file in snapshot.files(EVENTS) {
+            agentledger_lake::index::push_records_of(lake, file, &mut read_back)
+                .await
+                .unwrap();
+        }
+        indexed.sort_by_key(|r| r.key);
+        read_back.sort_by_key(|r| r.key);
+        assert!(!indexed.is_empty());
+        assert_eq!(indexed.len(), read_back.len(), "entries");
+        if let Some((entry, stored)) = indexed.iter().zip(&read_back).find(|(a, b)| a != b) {
+            panic!("index entry {entry:?}, read back {stored:?}");
+        }
+        runs.len()
     }
 
     #[test]

@@ -358,7 +358,11 @@ fn sort_by_key(records: &mut [Record]) {
     });
 }
 
-async fn write_run(
+/// Sorts `records` and writes them as the run `<index_table>/<id>-<n>.keys`
+/// (`n` counts the runs of `id`, from 1), leaving `records` empty: the file
+/// to add to the commit. Two records with one key are an error: one commit
+/// never stores a key twice.
+pub async fn write_run(
     lake: &Lake,
     index_table: &str,
     id: &str,
