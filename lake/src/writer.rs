@@ -334,24 +334,12 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    /// Finishes every open file, so that everything written so far can be
-    /// read back; later rows start new files.
-    pub async fn finish_open(&mut self) -> Result<()> {
+    /// Finishes every open file and returns all files written.
+    pub async fn finish(mut self) -> Result<Vec<FileEntry>> {
         let dates: Vec<i32> = self.open.keys().copied().collect();
         for d in dates {
             self.close(d).await?;
         }
-        Ok(())
-    }
-
-    /// The files finished so far.
-    pub fn finished(&self) -> &[FileEntry] {
-        &self.done
-    }
-
-    /// Finishes every open file and returns all files written.
-    pub async fn finish(mut self) -> Result<Vec<FileEntry>> {
-        self.finish_open().await?;
         self.done.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(self.done)
     }
