@@ -1825,6 +1825,71 @@ mod tests {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_first_line_of_an_id_is_stored_whatever_its_date() {
+        // One block whose lines move between dates, with an id repeated
+        // later on an earlier date (other content: a conflict) and an
+        // exact repeat. Whatever order the rows take on their way to the
+        // date partitions, the line read first is the one stored, and each
+        // date's file holds its rows in input order.
+        let mut lines: Vec<String> = (0..60u32)
+            .map(|i| line(&format!("e{i}"), 9 - i % 4))
+            .collect();
+        lines.insert(3, line("x", 9)); // line 4: stored
+        lines.push(line("x", 2)); // line 62: an earlier date, conflicting
+        lines.push(line("x", 9)); // line 63: exact repeat
+        let source = Lake::open("memory://first-line-src").unwrap();
+        source
+            .store()
+            .put(
+                &source.path("a.ndjson"),
+                lines.join("\n").into_bytes().into(),
+            )
+            .await
+            .unwrap();
+        let lake = Lake::open("memory://first-line-lake").unwrap();
+        let summary = ingest(
+            &lake,
+            &["memory://first-line-src/a.ndjson".into()],
+            &IngestOptions::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (summary.stored, summary.duplicate, summary.quarantined),
+            (61, 1, 1)
+        );
+        let snapshot = Snapshot::load(&lake).await.unwrap();
+        let mut stored_x = Vec::new();
+        for f in snapshot.files(EVENTS) {
+            let mut stream = read_columns(&lake, f, &["event_id", "line"]).await.unwrap();
+            let mut last = 0;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.unwrap();
+                let ids = batch.column(0).as_string::<i32>();
+                let numbers = batch.column(1).as_primitive::<Int64Type>();
+                for i in 0..batch.num_rows() {
+                    assert!(numbers.value(i) > last, "{}", f.path);
+                    last = numbers.value(i);
+                    if ids.value(i) == "x" {
+                        stored_x.push((f.date.clone().unwrap(), last));
+                    }
+                }
+            }
+        }
+        assert_eq!(stored_x, [("2026-10-09".to_string(), 4)]);
+        let mut quarantined: Vec<i64> = Vec::new();
+        for f in snapshot.files(QUARANTINE) {
+            let mut stream = read_columns(&lake, f, &["line"]).await.unwrap();
+            while let Some(batch) = stream.next().await {
+                let batch = batch.unwrap();
+                quarantined.extend(batch.column(0).as_primitive::<Int64Type>().values().iter());
+            }
+        }
+        assert_eq!(quarantined, [62]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn index_entries_taken_while_storing_are_those_of_the_files() {
         // Generated events with bad lines, exact and conflicting repeats,
