@@ -7,6 +7,7 @@
 //! A quarantined line is stored once per (source, line number, raw text), so
 //! ingesting the same file twice adds nothing to the quarantine either.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
@@ -25,7 +26,7 @@ use agentledger_lake::schema::{
 };
 use agentledger_lake::writer::{PartitionedWriter, WriterThread};
 use arrow::array::{
-    AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
 use arrow::compute::{concat_batches, filter_record_batch};
@@ -979,13 +980,9 @@ fn validate_rows(
         *like = builder.sizes();
         let events = builder.finish()?;
         let mut columns = events.columns().to_vec();
-        columns.push(Arc::new(StringArray::from_iter_values(
-            std::iter::repeat_n(meta.source, n),
-        )));
+        columns.push(repeated(meta.source, n));
         columns.push(Arc::new(Int64Array::from(lines)));
-        columns.push(Arc::new(StringArray::from_iter_values(
-            std::iter::repeat_n(meta.ingest_id, n),
-        )));
+        columns.push(repeated(meta.ingest_id, n));
         columns.push(Arc::new(
             TimestampMicrosecondArray::from(vec![meta.ingested_at; n]).with_timezone("UTC"),
         ));
@@ -993,6 +990,36 @@ fn validate_rows(
         out.batch = Some(RecordBatch::try_new(Arc::clone(&EVENTS_SCHEMA), columns)?);
     }
     Ok(())
+}
+
+/// Arrays of one value repeated, kept by a decoding thread: [`repeated`].
+const REPEATED_KEPT: usize = 4;
+
+thread_local! {
+    static REPEATED: RefCell<Vec<StringArray>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `value` repeated `n` times (`n` > 0). Every row of a block has the same
+/// source and ingest id; rather than copy them into each block's batch
+/// (about 100 bytes a row), each decoding thread keeps an array of them a
+/// little longer than its blocks and hands out a slice of it, which shares
+/// its buffers.
+fn repeated(value: &str, n: usize) -> ArrayRef {
+    REPEATED.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if let Some(array) = kept.iter().find(|a| a.len() >= n && a.value(0) == value) {
+            return Arc::new(array.slice(0, n)) as ArrayRef;
+        }
+        kept.retain(|a| a.value(0) != value);
+        if kept.len() == REPEATED_KEPT {
+            kept.remove(0);
+        }
+        // Room for blocks somewhat larger than this one.
+        let array = StringArray::from_iter_values(std::iter::repeat_n(value, n + n / 4));
+        let slice = array.slice(0, n);
+        kept.push(array);
+        Arc::new(slice)
+    })
 }
 
 impl BlockMeta<'_> {
@@ -2038,6 +2065,36 @@ mod tests {
         assert_eq!(next.capacity(), capacity, "the used buffer, not a new one");
         assert!(next.is_empty(), "emptied before it is filled again");
         assert!(spare_rx.try_recv().is_err(), "the grown one was dropped");
+    }
+
+    #[test]
+    fn repeated_values_are_the_value_asked_for_and_share_a_buffer() {
+        let check = |value: &str, n: usize| {
+            let array = repeated(value, n);
+            let strings = array.as_string::<i32>();
+            assert_eq!(strings.len(), n, "{value}");
+            assert!(strings.iter().all(|v| v == Some(value)), "{value} x {n}");
+            array
+        };
+        let first = check("source a", 8);
+        // Another value between, then the first again: the kept array.
+        check("ingest 1", 8);
+        let again = check("source a", 10);
+        let shared = |a: &ArrayRef, b: &ArrayRef| {
+            a.as_string::<i32>().values().as_ptr() == b.as_string::<i32>().values().as_ptr()
+        };
+        assert!(shared(&first, &again), "a slice of one array");
+        // Longer than kept: a new array, kept from then on.
+        let longer = check("source a", 11);
+        assert!(!shared(&first, &longer));
+        assert!(shared(&longer, &check("source a", 3)));
+        // More values than are kept, then each one again.
+        let values: Vec<String> = (0..2 * REPEATED_KEPT).map(|i| format!("v{i}")).collect();
+        for value in values.iter().chain(&values).rev() {
+            check(value, 5);
+        }
+        check("source a", 9);
+        REPEATED.with(|kept| assert!(kept.borrow().len() <= REPEATED_KEPT));
     }
 
     #[test]
