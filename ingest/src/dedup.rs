@@ -61,17 +61,31 @@ impl Bloom {
         }
     }
 
-    /// The block of `key` and the bit of each of its words.
+    /// The block of `key`: multiply-shift maps the key's low half onto the
+    /// blocks.
+    fn block_of(&self, key: u128) -> usize {
+        ((u128::from(key as u64) * self.blocks.len() as u128) >> 64) as usize
+    }
+
+    /// The block of `key` and the bit of each of its words (the key's high
+    /// half picks the bits).
     fn locate(&self, key: u128) -> (usize, [u32; 8]) {
-        // Multiply-shift maps the low half onto the blocks; the high half
-        // picks the bits.
-        let block = ((u128::from(key as u64) * self.blocks.len() as u128) >> 64) as usize;
+        let block = self.block_of(key);
         let h = (key >> 64) as u32;
         let mut mask = [0u32; 8];
         for (m, salt) in mask.iter_mut().zip(SALT) {
             *m = 1 << (h.wrapping_mul(salt) >> 27);
         }
         (block, mask)
+    }
+
+    /// Asks the processor to bring `key`'s block into its cache, so that
+    /// an [`insert`](Self::insert) of that key a few keys later does not
+    /// wait on memory. A filter for 20M events (36 MB) is far larger than
+    /// the caches: its inserts, each a cache miss, took 5% of a 20M
+    /// ingest's CPU against 2% at 2M (BENCHMARKS.md).
+    pub fn prefetch(&self, key: u128) {
+        prefetch(&self.blocks[self.block_of(key)]);
     }
 
     /// Adds `key`; returns whether it may have been present already.
@@ -101,6 +115,21 @@ impl Bloom {
         self.blocks.len() * std::mem::size_of::<Block>()
     }
 }
+
+/// A hint to the processor to load `block`'s cache line.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn prefetch(block: &Block) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // SAFETY: a prefetch only asks the cache to load a line; it reads
+    // nothing into the program, writes nothing, and does not fault even on
+    // an invalid address. Here the address is of a live reference anyway.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(block).cast()) }
+}
+
+/// Elsewhere, no hint: inserts wait on memory as they did before.
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch(_block: &Block) {}
 
 #[cfg(test)]
 mod tests {

@@ -467,6 +467,10 @@ pub fn raw_text(line: &[u8]) -> String {
 /// Batches of new events waiting for the Parquet writer's thread.
 const WRITER_QUEUE: usize = 2;
 
+/// How many keys ahead of its insert a key's block of the duplicate
+/// filter is prefetched: enough inserts to cover a load from memory.
+const PREFETCH_AHEAD: usize = 8;
+
 /// Bytes of input a decoding worker takes at once (whole lines).
 const BLOCK_BYTES: usize = 2 << 20;
 
@@ -1327,6 +1331,11 @@ impl Job {
         let lines = column_i64(&batch, "line");
         let hashes = column_i64(&batch, "content_hash");
         for (i, kept) in keep.iter_mut().enumerate() {
+            // The filter's block of a later key is loaded while this one
+            // is added.
+            if let Some(&ahead) = d.keys[..rows].get(i + PREFETCH_AHEAD) {
+                st.index.filter.prefetch(ahead);
+            }
             if !*kept {
                 continue;
             }
