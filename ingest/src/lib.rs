@@ -33,6 +33,7 @@ pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod limits;
+mod names;
 pub mod onepass;
 pub mod otlp;
 pub mod rebase;

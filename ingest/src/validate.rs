@@ -6,10 +6,8 @@
 //! that names the field and what was wrong with it, for people.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::LazyLock;
-
-use foldhash::fast::FixedState;
 
 use agentledger_lake::schema::{EVENTS_SCHEMA, MONEY_PRECISION, MONEY_SCALE};
 use serde_json::value::RawValue;
@@ -20,6 +18,7 @@ use crate::json::{
     object_members, write_members, write_value,
 };
 use crate::limits::Limits;
+use crate::names::NameTable;
 use crate::onepass;
 
 /// A typed value of one column.
@@ -85,22 +84,30 @@ pub struct ValidEvent<'a> {
 pub static EVENT_COLUMNS: LazyLock<usize> =
     LazyLock::new(|| EVENTS_SCHEMA.index_of("source").expect("schema has source"));
 
-/// The event column of each field name (foldhash: a line's every key is
-/// looked up here once).
-static COLUMN_INDEX: LazyLock<HashMap<String, usize, FixedState>> = LazyLock::new(|| {
+/// The event column of each field name (a line's every key is looked up
+/// here once; see [`NameTable`]).
+static COLUMN_INDEX: LazyLock<NameTable> = LazyLock::new(|| {
     assert!(
         *EVENT_COLUMNS <= MAX_EVENT_COLUMNS,
         "raise MAX_EVENT_COLUMNS to the events schema's {} event columns",
         *EVENT_COLUMNS
     );
-    EVENTS_SCHEMA
-        .fields()
-        .iter()
-        .enumerate()
-        .take(*EVENT_COLUMNS)
-        .map(|(i, f)| (f.name().clone(), i))
-        .collect()
+    NameTable::new(
+        EVENTS_SCHEMA
+            .fields()
+            .iter()
+            .take(*EVENT_COLUMNS)
+            .enumerate()
+            .map(|(i, f)| (f.name().as_str(), i)),
+    )
 });
+
+/// The event column named `name`, which must be one.
+fn column(name: &str) -> usize {
+    COLUMN_INDEX
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is an event column"))
+}
 
 /// At most this many event columns (the size of [`Checker::member_of`]).
 const MAX_EVENT_COLUMNS: usize = 64;
@@ -116,12 +123,12 @@ struct CommonColumns {
 }
 
 static COMMON_COLUMNS: LazyLock<CommonColumns> = LazyLock::new(|| CommonColumns {
-    event_id: COLUMN_INDEX["event_id"],
-    event_type: COLUMN_INDEX["event_type"],
-    ts: COLUMN_INDEX["ts"],
-    tenant_id: COLUMN_INDEX["tenant_id"],
-    run_id: COLUMN_INDEX["run_id"],
-    attributes: COLUMN_INDEX["attributes"],
+    event_id: column("event_id"),
+    event_type: column("event_type"),
+    ts: column("ts"),
+    tenant_id: column("tenant_id"),
+    run_id: column("run_id"),
+    attributes: column("attributes"),
 });
 
 /// The column of each field of each event type, in spec order.
@@ -132,7 +139,7 @@ static SPEC_COLUMNS: LazyLock<Vec<Vec<usize>>> = LazyLock::new(|| {
             specs(t)
                 .expect("a known type")
                 .iter()
-                .map(|spec| COLUMN_INDEX[spec.name])
+                .map(|spec| column(spec.name))
                 .collect()
         })
         .collect()
@@ -320,7 +327,7 @@ impl<'a> Checker<'a> {
     fn new(members: Vec<(Cow<'a, str>, &'a str)>, plain: u32, origin: Origin) -> Self {
         let mut member_of = [0; MAX_EVENT_COLUMNS];
         for (i, (key, _)) in members.iter().enumerate() {
-            if let Some(&column) = COLUMN_INDEX.get(&**key) {
+            if let Some(column) = COLUMN_INDEX.get(key) {
                 member_of[column] = i + 1;
             }
         }
@@ -662,7 +669,6 @@ pub(crate) fn validate_paths<'a>(
     };
 
     let mut values: Vec<Option<Val>> = vec![None; *EVENT_COLUMNS];
-    let col = |name: &str| COLUMN_INDEX[name];
     values[common.event_id] = Some(Val::Str(event_id.clone()));
     values[common.event_type] = Some(Val::Str(event_type.clone()));
     values[common.ts] = Some(Val::Ts(ts_micros));
@@ -687,7 +693,7 @@ pub(crate) fn validate_paths<'a>(
     }
 
     if event_type == "model_call" {
-        let int = |name: &str| match &values[col(name)] {
+        let int = |name: &str| match &values[column(name)] {
             Some(Val::Int(v)) => *v,
             _ => 0,
         };
@@ -867,7 +873,7 @@ mod tests {
     }
 
     fn col<'a>(ev: &ValidEvent<'a>, name: &str) -> Option<Val<'a>> {
-        ev.values[COLUMN_INDEX[name]].clone()
+        ev.values[column(name)].clone()
     }
 
     #[test]
