@@ -42,7 +42,7 @@ use crate::limits::{Limits, RAW_EXCERPT_BYTES};
 use crate::otlp::{OtlpOptions, looks_like_otlp, map_traces, parse_line};
 use crate::rebase::{MAX_RESTARTS, Prepared, Rebased};
 use crate::source::{Source, expand};
-use crate::validate::{EVENT_COLUMNS, Origin, Rejection, Val, validate_from};
+use crate::validate::{EVENT_COLUMNS, Origin, Rejection, Val, validate_into};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -959,17 +959,21 @@ fn validate_rows(
     out.keys.reserve(n);
     out.dates.reserve(n);
     out.spans.reserve(n);
+    // One vector of values, filled again for each line.
+    let mut spare = Vec::new();
     for (i, &(line_no, from, to)) in rows.iter().enumerate() {
         let line = &data[from..to];
-        match validate_from(line, &meta.limits, origin) {
-            Ok(event) => {
+        match validate_into(line, &meta.limits, origin, std::mem::take(&mut spare)) {
+            Ok(mut event) => {
                 out.keys.push(event_key(&event.event_id));
                 hashes.push(event.content_hash as i64);
                 out.dates
                     .push(event.ts_micros.div_euclid(MICROS_PER_DAY) as i32);
                 lines.push(line_no);
                 out.spans.push((from, to));
-                builder.push(event.values);
+                let mut values = std::mem::take(&mut event.values);
+                builder.push(values.drain(..));
+                spare = values;
             }
             Err(mut rejection) => {
                 if let Some((trace, span)) = labels.map(|l| &l[i]) {

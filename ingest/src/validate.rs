@@ -308,9 +308,17 @@ const COMMON: &[&str] = &[
     "attributes",
 ];
 
+/// Members whose use [`Checker`] keeps as bits.
+const USED_BITS: usize = u64::BITS as usize;
+
 struct Checker<'a> {
     members: Vec<(Cow<'a, str>, &'a str)>,
-    used: Vec<bool>,
+    /// Bit `i` set: member `i` was taken (the first 64 members; no
+    /// allocation per line for the usual object).
+    used: u64,
+    /// Whether each member past the 64th was taken (only the general path
+    /// reads objects that large).
+    used_more: Vec<bool>,
     /// For each event column, the index of the member of that name plus
     /// one (0: no such member). Keys are unique, so one member at most.
     member_of: [usize; MAX_EVENT_COLUMNS],
@@ -332,13 +340,22 @@ impl<'a> Checker<'a> {
             }
         }
         Self {
-            used: vec![false; members.len()],
+            used: 0,
+            used_more: vec![false; members.len().saturating_sub(USED_BITS)],
             members,
             member_of,
             plain,
             plain_taken: None,
             event_id: None,
             origin,
+        }
+    }
+
+    /// Whether member `i` was taken.
+    fn was_taken(&self, i: usize) -> bool {
+        match self.used_more.get(i.wrapping_sub(USED_BITS)) {
+            Some(&more) => more,
+            None => (self.used >> i) & 1 == 1,
         }
     }
 
@@ -354,7 +371,10 @@ impl<'a> Checker<'a> {
     /// marking the member as used.
     fn take(&mut self, column: usize) -> Option<&'a str> {
         let i = self.member_of[column].checked_sub(1)?;
-        self.used[i] = true;
+        match self.used_more.get_mut(i.wrapping_sub(USED_BITS)) {
+            Some(more) => *more = true,
+            None => self.used |= 1 << i,
+        }
         let raw = self.members[i].1;
         // Only the one pass (at most LINEAR_KEYS members) sets bits; a
         // general-path object may have far more members.
@@ -578,6 +598,29 @@ pub(crate) fn validate_paths<'a>(
     origin: Origin,
     one_pass: bool,
 ) -> Result<ValidEvent<'a>, Rejection> {
+    validate_reusing(line, limits, origin, one_pass, Vec::new())
+}
+
+/// [`validate_from`] filling `spare` (emptied first) with the event's
+/// values, so that a caller validating many lines of one buffer reuses one
+/// vector instead of allocating one per line.
+pub fn validate_into<'a>(
+    line: &'a [u8],
+    limits: &Limits,
+    origin: Origin,
+    spare: Vec<Option<Val<'a>>>,
+) -> Result<ValidEvent<'a>, Rejection> {
+    validate_reusing(line, limits, origin, true, spare)
+}
+
+/// [`validate_paths`] with a vector to fill.
+fn validate_reusing<'a>(
+    line: &'a [u8],
+    limits: &Limits,
+    origin: Origin,
+    one_pass: bool,
+    spare: Vec<Option<Val<'a>>>,
+) -> Result<ValidEvent<'a>, Rejection> {
     let bare = |code, message| Rejection {
         code,
         message,
@@ -668,7 +711,9 @@ pub(crate) fn validate_paths<'a>(
         Some(raw) => return Err(c.wrong_type("attributes", "an object", raw)),
     };
 
-    let mut values: Vec<Option<Val>> = vec![None; *EVENT_COLUMNS];
+    let mut values = spare;
+    values.clear();
+    values.resize(*EVENT_COLUMNS, None);
     values[common.event_id] = Some(Val::Str(event_id.clone()));
     values[common.event_type] = Some(Val::Str(event_type.clone()));
     values[common.ts] = Some(Val::Ts(ts_micros));
@@ -718,9 +763,9 @@ pub(crate) fn validate_paths<'a>(
     let unknown: Vec<(Cow<'_, str>, &str)> = c
         .members
         .iter()
-        .zip(&c.used)
-        .filter(|((k, _), used)| !**used && !COMMON.contains(&&**k))
-        .map(|((k, v), _)| (k.clone(), *v))
+        .enumerate()
+        .filter(|(i, (k, _))| !c.was_taken(*i) && !COMMON.contains(&&**k))
+        .map(|(_, (k, v))| (k.clone(), *v))
         .collect();
     // What is stored: the attributes object in compact form, with the
     // unknown fields added at its end.
@@ -1107,6 +1152,56 @@ mod tests {
             merged > 300 && plain > 150,
             "{merged} merged, {plain} alone"
         );
+    }
+
+    #[test]
+    fn values_fill_the_vector_given_whatever_it_held() {
+        let text = line(r#""event_type":"run_started","workflow":"w""#);
+        let fresh = validate(text.as_bytes()).unwrap();
+        // A used vector, still holding values, with room enough.
+        let spare = vec![Some(Val::Int(7)); *EVENT_COLUMNS];
+        let at = spare.as_ptr();
+        let reused = validate_into(text.as_bytes(), &Limits::DEFAULT, Origin::Line, spare).unwrap();
+        assert_eq!(reused.values, fresh.values);
+        assert_eq!(reused.values.as_ptr(), at, "the same allocation");
+    }
+
+    #[test]
+    fn members_past_the_64th_are_taken_or_kept_like_the_first() {
+        // Unknown fields before and after the event's own, so that the
+        // fields taken and the ones kept lie on both sides of member 64.
+        let unknown = |from: usize, to: usize| {
+            (from..to)
+                .map(|i| format!(r#""x{i}":{i}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        for before in [0, 10, 63, 64, 70] {
+            let text = format!(
+                r#"{{{},"event_type":"run_started",{BASE},"workflow":"w","model":"m",{}}}"#,
+                unknown(0, before),
+                unknown(before, 80)
+            )
+            .replace("{,", "{");
+            let text: &'static str = Box::leak(text.into_boxed_str());
+            for one_pass in [true, false] {
+                let ev = validate_paths(text.as_bytes(), &Limits::DEFAULT, Origin::Line, one_pass)
+                    .unwrap_or_else(|e| panic!("{before}: {e:?}"));
+                assert_eq!(col(&ev, "workflow"), Some(Val::Str("w".into())), "{before}");
+                assert_eq!(col(&ev, "run_id"), Some(Val::Str("r1".into())), "{before}");
+                let Some(Val::Str(attributes)) = col(&ev, "attributes") else {
+                    panic!("{before}: no attributes");
+                };
+                let kept: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&attributes).unwrap();
+                let mut expected: Vec<String> = (0..80).map(|i| format!("x{i}")).collect();
+                expected.push("model".into());
+                let mut names: Vec<String> = kept.keys().cloned().collect();
+                names.sort();
+                expected.sort();
+                assert_eq!(names, expected, "{before}, one pass {one_pass}");
+            }
+        }
     }
 
     #[test]
