@@ -1625,6 +1625,34 @@ mod otlp_input;
 #[cfg(test)]
 mod robustness;
 
+/// Tests: `body` stored as `file` in the memory store `memory://{name}-src`
+/// and ingested with `options` into a new memory lake `memory://{name}-lake`.
+#[cfg(test)]
+async fn ingest_memory_file(
+    name: &str,
+    file: &str,
+    body: String,
+    options: &IngestOptions,
+) -> (Lake, IngestSummary) {
+    use object_store::ObjectStoreExt as _;
+    let source = Lake::open(&format!("memory://{name}-src")).unwrap();
+    source
+        .store()
+        .put(&source.path(file), body.into_bytes().into())
+        .await
+        .unwrap();
+    let lake = Lake::open(&format!("memory://{name}-lake")).unwrap();
+    let summary = ingest(
+        &lake,
+        &[format!("memory://{name}-src/{file}")],
+        options,
+        None,
+    )
+    .await
+    .unwrap();
+    (lake, summary)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1718,29 +1746,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn tiny_budgets_split_files_but_lose_nothing() {
-        let source = Lake::open("memory://budget-src").unwrap();
         let body: String = (0..500)
             .map(|i| line(&format!("e{i}"), 1 + (i % 9) as u32) + "\n")
             .collect();
-        source
-            .store()
-            .put(&source.path("e.ndjson"), body.into_bytes().into())
-            .await
-            .unwrap();
-        let lake = Lake::open("memory://budget-lake").unwrap();
         let options = IngestOptions {
             batch_rows: 7,
             memory_budget: 1,
             ..IngestOptions::default()
         };
-        let s = ingest(
-            &lake,
-            &["memory://budget-src/e.ndjson".to_string()],
-            &options,
-            None,
-        )
-        .await
-        .unwrap();
+        let (lake, s) = ingest_memory_file("budget", "e.ndjson", body, &options).await;
         assert_eq!(s.stored, 500);
         let snapshot = Snapshot::load(&lake).await.unwrap();
         let files = snapshot.files(EVENTS);
@@ -1878,24 +1892,13 @@ mod tests {
         lines.insert(3, line("x", 9)); // line 4: stored
         lines.push(line("x", 2)); // line 62: an earlier date, conflicting
         lines.push(line("x", 9)); // line 63: exact repeat
-        let source = Lake::open("memory://first-line-src").unwrap();
-        source
-            .store()
-            .put(
-                &source.path("a.ndjson"),
-                lines.join("\n").into_bytes().into(),
-            )
-            .await
-            .unwrap();
-        let lake = Lake::open("memory://first-line-lake").unwrap();
-        let summary = ingest(
-            &lake,
-            &["memory://first-line-src/a.ndjson".into()],
+        let (lake, summary) = ingest_memory_file(
+            "first-line",
+            "a.ndjson",
+            lines.join("\n"),
             &IngestOptions::default(),
-            None,
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(
             (summary.stored, summary.duplicate, summary.quarantined),
             (61, 1, 1)

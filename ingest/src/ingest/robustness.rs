@@ -6,18 +6,16 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Cursor};
 use std::sync::mpsc;
 
-use agentledger_lake::Lake;
 use agentledger_lake::log::Snapshot;
 use agentledger_lake::parquet_io::read_columns;
 use agentledger_lake::schema::QUARANTINE;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use futures::StreamExt;
-use object_store::ObjectStoreExt as _;
 
 use super::{
     BLOCK_BYTES, Block, BlockMeta, Format, IngestOptions, OtlpOptions, column_i64, cut_blocks_of,
-    decode_block, ingest, raw_text,
+    decode_block, raw_text,
 };
 use crate::batch::Sizes;
 use crate::limits::{Limits, RAW_EXCERPT_BYTES};
@@ -214,7 +212,6 @@ fn an_excerpt_never_ends_in_half_a_character() {
 /// excerpt, and the lines after it keep their numbers.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ingest_quarantines_an_over_long_line_and_goes_on() {
-    let source = Lake::open("memory://long-src").unwrap();
     let deep = format!(
         r#"{{"event_id":"deep","attributes":{{"x":{}1{}}}}}"#,
         "[".repeat(10_000),
@@ -227,23 +224,11 @@ async fn an_ingest_quarantines_an_over_long_line_and_goes_on() {
         event("b"),
         event("c")
     );
-    source
-        .store()
-        .put(&source.path("e.ndjson"), body.into_bytes().into())
-        .await
-        .unwrap();
-    let lake = Lake::open("memory://long-lake").unwrap();
-    let s = ingest(
-        &lake,
-        &["memory://long-src/e.ndjson".into()],
-        &IngestOptions {
-            limits: Limits::DEFAULT,
-            ..IngestOptions::default()
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let options = IngestOptions {
+        limits: Limits::DEFAULT,
+        ..IngestOptions::default()
+    };
+    let (lake, s) = super::ingest_memory_file("long", "e.ndjson", body, &options).await;
     assert_eq!((s.read, s.stored, s.duplicate, s.quarantined), (5, 3, 0, 2));
     assert_eq!(s.quarantine_reasons["line_too_long"], 1);
     assert_eq!(s.quarantine_reasons["too_deep"], 1);
