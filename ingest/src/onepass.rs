@@ -22,7 +22,7 @@
 //! [`check_shape`]: crate::json::check_shape
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::json::{Form, LINEAR_KEYS, push_plain_key, write_scalar};
 use crate::limits::MAX_DEPTH_CEILING;
@@ -31,8 +31,8 @@ use crate::limits::MAX_DEPTH_CEILING;
 /// borrowed, values as their raw text) and the hash of its canonical form.
 #[derive(Debug)]
 pub struct OnePass<'a> {
-    /// Members of the top-level object.
-    pub members: Vec<(Cow<'a, str>, &'a str)>,
+    /// Members of the top-level object (hand them to [`recycle`] when done).
+    pub members: Members<'a>,
     /// xxh3 of the canonical form, as the general path computes it.
     pub content_hash: u64,
     /// Bit `i` set: member `i`'s value is a string without escapes, whose
@@ -83,6 +83,59 @@ struct Node {
 thread_local! {
     /// Nodes and canonical text, reused from line to line.
     static SCRATCH: RefCell<(Vec<Node>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// An emptied vector of members handed back by [`recycle`], for the
+    /// next line this thread reads.
+    static SPARE_MEMBERS: Cell<Members<'static>> = const { Cell::new(Vec::new()) };
+}
+
+/// A line's top-level members: keys, and values as their raw text.
+pub type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
+
+/// The largest vector of members [`recycle`] keeps (a general-path object
+/// may have thousands of members; one such line should not hold memory).
+const KEPT_MEMBERS: usize = 2 * ONE_PASS_KEYS;
+
+/// Hands a vector of members back once a line is done with it, so that
+/// the next line [`parse`] reads on this thread fills the same allocation
+/// instead of a new one.
+pub fn recycle(mut members: Members<'_>) {
+    if members.capacity() > KEPT_MEMBERS {
+        return;
+    }
+    members.clear();
+    SPARE_MEMBERS.set(relabel(members));
+}
+
+/// The kept vector of members, or a new one.
+fn spare_members<'a>() -> Members<'a> {
+    let spare = relabel(SPARE_MEMBERS.take());
+    if spare.capacity() == 0 {
+        Vec::with_capacity(LINEAR_KEYS)
+    } else {
+        spare
+    }
+}
+
+/// An empty vector of members, as one borrowing for another lifetime: the
+/// elements have the same layout, so collecting in place keeps the
+/// allocation (a test holds it to that).
+fn relabel<'b>(members: Members<'_>) -> Members<'b> {
+    debug_assert!(members.is_empty());
+    members
+        .into_iter()
+        .map(|_| -> (Cow<'b, str>, &'b str) { unreachable!("emptied before") })
+        .collect()
+}
+
+/// The capacity of the vector of members kept for this thread's next line.
+#[cfg(test)]
+pub(crate) fn spare_members_capacity() -> usize {
+    SPARE_MEMBERS.with(|spare| {
+        let kept = spare.take();
+        let capacity = kept.capacity();
+        spare.set(kept);
+        capacity
+    })
 }
 
 /// Reads `text` in one pass, or answers `None` for the general path (see
@@ -114,7 +167,7 @@ pub fn parse(text: &str, max_depth: usize, max_keys: usize) -> Option<OnePass<'_
         let tree = Tree { text, nodes };
         tree.write::<true>(0, canonical)?;
         let root = nodes[0];
-        let mut members = Vec::with_capacity(LINEAR_KEYS);
+        let mut members = spare_members();
         let mut plain = 0;
         let mut compact = None;
         let mut i = 1;
@@ -493,13 +546,32 @@ mod tests {
     use crate::json::{RawObject, write_members, write_value};
 
     /// A line's members as the general reader gives them, with its content hash.
-    type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
-
     fn general(text: &str) -> Option<(Members<'_>, u64)> {
         let obj: RawObject<'_> = serde_json::from_str(text).ok()?;
         let mut out = Vec::new();
         write_members(obj.0.clone(), Form::Canonical, &mut out).ok()?;
         Some((obj.0, xxhash_rust::xxh3::xxh3_64(&out)))
+    }
+
+    #[test]
+    fn a_recycled_vector_of_members_is_filled_by_the_next_line() {
+        let first = r#"{"event_id":"e1","event_type":"run_started","ts":"2026-01-01T00:00:00Z"}"#;
+        let second = r#"{"event_id":"e2","tenant_id":"t"}"#;
+        let read = parse(first, 8, 1000).unwrap();
+        let capacity = read.members.capacity();
+        let at = read.members.as_ptr() as usize;
+        assert!(capacity > 0);
+        recycle(read.members);
+        assert_eq!(spare_members_capacity(), capacity);
+        let read = parse(second, 8, 1000).unwrap();
+        assert_eq!(spare_members_capacity(), 0, "the next line took it");
+        assert_eq!(read.members.as_ptr() as usize, at);
+        let keys: Vec<&str> = read.members.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, ["event_id", "tenant_id"]);
+        assert_eq!(read.members[1].1, r#""t""#);
+        // A vector grown large (a general-path object) is not kept.
+        recycle(Vec::with_capacity(KEPT_MEMBERS + 1));
+        assert_eq!(spare_members_capacity(), 0);
     }
 
     #[test]

@@ -331,6 +331,14 @@ struct Checker<'a> {
     origin: Origin,
 }
 
+/// The members go back to the one pass's spare, for the thread's next line,
+/// whether the line was valid or not.
+impl Drop for Checker<'_> {
+    fn drop(&mut self) {
+        onepass::recycle(std::mem::take(&mut self.members));
+    }
+}
+
 impl<'a> Checker<'a> {
     fn new(members: Vec<(Cow<'a, str>, &'a str)>, plain: u32, origin: Origin) -> Self {
         let mut member_of = [0; MAX_EVENT_COLUMNS];
@@ -1164,6 +1172,24 @@ mod tests {
         let reused = validate_into(text.as_bytes(), &Limits::DEFAULT, Origin::Line, spare).unwrap();
         assert_eq!(reused.values, fresh.values);
         assert_eq!(reused.values.as_ptr(), at, "the same allocation");
+    }
+
+    #[test]
+    fn a_line_hands_its_members_to_the_next_valid_or_not() {
+        let valid = line(r#""event_type":"run_started","workflow":"w""#);
+        let invalid = line(r#""event_type":"no_such_type""#);
+        for text in [&valid, &invalid] {
+            assert_eq!(onepass::spare_members_capacity(), 0);
+            let _ = validate(text.as_bytes());
+            assert!(onepass::spare_members_capacity() > 0, "{text}");
+            // The next line takes them.
+            let _ = validate(valid.as_bytes());
+            assert!(onepass::spare_members_capacity() > 0);
+            // Empty the spare for the next round.
+            let taken = onepass::parse(valid, 8, 1000).unwrap();
+            assert_eq!(onepass::spare_members_capacity(), 0);
+            drop(taken);
+        }
     }
 
     #[test]
