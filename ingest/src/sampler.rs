@@ -106,6 +106,7 @@ impl Rng {
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+#[inline]
 pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
     let y = i64::from(y) - i64::from(m <= 2);
     let era = y.div_euclid(400);

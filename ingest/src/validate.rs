@@ -580,20 +580,24 @@ fn chrono_ts(s: &str) -> Option<i64> {
 /// other, which is then chrono's to read or refuse: this never refuses on
 /// its own.
 fn usual_ts(b: &[u8]) -> Option<i64> {
-    let digit = |i: usize| -> Option<i64> {
-        let d = b.get(i)?.wrapping_sub(b'0');
-        (d <= 9).then_some(i64::from(d))
+    // The fixed part, `YYYY-MM-DDTHH:MM:SS`: every digit checked at once.
+    let f: &[u8; 19] = b.get(..19)?.try_into().ok()?;
+    let mut bad = 0u8;
+    let mut d = |i: usize| {
+        let v = f[i].wrapping_sub(b'0');
+        bad |= u8::from(v > 9);
+        i64::from(v)
     };
-    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
-    let year = two(0)? * 100 + two(2)?;
-    let month = two(5)?;
-    let day = two(8)?;
-    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
+    let year = d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3);
+    let month = d(5) * 10 + d(6);
+    let day = d(8) * 10 + d(9);
+    let (hour, minute, second) = (d(11) * 10 + d(12), d(14) * 10 + d(15), d(17) * 10 + d(18));
+    if bad != 0
+        || f[4] != b'-'
+        || f[7] != b'-'
+        || !matches!(f[10], b'T' | b't' | b' ')
+        || f[13] != b':'
+        || f[16] != b':'
         || !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
@@ -603,6 +607,11 @@ fn usual_ts(b: &[u8]) -> Option<i64> {
     {
         return None;
     }
+    let digit = |i: usize| -> Option<i64> {
+        let d = b.get(i)?.wrapping_sub(b'0');
+        (d <= 9).then_some(i64::from(d))
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
     let mut at = 19;
     let mut micros = 0;
     if b.get(at) == Some(&b'.') {
@@ -617,14 +626,23 @@ fn usual_ts(b: &[u8]) -> Option<i64> {
             }
             at += 1;
         }
+        const SCALE: [i64; 10] = [
+            0,
+            100_000_000,
+            10_000_000,
+            1_000_000,
+            100_000,
+            10_000,
+            1_000,
+            100,
+            10,
+            1,
+        ];
         let digits = at - from;
         if digits == 0 {
             return None;
         }
-        for _ in digits..9 {
-            nanos *= 10;
-        }
-        micros = nanos / 1000;
+        micros = nanos * SCALE[digits.min(9)] / 1000;
     }
     let offset = match b.get(at)? {
         b'Z' | b'z' => {
