@@ -12,7 +12,10 @@ alternation, --reps times each:
 
 - ingest: `agentledger ingest` into a fresh lake (prices and plans loaded
   first, untimed), against DuckDB and Polars (bench/peers.py, 2 threads)
-  converting the same NDJSON to date-partitioned Parquet;
+  converting the same NDJSON to date-partitioned Parquet, and DataFusion
+  (the engine agentledger is built on) doing the same bare conversion
+  without `attributes`: the floor of that conversion on agentledger's own
+  stack;
 - metrics: `agentledger metrics --by tenant_id,week` from a cold process,
   against DuckDB and Polars computing the same figures from the lake's
   Parquet; every peer's figures are checked against agentledger's;
@@ -127,8 +130,9 @@ def bench_size(args, binary, python, work, events):
     peer_out = work / f"peer-out-{events}"
     result = {"events": lines, "input_mb": mb, "ingest": {}, "metrics": {}}
 
-    # Ingest, in alternation.
-    samples = {"agentledger": [], "duckdb": [], "polars": []}
+    # Ingest, in alternation. DataFusion converts only: the floor of a bare
+    # conversion on agentledger's own stack (see peers.py).
+    samples = {"agentledger": [], "duckdb": [], "polars": [], "datafusion": []}
     refresh = []
     for _ in range(args.reps):
         fresh_lake(binary, lake, data)
@@ -140,7 +144,7 @@ def bench_size(args, binary, python, work, events):
             sys.exit(f"agentledger stored {summary['stored']} of {lines} events")
         samples["agentledger"].append(s)
         refresh.append(refresh_seconds(lake))
-        for peer in ("duckdb", "polars"):
+        for peer in ("duckdb", "polars", "datafusion"):
             shutil.rmtree(peer_out, ignore_errors=True)
             samples[peer].append(timed([python, PEERS, "convert", peer, ndjson, peer_out]))
     shutil.rmtree(peer_out, ignore_errors=True)
@@ -236,7 +240,8 @@ def bench_small_files(args, binary, work, events):
 
 def versions(binary, python):
     peers = subprocess.run(
-        [python, "-c", "import duckdb, polars; print(duckdb.__version__, polars.__version__)"],
+        [python, "-c", "import datafusion, duckdb, polars; "
+                       "print(duckdb.__version__, polars.__version__, datafusion.__version__)"],
         capture_output=True, text=True, check=True).stdout.split()
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
@@ -252,6 +257,7 @@ def versions(binary, python):
         "agentledger": commit,
         "duckdb": peers[0],
         "polars": peers[1],
+        "datafusion": peers[2],
         "python": platform.python_version(),
         "machine": f"{os.cpu_count()} cores ({cpu}), "
                    f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.system()} {platform.release()}",
@@ -262,7 +268,8 @@ def versions(binary, python):
 def markdown(meta, sizes, select1, small, command):
     out = [BEGIN, "", f"Command: `{command}`", "",
            f"Run {meta['date']} at commit {meta['agentledger']} (release build); "
-           f"DuckDB {meta['duckdb']}, Polars {meta['polars']} (Python {meta['python']}, 2 threads each); "
+           f"DuckDB {meta['duckdb']}, Polars {meta['polars']}, DataFusion {meta['datafusion']} "
+           f"(Python {meta['python']}, 2 threads each); "
            f"machine: {meta['machine']}.", "",
            "Times are wall-clock seconds of whole processes (median, min–max over the repetitions); "
            "RSS is the peak over the repetitions. Ratio = agentledger's median / the peer's median.", ""]

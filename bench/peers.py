@@ -5,10 +5,15 @@ Each job is what a competent DuckDB or Polars user would write to do the same
 work as agentledger without it. A benchmark driver runs every job as a
 separate process, so this script does exactly one job and exits:
 
-    peers.py convert duckdb|polars EVENTS.ndjson OUTDIR
+    peers.py convert duckdb|polars|datafusion EVENTS.ndjson OUTDIR
         NDJSON events (SPEC section 1) to Parquet, Hive-partitioned by the UTC
         date of `ts` (OUTDIR/date=YYYY-MM-DD/*.parquet, zstd). OUTDIR should
-        not exist yet. Prints {"rows": N} as one JSON line.
+        not exist yet. Prints {"rows": N} as one JSON line. `datafusion` is
+        the engine agentledger itself is built on (its Python package, with
+        arrow-rs's JSON reader and Parquet writer): the bare conversion on
+        agentledger's own stack, and it leaves `attributes` out (arrow-rs
+        reads an object only into a struct of known fields, not as text),
+        so it does less than the other two.
 
     peers.py metrics duckdb|polars LAKE [--out FILE]
         `agentledger metrics --by tenant_id,week --format csv`, computed from
@@ -23,7 +28,7 @@ separate process, so this script does exactly one job and exits:
         (an empty cell is null and equals only an empty cell). Prints every
         difference; exits 1 on any.
 
-Both engines run with 2 threads. Each engine is imported only inside its own
+Every engine runs with 2 threads. Each engine is imported only inside its own
 job, so a job never pays for the other engine's import.
 
 What `convert` does not do, that `agentledger ingest` does: validation and
@@ -42,7 +47,7 @@ Money is exact throughout: Decimal(38, 12) sums, and every division of money
 1e-12 USD and rounded half to even: DuckDB's DECIMAL / INTEGER is a DOUBLE,
 and Polars does not document how its Decimal division rounds.
 
-Run with the project's venv: Python 3.11, duckdb, polars.
+Run with the project's venv: Python 3.11, duckdb, polars, datafusion.
 """
 
 import argparse
@@ -507,6 +512,41 @@ def polars_convert(events, outdir):
     return written.select(pl.len()).collect().item()
 
 
+# --------------------------------------------------------------------------
+# DataFusion: only `convert`, as the floor of a conversion on agentledger's own
+# stack (agentledger's metrics are DataFusion already).
+
+DATAFUSION_TYPES = {
+    "text": "VARCHAR",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+    # RFC 3339 text with `Z` or an offset, read as the UTC instant.
+    "timestamp": "TIMESTAMP",
+    # A JSON number or a decimal string, read from its digits.
+    "money": "DECIMAL(38, 12)",
+}
+
+
+def datafusion_convert(events, outdir):
+    from datafusion import SessionConfig, SessionContext
+
+    ctx = SessionContext(SessionConfig().with_target_partitions(THREADS))
+    # `attributes` is left out: arrow-rs's JSON reader takes an object only
+    # into a struct of known fields, and unknown fields are skipped.
+    columns = ", ".join(
+        f"{name} {DATAFUSION_TYPES[kind]}" for name, kind in EVENT_FIELDS if kind != "json"
+    )
+    ctx.sql(f"CREATE EXTERNAL TABLE events ({columns}) STORED AS JSON LOCATION {sql_text(events)}").collect()
+    (batch,) = ctx.sql(
+        f"""
+        COPY (SELECT *, CAST(ts AS DATE) AS date FROM events)
+        TO {sql_text(str(outdir).rstrip("/") + "/")} STORED AS PARQUET PARTITIONED BY (date)
+        OPTIONS ('format.compression' 'zstd(1)')
+        """
+    ).collect()
+    return batch.column(0)[0].as_py()
+
+
 def polars_metrics(lake):
     pl = import_polars()
     money = pl.Decimal(38, 12)
@@ -831,7 +871,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     jobs = parser.add_subparsers(dest="job", required=True)
     convert = jobs.add_parser("convert", help="NDJSON events to date-partitioned Parquet")
-    convert.add_argument("engine", choices=["duckdb", "polars"])
+    convert.add_argument("engine", choices=["duckdb", "polars", "datafusion"])
     convert.add_argument("events")
     convert.add_argument("outdir")
     metrics = jobs.add_parser("metrics", help="tenant x week metrics from a lake's Parquet")
@@ -844,7 +884,9 @@ def main():
     args = parser.parse_args()
 
     if args.job == "convert":
-        job = duckdb_convert if args.engine == "duckdb" else polars_convert
+        job = {"duckdb": duckdb_convert, "polars": polars_convert, "datafusion": datafusion_convert}[
+            args.engine
+        ]
         rows = job(args.events, args.outdir)
         print(json.dumps({"rows": rows}))
         return 0
