@@ -1091,12 +1091,17 @@ mod tests {
 
     /// `n` records with distinct random keys, sorted.
     fn random_records(seed: u64, n: usize) -> Vec<Record> {
-        let mut rng = Rng(seed);
-        let mut keys: Vec<u128> = (0..n).map(|_| rng.key()).collect();
-        keys.sort_unstable();
+        let mut keys = sorted_keys(&mut Rng(seed), n);
         keys.dedup();
         assert_eq!(keys.len(), n);
         keys.into_iter().map(|k| record(k, 7)).collect()
+    }
+
+    /// `n` random keys, sorted.
+    fn sorted_keys(rng: &mut Rng, n: usize) -> Vec<u128> {
+        let mut keys: Vec<u128> = (0..n).map(|_| rng.key()).collect();
+        keys.sort_unstable();
+        keys
     }
 
     async fn scan_all(lake: &Lake, rel: &str, size: u64) -> Result<Vec<Record>> {
@@ -1252,11 +1257,7 @@ mod tests {
     async fn merge_keeps_the_first_inputs_record_and_honours_keep() {
         let lake = Lake::open("memory://keyfile-merge").unwrap();
         let mut rng = Rng(3);
-        let universe: Vec<u128> = {
-            let mut keys: Vec<u128> = (0..20_000).map(|_| rng.key()).collect();
-            keys.sort_unstable();
-            keys
-        };
+        let universe = sorted_keys(&mut rng, 20_000);
         let mut inputs = Vec::new();
         let mut reference: BTreeMap<u128, Record> = BTreeMap::new();
         for tag in 0..3i64 {
@@ -1301,11 +1302,7 @@ mod tests {
     async fn merges_of_up_to_nine_inputs_equal_a_map_filled_in_input_order() {
         let lake = Lake::open("memory://keyfile-merge-many").unwrap();
         let mut rng = Rng(17);
-        let universe: Vec<u128> = {
-            let mut keys: Vec<u128> = (0..3000).map(|_| rng.key()).collect();
-            keys.sort_unstable();
-            keys
-        };
+        let universe = sorted_keys(&mut rng, 3000);
         for k in 0..=9usize {
             let mut inputs = Vec::new();
             let mut reference: BTreeMap<u128, Record> = BTreeMap::new();
