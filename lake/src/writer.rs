@@ -359,53 +359,53 @@ impl PartitionedWriter {
     }
 }
 
-/// What the caller asks of a [`WriterThread`].
-enum Command {
-    Write(RecordBatch, Date32Array),
+/// What the caller asks of a [`Worker`].
+enum Command<T> {
+    Work(T),
     Finish,
 }
 
-/// A [`PartitionedWriter`] on a thread of its own, so that splitting rows
-/// by partition, encoding and compressing Parquet run beside the caller's
-/// work instead of between its steps. [`WriterThread::write`] hands a batch
-/// over and returns; at most `queue` batches wait, so memory stays bounded.
-/// Rows are written in the order they are handed over. An error stops the
-/// thread; the next call returns it.
-pub struct WriterThread {
-    commands: Option<mpsc::SyncSender<Command>>,
-    thread: Option<std::thread::JoinHandle<Result<Vec<FileEntry>>>>,
+/// State of its own on a thread of its own: [`Worker::send`] hands an item
+/// over and returns, and the thread applies it to the state while the
+/// caller goes on; at most `queue` items wait, so memory stays bounded.
+/// Items are applied in the order they are sent. An error stops the
+/// thread; the next call returns it. The ingest's Parquet writers run so
+/// ([`WriterThread`], and the run parts the ingest computes).
+pub struct Worker<T, R> {
+    commands: Option<mpsc::SyncSender<Command<T>>>,
+    thread: Option<std::thread::JoinHandle<Result<Option<R>>>>,
 }
 
-impl std::fmt::Debug for WriterThread {
+impl<T, R> std::fmt::Debug for Worker<T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterThread").finish_non_exhaustive()
+        f.debug_struct("Worker").finish_non_exhaustive()
     }
 }
 
-impl WriterThread {
-    /// Starts `writer` on a new thread that runs its async writes on
-    /// `runtime`.
-    pub fn spawn(
-        mut writer: PartitionedWriter,
-        runtime: tokio::runtime::Handle,
+impl<T: Send + 'static, R: Send + 'static> Worker<T, R> {
+    /// Starts a thread named `name` that applies each item sent to `state`
+    /// with `work`, and on [`Worker::finish`] turns the state into the
+    /// result with `finish`.
+    pub fn spawn<S: Send + 'static>(
+        name: String,
         queue: usize,
+        mut state: S,
+        mut work: impl FnMut(&mut S, T) -> Result<()> + Send + 'static,
+        finish: impl FnOnce(S) -> Result<R> + Send + 'static,
     ) -> Self {
-        let (commands, received) = mpsc::sync_channel::<Command>(queue);
+        let (commands, received) = mpsc::sync_channel::<Command<T>>(queue);
         let thread = std::thread::Builder::new()
-            .name(format!("{}-writer", writer.table))
+            .name(name)
             .spawn(move || {
                 for command in received {
                     match command {
-                        Command::Write(batch, dates) => {
-                            runtime.block_on(writer.write(&batch, &dates))?;
-                        }
-                        Command::Finish => return runtime.block_on(writer.finish()),
+                        Command::Work(item) => work(&mut state, item)?,
+                        Command::Finish => return finish(state).map(Some),
                     }
                 }
-                // Dropped unfinished (the caller failed): the open files
-                // are abandoned, not finished, as a dropped
-                // `PartitionedWriter`'s are.
-                Ok(Vec::new())
+                // Dropped unfinished (the caller failed): the state is
+                // dropped, not finished; files it had open are abandoned.
+                Ok(None)
             })
             .expect("a thread can be started");
         Self {
@@ -414,35 +414,35 @@ impl WriterThread {
         }
     }
 
-    /// Hands `batch` over, its row `i` going to partition `dates.value(i)`.
-    pub fn write(&mut self, batch: RecordBatch, dates: Date32Array) -> Result<()> {
-        self.send(Command::Write(batch, dates))
+    /// Hands `item` over (waiting while `queue` items wait already).
+    pub fn send(&mut self, item: T) -> Result<()> {
+        self.command(Command::Work(item))
     }
 
-    /// Writes what is left and finishes every file: all files written.
-    pub fn finish(mut self) -> Result<Vec<FileEntry>> {
-        self.send(Command::Finish)?;
+    /// Waits for the items sent to be applied, then finishes the state.
+    pub fn finish(mut self) -> Result<R> {
+        self.command(Command::Finish)?;
         drop(self.commands.take());
-        self.join()
-    }
-
-    fn send(&mut self, command: Command) -> Result<()> {
-        let commands = self.commands.as_ref().expect("not finished");
-        match commands.send(command) {
-            Ok(()) => Ok(()),
-            Err(_) => self.stopped().map(|_| ()),
+        match self.join()? {
+            Some(result) => Ok(result),
+            None => unreachable!("a worker told to finish returns what it finished"),
         }
     }
 
-    /// The error the thread stopped with (it stops before `Finish` only
-    /// on an error).
-    fn stopped(&mut self) -> Result<Vec<FileEntry>> {
-        drop(self.commands.take());
-        self.join()?;
-        unreachable!("the writer thread stops early only on an error")
+    fn command(&mut self, command: Command<T>) -> Result<()> {
+        let commands = self.commands.as_ref().expect("not finished");
+        match commands.send(command) {
+            Ok(()) => Ok(()),
+            // The thread stops early only on an error: that error.
+            Err(_) => {
+                drop(self.commands.take());
+                self.join()?;
+                unreachable!("a worker thread stops early only on an error")
+            }
+        }
     }
 
-    fn join(&mut self) -> Result<Vec<FileEntry>> {
+    fn join(&mut self) -> Result<Option<R>> {
         let thread = self.thread.take().expect("joined once");
         match thread.join() {
             Ok(result) => result,
@@ -451,14 +451,46 @@ impl WriterThread {
     }
 }
 
-impl Drop for WriterThread {
-    /// A writer dropped unfinished (the caller failed) stops; its files
-    /// are never committed.
+impl<T, R> Drop for Worker<T, R> {
+    /// A worker dropped unfinished (the caller failed) stops; what it
+    /// wrote is never committed.
     fn drop(&mut self) {
         drop(self.commands.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A [`PartitionedWriter`] on a [`Worker`] thread, so that splitting rows
+/// by partition, encoding and compressing Parquet run beside the caller's
+/// work instead of between its steps. Rows are written in the order they
+/// are handed over.
+#[derive(Debug)]
+pub struct WriterThread(Worker<(RecordBatch, Date32Array), Vec<FileEntry>>);
+
+impl WriterThread {
+    /// Starts `writer` on a new thread that runs its async writes on
+    /// `runtime`; at most `queue` batches wait.
+    pub fn spawn(writer: PartitionedWriter, runtime: tokio::runtime::Handle, queue: usize) -> Self {
+        let finishing = runtime.clone();
+        Self(Worker::spawn(
+            format!("{}-writer", writer.table),
+            queue,
+            writer,
+            move |writer, (batch, dates)| runtime.block_on(writer.write(&batch, &dates)),
+            move |writer| finishing.block_on(writer.finish()),
+        ))
+    }
+
+    /// Hands `batch` over, its row `i` going to partition `dates.value(i)`.
+    pub fn write(&mut self, batch: RecordBatch, dates: Date32Array) -> Result<()> {
+        self.0.send((batch, dates))
+    }
+
+    /// Writes what is left and finishes every file: all files written.
+    pub fn finish(self) -> Result<Vec<FileEntry>> {
+        self.0.finish()
     }
 }
 

@@ -37,20 +37,32 @@ async fn lake_with_prices(dir: &std::path::Path, name: &str, sample: &std::path:
     lake
 }
 
+/// The generator's sample of `runs` runs, made in `dir/sample`: that
+/// folder and its event files.
+fn sample_of(dir: &std::path::Path, runs: u64) -> (std::path::PathBuf, Vec<std::path::PathBuf>) {
+    let sample = dir.join("sample");
+    let options = SampleOptions {
+        runs,
+        ..SampleOptions::default()
+    };
+    let files = generate(&sample, &options)
+        .unwrap()
+        .files
+        .into_iter()
+        .filter(|f| {
+            f.extension()
+                .is_some_and(|e| e == "ndjson" || e == "jsonl" || e == "json")
+        })
+        .collect();
+    (sample, files)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observed_parts_equal_the_sql_parts_in_any_order() {
     let dir = tempfile::tempdir().unwrap();
-    let sample = dir.path().join("sample");
-    let options = SampleOptions {
-        runs: 1_500,
-        ..SampleOptions::default()
-    };
-    let summary = generate(&sample, &options).unwrap();
+    let (sample, files) = sample_of(dir.path(), 1_500);
     let mut lines: Vec<String> = Vec::new();
-    for file in summary.files.iter().filter(|f| {
-        f.extension()
-            .is_some_and(|e| e == "ndjson" || e == "jsonl" || e == "json")
-    }) {
+    for file in &files {
         lines.extend(
             std::fs::read_to_string(file)
                 .unwrap()
@@ -265,4 +277,49 @@ async fn compaction_keeps_what_the_run_parts_cover() {
         expected,
         "after compacting everything"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parts_file_that_cannot_be_written_fails_the_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sample, files) = sample_of(dir.path(), 300);
+    let sources: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    assert!(!sources.is_empty());
+    // Runs written out of memory as the ingest goes on (their rows go to
+    // the parts file's thread meanwhile), and every run held to the end.
+    // Either way the file fails where its bytes are first stored, and the
+    // ingest must fail with it, naming the file.
+    for (name, max_runs) in [("written out", 20), ("held", 1_000_000)] {
+        let lake = lake_with_prices(dir.path(), &format!("lake-{max_runs}"), &sample).await;
+        // The table's folder is a file: no parts file can be written there.
+        let root = dir.path().join(format!("lake-{max_runs}"));
+        let parts = root.join("run_parts");
+        if parts.is_dir() {
+            std::fs::remove_dir_all(&parts).unwrap();
+        }
+        std::fs::write(&parts, b"not a folder").unwrap();
+        let before = Snapshot::load(&lake).await.unwrap().version();
+        let small_batches = IngestOptions {
+            batch_rows: 200,
+            ..IngestOptions::default()
+        };
+        let outcome = ingest_observed(
+            &lake,
+            &sources,
+            &small_batches,
+            None,
+            PartsObserver::new(max_runs),
+        )
+        .await;
+        let error = outcome.map(|(summary, _)| summary).unwrap_err();
+        assert!(
+            error.to_string().contains("run_parts/part-"),
+            "{name}: the error names the parts file: {error}"
+        );
+        assert_eq!(
+            Snapshot::load(&lake).await.unwrap().version(),
+            before,
+            "{name}: nothing committed"
+        );
+    }
 }

@@ -5,7 +5,7 @@ use agentledger_lake::Lake;
 use agentledger_lake::log::{FileEntry, RunPartsCover, Snapshot};
 use agentledger_lake::observe::{EventObserver, Observed};
 use agentledger_lake::schema::{EVENTS_SCHEMA, RUN_PARTS, RUN_PARTS_SCHEMA};
-use agentledger_lake::writer::open_file;
+use agentledger_lake::writer::{Worker, open_file};
 use arrow::array::{
     Array, AsArray, BooleanArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -73,9 +73,6 @@ impl<'a> Columns<'a> {
 
 /// What a [`PartsObserver`] holds while an ingest runs.
 struct Active {
-    lake: Lake,
-    relative: String,
-    handle: tokio::runtime::Handle,
     prices: Prices,
     runs: FastMap<Box<[u8]>, Box<Acc>>,
     /// Hashes of the keys of runs written out.
@@ -89,7 +86,20 @@ struct Active {
     first: bool,
     batches: u64,
     key: Vec<u8>,
+    /// Rows of runs written out, gathered for the parts file.
     out: Rows,
+    /// Encodes the gathered rows into the parts file on a thread of its
+    /// own: on the ingest's thread, encoding each half of the runs written
+    /// out kept the decoding threads waiting (BENCHMARKS.md).
+    file: Worker<RecordBatch, Option<FileEntry>>,
+}
+
+/// The parts file of an ingest, written on the observer's [`Worker`]
+/// thread.
+struct PartsFile {
+    lake: Lake,
+    relative: String,
+    handle: tokio::runtime::Handle,
     writer: Option<AsyncArrowWriter<BufWriter>>,
     rows: u64,
 }
@@ -164,10 +174,14 @@ impl EventObserver for PartsObserver {
                 .run_coverage(crate::definitions())
                 .events
                 .is_empty();
-            self.active = Some(Active {
+            let file = PartsFile {
                 lake: lake.clone(),
                 relative: format!("{RUN_PARTS}/part-{ingest_id}-0001.parquet"),
                 handle: tokio::runtime::Handle::current(),
+                writer: None,
+                rows: 0,
+            };
+            self.active = Some(Active {
                 prices,
                 runs: FastMap::default(),
                 written_out: FastSet::default(),
@@ -178,8 +192,13 @@ impl EventObserver for PartsObserver {
                 batches: 0,
                 key: Vec::with_capacity(64),
                 out: Rows::new(),
-                writer: None,
-                rows: 0,
+                file: Worker::spawn(
+                    "run-parts-writer".into(),
+                    1,
+                    file,
+                    PartsFile::write,
+                    PartsFile::finish,
+                ),
             });
             Ok(())
         })
@@ -228,25 +247,22 @@ impl EventObserver for PartsObserver {
                 return Ok(None);
             };
             let runs = std::mem::take(&mut active.runs);
-            for (key, acc) in runs.into_iter().filter(|(_, a)| a.counts[EVENTS] > 0) {
-                active.out.push(&key, &acc);
-                if active.out.len() >= OUT_ROWS {
-                    active.flush().await?;
-                }
-            }
-            active.flush().await?;
-            let Some(writer) = active.writer.take() else {
+            active.push(runs.into_iter())?;
+            let last = active.out.finish()?;
+            let mut file = active.file;
+            // The worker's thread runs its writes on this runtime: wait
+            // for it off the runtime's threads.
+            let file = tokio::task::spawn_blocking(move || {
+                file.send(last)?;
+                file.finish()
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            let Some(file) = file else {
                 return Ok(None);
             };
-            let size = writer_finish(writer).await?;
             Ok(Some(Observed {
-                files: vec![FileEntry {
-                    table: RUN_PARTS.to_string(),
-                    path: active.relative.clone(),
-                    size,
-                    rows: active.rows,
-                    date: None,
-                }],
+                files: vec![file],
                 cover: RunPartsCover {
                     full: active.first,
                     covers: vec![],
@@ -257,11 +273,6 @@ impl EventObserver for PartsObserver {
             }))
         })
     }
-}
-
-async fn writer_finish(mut writer: AsyncArrowWriter<BufWriter>) -> agentledger_lake::Result<u64> {
-    writer.finish().await?;
-    Ok(writer.bytes_written() as u64)
 }
 
 impl Active {
@@ -408,33 +419,59 @@ impl Active {
             .runs
             .extract_if(|_, a| a.seen <= cut && !a.held)
             .collect();
-        for (key, acc) in old.into_iter().filter(|(_, a)| a.counts[EVENTS] > 0) {
+        for (key, _) in old.iter().filter(|(_, a)| a.counts[EVENTS] > 0) {
             self.written_out
-                .insert(std::hash::BuildHasher::hash_one(&self.hasher, &*key));
+                .insert(std::hash::BuildHasher::hash_one(&self.hasher, &**key));
+        }
+        self.push(old.into_iter())
+    }
+
+    /// Gathers the parts of the runs that had events, handing every
+    /// [`OUT_ROWS`] to the parts file's thread.
+    fn push(
+        &mut self,
+        runs: impl Iterator<Item = (Box<[u8]>, Box<Acc>)>,
+    ) -> agentledger_lake::Result<()> {
+        for (key, acc) in runs.filter(|(_, a)| a.counts[EVENTS] > 0) {
             self.out.push(&key, &acc);
             if self.out.len() >= OUT_ROWS {
-                let handle = self.handle.clone();
-                handle.block_on(self.flush())?;
+                let batch = self.out.finish()?;
+                self.file.send(batch)?;
             }
         }
         Ok(())
     }
+}
 
-    /// Writes the gathered rows to the parts file (created on first use).
-    async fn flush(&mut self) -> agentledger_lake::Result<()> {
-        if self.out.len() == 0 {
+impl PartsFile {
+    /// Writes `batch` to the file (created on first use).
+    fn write(&mut self, batch: RecordBatch) -> agentledger_lake::Result<()> {
+        if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = self.out.finish()?;
-        if self.writer.is_none() {
-            self.writer = Some(open_file(&self.lake, &self.relative, &RUN_PARTS_SCHEMA)?);
-        }
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self
+                .writer
+                .insert(open_file(&self.lake, &self.relative, &RUN_PARTS_SCHEMA)?),
+        };
+        self.handle.block_on(writer.write(&batch))?;
         self.rows += batch.num_rows() as u64;
-        self.writer
-            .as_mut()
-            .expect("created above")
-            .write(&batch)
-            .await?;
         Ok(())
+    }
+
+    /// Closes the file: its entry, or `None` when no run had events.
+    fn finish(mut self) -> agentledger_lake::Result<Option<FileEntry>> {
+        let Some(mut writer) = self.writer.take() else {
+            return Ok(None);
+        };
+        self.handle.block_on(writer.finish())?;
+        Ok(Some(FileEntry {
+            table: RUN_PARTS.to_string(),
+            path: self.relative,
+            size: writer.bytes_written() as u64,
+            rows: self.rows,
+            date: None,
+        }))
     }
 }
