@@ -243,31 +243,25 @@ impl EventObserver for PartsObserver {
 
     fn finish(&mut self) -> BoxFuture<'_, agentledger_lake::Result<Option<Observed>>> {
         Box::pin(async move {
-            let Some(mut active) = self.active.take() else {
+            let Some(active) = self.active.take() else {
                 return Ok(None);
             };
-            let runs = std::mem::take(&mut active.runs);
-            active.push(runs.into_iter())?;
-            let last = active.out.finish()?;
-            let mut file = active.file;
-            // The worker's thread runs its writes on this runtime: wait
-            // for it off the runtime's threads.
-            let file = tokio::task::spawn_blocking(move || {
-                file.send(last)?;
-                file.finish()
-            })
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            let (first, unique) = (active.first, active.unique);
+            // Off the runtime's threads: handing rows over waits for the
+            // parts file's thread, which runs its writes on this runtime.
+            let file = tokio::task::spawn_blocking(move || active.finish_file())
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
             let Some(file) = file else {
                 return Ok(None);
             };
             Ok(Some(Observed {
                 files: vec![file],
                 cover: RunPartsCover {
-                    full: active.first,
+                    full: first,
                     covers: vec![],
                     own: true,
-                    unique: active.unique,
+                    unique,
                     definitions: Some(crate::definitions().to_string()),
                 },
             }))
@@ -424,6 +418,16 @@ impl Active {
                 .insert(std::hash::BuildHasher::hash_one(&self.hasher, &**key));
         }
         self.push(old.into_iter())
+    }
+
+    /// Writes out every run still held and closes the parts file: its
+    /// entry, or `None` when no run had events.
+    fn finish_file(mut self) -> agentledger_lake::Result<Option<FileEntry>> {
+        let runs = std::mem::take(&mut self.runs);
+        self.push(runs.into_iter())?;
+        let last = self.out.finish()?;
+        self.file.send(last)?;
+        self.file.finish()
     }
 
     /// Gathers the parts of the runs that had events, handing every
