@@ -479,25 +479,24 @@ pub fn write_scalar(text: &str, form: Form, out: &mut Vec<u8>) -> Result<(), ser
 /// number form of [`Decimal::canonical`] without building a `Decimal`;
 /// false for any other number.
 fn write_canonical_integer(text: &str, out: &mut Vec<u8>) -> bool {
-    let (sign, digits) = match text.strip_prefix('-') {
-        Some(d) => ("-", d),
-        None => ("", text),
-    };
+    let bytes = text.as_bytes();
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
     if digits.is_empty()
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || (digits.len() > 1 && digits.starts_with('0'))
+        || !digits.iter().all(u8::is_ascii_digit)
+        || (digits.len() > 1 && digits[0] == b'0')
     {
         return false;
     }
-    let significant = digits.trim_end_matches('0');
-    if significant.is_empty() {
+    let zeros = digits.iter().rev().take_while(|&&b| b == b'0').count();
+    if zeros == digits.len() {
         out.push(b'0');
         return true;
     }
-    out.extend_from_slice(sign.as_bytes());
-    out.extend_from_slice(significant.as_bytes());
+    // The sign and the significant digits are the text without its
+    // trailing zeros, which the exponent counts.
+    out.extend_from_slice(&bytes[..bytes.len() - zeros]);
     out.push(b'e');
-    push_decimal(out, digits.len() - significant.len());
+    push_decimal(out, zeros);
     true
 }
 
@@ -511,6 +510,10 @@ pub fn push_plain_key(out: &mut Vec<u8>, key: &str) {
 /// Appends `n` in decimal digits (what `n.to_string()` gives, without
 /// allocating).
 fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut n = n;
@@ -640,6 +643,20 @@ pub(crate) mod tests {
         }
         for text in ["1.5", "1e3", "01", "-", "", "1-"] {
             assert!(!write_canonical_integer(text, &mut Vec::new()), "{text}");
+        }
+        // Every sign, significant digits of several lengths (some with
+        // zeros inside) and up to 24 trailing zeros, so that exponents of
+        // one and two digits are both written.
+        for sign in ["", "-"] {
+            for significant in ["1", "12", "907", "30000000000000000000001"] {
+                for zeros in 0..=24 {
+                    let text = format!("{sign}{significant}{}", "0".repeat(zeros));
+                    let mut fast = Vec::new();
+                    assert!(write_canonical_integer(&text, &mut fast), "{text}");
+                    let slow = Decimal::from_json_number(&text).unwrap().canonical();
+                    assert_eq!(String::from_utf8(fast).unwrap(), slow, "{text}");
+                }
+            }
         }
     }
 

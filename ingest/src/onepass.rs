@@ -445,6 +445,53 @@ impl Tree<'_> {
         &self.text.as_bytes()[node.start..node.end]
     }
 
+    /// The first eight bytes of the key at node `at` as a big-endian
+    /// number, zero padded: keys compare by it first (a key holds no zero
+    /// byte, so a shorter key still sorts first) and by their bytes only
+    /// when it ties. Read as one word where the line has eight bytes from
+    /// the key's start (it does but for the last short key of a short
+    /// line), the bytes past the key masked off.
+    fn head(&self, at: usize) -> u64 {
+        let node = self.nodes[at];
+        let len = node.end - node.start;
+        match self.text.as_bytes().get(node.start..node.start + 8) {
+            Some(word) => {
+                let word = u64::from_be_bytes(word.try_into().expect("eight bytes"));
+                if len >= 8 {
+                    word
+                } else {
+                    word & !(u64::MAX >> (len * 8))
+                }
+            }
+            None => {
+                let mut head = [0u8; 8];
+                head[..len].copy_from_slice(self.key(at));
+                u64::from_be_bytes(head)
+            }
+        }
+    }
+
+    /// Writes the member whose key is node `at` (its value is the node
+    /// after it) as `"key":value`. Where the line has nothing between the
+    /// key's quote, the colon and the value, the key, the colon and a
+    /// plain string's value are copied from it in one piece: the bytes the
+    /// key and value would be written as.
+    fn member<const CANONICAL: bool>(&self, at: usize, out: &mut Vec<u8>) -> Option<()> {
+        let (key, value) = (self.nodes[at], self.nodes[at + 1]);
+        let text = self.text.as_bytes();
+        if value.start == key.end + 2 {
+            if value.kind == Kind::PlainString {
+                out.extend_from_slice(&text[key.start - 1..value.end]);
+                return Some(());
+            }
+            out.extend_from_slice(&text[key.start - 1..value.start]);
+        } else {
+            push_plain_key(out, &self.text[key.start..key.end]);
+            out.push(b':');
+        }
+        self.write::<CANONICAL>(at + 1, out)
+    }
+
     /// Writes the value at node `at` in canonical form (`CANONICAL`) or in
     /// compact form, as [`crate::json::write_value`] does; `None` for a
     /// repeated key (seen in canonical form, where keys are sorted) or a
@@ -467,34 +514,23 @@ impl Tree<'_> {
                     if i > at + 1 {
                         out.push(b',');
                     }
-                    let key = self.nodes[i];
-                    push_plain_key(out, &self.text[key.start..key.end]);
-                    out.push(b':');
-                    self.write::<CANONICAL>(i + 1, out)?;
+                    self.member::<CANONICAL>(i, out)?;
                     i = self.nodes[i + 1].next;
                 }
                 out.push(b'}');
             }
             Kind::Object => {
-                // Each member as (its key's first eight bytes, key node,
-                // value node): keys compare by that number first (big
-                // endian, zero padded: a key holds no zero byte, so a
-                // shorter key still sorts first) and by their bytes only
-                // when it ties.
-                let mut members = [(0u64, 0usize, 0usize); ONE_PASS_KEYS];
+                // Each member as (its key's head, key node).
+                let mut members = [(0u64, 0usize); ONE_PASS_KEYS];
                 let mut n = 0;
                 let mut i = at + 1;
                 while i < node.next {
-                    let key = self.key(i);
-                    let mut head = [0u8; 8];
-                    let len = key.len().min(8);
-                    head[..len].copy_from_slice(&key[..len]);
-                    members[n] = (u64::from_be_bytes(head), i, i + 1);
+                    members[n] = (self.head(i), i);
                     n += 1;
                     i = self.nodes[i + 1].next;
                 }
                 let members = &mut members[..n];
-                let order = |a: &(u64, usize, usize), b: &(u64, usize, usize)| {
+                let order = |a: &(u64, usize), b: &(u64, usize)| {
                     a.0.cmp(&b.0).then_with(|| self.key(a.1).cmp(self.key(b.1)))
                 };
                 members.sort_unstable_by(order);
@@ -502,14 +538,11 @@ impl Tree<'_> {
                     return None;
                 }
                 out.push(b'{');
-                for (j, &(_, key, value)) in members.iter().enumerate() {
+                for (j, &(_, key)) in members.iter().enumerate() {
                     if j > 0 {
                         out.push(b',');
                     }
-                    let key = self.nodes[key];
-                    push_plain_key(out, &self.text[key.start..key.end]);
-                    out.push(b':');
-                    self.write::<CANONICAL>(value, out)?;
+                    self.member::<CANONICAL>(key, out)?;
                 }
                 out.push(b'}');
             }
@@ -675,7 +708,8 @@ mod tests {
     #[test]
     fn objects_in_changing_key_orders_agree_with_the_general_path() {
         // Objects of the same size in turn, keys in changing orders (some
-        // sharing their first eight bytes), now and then one repeated; the
+        // sharing their first eight bytes, some shorter than eight), now
+        // and then one repeated; the
         // outer object has up to ONE_PASS_KEYS members (the keys and
         // "inner").
         let mut keys = vec![
@@ -683,6 +717,9 @@ mod tests {
             "event_ts".to_string(),
             "a".to_string(),
             "ab".to_string(),
+            // Sorts before "a" followed by the quote that ends it in the
+            // line: a key's head must not take bytes past its end.
+            "a!".to_string(),
             "b".to_string(),
             "tenant_id".to_string(),
             "run_id".to_string(),
