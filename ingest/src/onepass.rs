@@ -709,9 +709,8 @@ mod tests {
     fn objects_in_changing_key_orders_agree_with_the_general_path() {
         // Objects of the same size in turn, keys in changing orders (some
         // sharing their first eight bytes, some shorter than eight), now
-        // and then one repeated; the
-        // outer object has up to ONE_PASS_KEYS members (the keys and
-        // "inner").
+        // and then one repeated; the outer object has up to ONE_PASS_KEYS
+        // members (the keys and "inner").
         let mut keys = vec![
             "event_id".to_string(),
             "event_ts".to_string(),
