@@ -154,9 +154,9 @@ def timed(cmd):
     """compare.timed, keeping what the command printed: (seconds, peak RSS
     MB, stdout)."""
     with tempfile.TemporaryFile("w+") as out:
-        secs, rss = compare.timed(cmd, stdout=out)
+        t = compare.timed(cmd, stdout=out)
         out.seek(0)
-        return secs, rss, out.read()
+        return t.seconds, t.rss_mb, out.read()
 
 
 def ours_value(binary, lake, sql):

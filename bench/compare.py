@@ -31,8 +31,12 @@ and once per run:
   1,000 files of 1,000 events one ingest after another, against one ingest
   of the same events; metrics timed on both lakes.
 
-Wall time and peak RSS come from GNU time. Results print as Markdown and,
-with --write, replace the section between the bench markers of the file.
+Wall time, CPU time (user and system) and peak RSS come from GNU time.
+System time is shown apart because it is what moves most between machines
+and sittings: on the bench's VMs, writing into memory the guest had not
+touched lately cost several times the kernel time of recycled memory
+(BENCHMARKS.md, 2026-12-04). Results print as Markdown and, with --write,
+replace the section between the bench markers of the file.
 """
 
 import argparse
@@ -46,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from typing import NamedTuple
 
 import reshape
 
@@ -58,15 +63,33 @@ BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 
 
+class Timing(NamedTuple):
+    """One whole process under GNU time."""
+    seconds: float
+    rss_mb: float
+    user: float
+    system: float
+
+
 def timed(cmd, env=None, stdout=subprocess.DEVNULL):
-    """Runs cmd under GNU time; returns (seconds, peak RSS MB)."""
+    """Runs cmd under GNU time: wall seconds, peak RSS, user and system CPU seconds."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
-        full = ["/usr/bin/time", "-f", "%e %M", "-o", t.name, *map(str, cmd)]
+        full = ["/usr/bin/time", "-f", "%e %M %U %S", "-o", t.name, *map(str, cmd)]
         proc = subprocess.run(full, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             sys.exit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr}")
-        secs, rss_kb = t.read().split()[-2:]
-        return float(secs), int(rss_kb) / 1024
+        secs, rss_kb, user, system = t.read().split()[-4:]
+        return Timing(float(secs), int(rss_kb) / 1024, float(user), float(system))
+
+
+def summarize(runs):
+    """A tool's repetitions of one job: medians and peak, as results.json keeps them."""
+    return {
+        "seconds": stats([r.seconds for r in runs]),
+        "rss_mb": max(r.rss_mb for r in runs),
+        "cpu_seconds": stats([r.user + r.system for r in runs]),
+        "system_seconds": stats([r.system for r in runs]),
+    }
 
 
 def run(cmd, **kw):
@@ -149,10 +172,7 @@ def bench_size(args, binary, python, work, events):
             samples[peer].append(timed([python, PEERS, "convert", peer, ndjson, peer_out]))
     shutil.rmtree(peer_out, ignore_errors=True)
     for tool, runs in samples.items():
-        result["ingest"][tool] = {
-            "seconds": stats([s for s, _ in runs]),
-            "rss_mb": max(r for _, r in runs),
-        }
+        result["ingest"][tool] = summarize(runs)
     result["ingest_refresh_seconds"] = stats(refresh)
 
     # Metrics on the lake the last ingest left, in alternation.
@@ -174,10 +194,7 @@ def bench_size(args, binary, python, work, events):
         if proc.returncode != 0:
             print(proc.stdout, proc.stderr, file=sys.stderr)
     for tool, runs in samples.items():
-        result["metrics"][tool] = {
-            "seconds": stats([s for s, _ in runs]),
-            "rss_mb": max(r for _, r in runs),
-        }
+        result["metrics"][tool] = summarize(runs)
     result["metrics_agree"] = checks
     return result, lake
 
@@ -192,7 +209,7 @@ def bench_analyst(args, binary, python, lake):
 
 
 def bench_select1(binary, lake, n=20):
-    times = [timed([binary, "--lake", lake, "sql", "select 1"])[0] for _ in range(n)]
+    times = [timed([binary, "--lake", lake, "sql", "select 1"]).seconds for _ in range(n)]
     return stats(times)
 
 
@@ -222,7 +239,7 @@ def bench_small_files(args, binary, work, events):
     for _ in range(args.reps):
         for name, lake in (("one", one), ("many", many)):
             with tempfile.NamedTemporaryFile("w+") as out:
-                samples[name].append(timed([binary, "--lake", lake, *metrics[1:]], stdout=out)[0])
+                samples[name].append(timed([binary, "--lake", lake, *metrics[1:]], stdout=out).seconds)
                 out.seek(0)
                 outputs[name] = out.read()
     files = {
@@ -265,6 +282,11 @@ def versions(binary, python):
     }
 
 
+def cpu_cell(m):
+    """The CPU (user + system) and system cells of a tool's row."""
+    return f"{m['cpu_seconds']['median']:.2f} | {m['system_seconds']['median']:.2f}"
+
+
 def markdown(meta, sizes, select1, small, command):
     out = [BEGIN, "", f"Command: `{command}`", "",
            f"Run {meta['date']} at commit {meta['agentledger']} (release build); "
@@ -272,6 +294,7 @@ def markdown(meta, sizes, select1, small, command):
            f"(Python {meta['python']}, 2 threads each); "
            f"machine: {meta['machine']}.", "",
            "Times are wall-clock seconds of whole processes (median, min–max over the repetitions); "
+           "CPU is the median of user + system seconds, system the median of system seconds alone; "
            "RSS is the peak over the repetitions. Ratio = agentledger's median / the peer's median.", ""]
     for r in sizes:
         out.append(f"### {r['events']:,} events ({r['input_mb']:.0f} MB of NDJSON)")
@@ -280,15 +303,15 @@ def markdown(meta, sizes, select1, small, command):
                            ("metrics", "tenant × week metrics from Parquet")):
             out.append(f"{job} — {label}")
             out.append("")
-            out.append("| tool | median s | min–max s | events/s | MB/s | peak RSS MB | agentledger ÷ tool |")
-            out.append("|---|---:|---:|---:|---:|---:|---:|")
+            out.append("| tool | median s | min–max s | events/s | MB/s | CPU s | system s | peak RSS MB | agentledger ÷ tool |")
+            out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
             ours = r[job]["agentledger"]["seconds"]["median"]
             for tool, m in r[job].items():
                 s = m["seconds"]
                 out.append(
                     f"| {tool} | {s['median']:.2f} | {s['min']:.2f}–{s['max']:.2f} | "
                     f"{r['events'] / s['median']:,.0f} | {r['input_mb'] / s['median']:.0f} | "
-                    f"{m['rss_mb']:.0f} | {ours / s['median']:.2f} |")
+                    f"{cpu_cell(m)} | {m['rss_mb']:.0f} | {ours / s['median']:.2f} |")
             out.append("")
             if job == "ingest":
                 total = r["ingest"]["agentledger"]["seconds"]["median"]
