@@ -18,19 +18,16 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tempfile
 
-EVENTS_PER_RUN = 8.451
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import compare  # noqa: E402
+from compare import EVENTS_PER_RUN  # noqa: E402
 
 
-def timed(cmd, env=None):
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
-        full = ["/usr/bin/time", "-f", "%e %M", "-o", t.name, *map(str, cmd)]
-        proc = subprocess.run(full, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr}")
-        secs, rss_kb = t.read().split()[-2:]
-        return float(secs), int(rss_kb) / 1024
+def timed(cmd):
+    """compare.timed's wall seconds and peak RSS MB."""
+    t = compare.timed(cmd)
+    return t.seconds, t.rss_mb
 
 
 def sample(binary, out, runs, seed):
